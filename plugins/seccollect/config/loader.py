@@ -1,0 +1,214 @@
+"""Find, read and validate connector instance files.
+
+Two entry points match Airflow's two kinds of parse:
+
+* :func:`load_all` — the dag-processor's full parse: every file, each failure collected (never raised)
+  so one broken file cannot hide the other instances' DAGs.
+* :func:`load_for_dag_id` — a worker's parse before a task run (``get_parsing_context().dag_id`` is
+  set): only that DAG's file is read, so task start-up does not grow with the number of instances.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seccollect.config.instance import INSTANCE_TYPES, InstanceBase
+
+#: Environment variable that points at the folder of instance files.
+CONNECTORS_DIR_ENV = "CONNECTORS_DIR"
+
+# Keys that name a credential. Matched on whole words of the key (``api_key``, ``clientSecret``,
+# ``aws-secret-access-key``), so harmless keys such as ``token_scope_note`` do not exist to trip it
+# but ``netskope_tenant`` (no such word) passes.
+_SECRET_WORDS = {"password", "passwd", "secret", "token", "apikey", "credential", "credentials", "privatekey"}
+_SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("client", "secret"), ("secret", "key")}
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class InstanceFileError:
+    """Why one instance file produced no DAG: the file, the field and what is allowed."""
+
+    path: Path
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f" (field '{self.field}')" if self.field else ""
+        return f"{self.path}{where}: {self.message}"
+
+
+class InstanceFileInvalid(ValueError):
+    """Raised by :func:`load_file` for a file that cannot become an instance."""
+
+    def __init__(self, errors: list[InstanceFileError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+def connectors_dir(default: Path | None = None) -> Path:
+    """The folder of instance files: ``$CONNECTORS_DIR``, else ``include/connectors`` of the project."""
+    configured = os.environ.get(CONNECTORS_DIR_ENV)
+    if configured:
+        return Path(configured)
+    if default is not None:
+        return default
+    return Path(__file__).resolve().parents[3] / "include" / "connectors"
+
+
+def instance_files(directory: Path) -> Iterator[Path]:
+    """Every ``*.yaml`` / ``*.yml`` file, sorted so DAG order is stable between parses."""
+    if not directory.is_dir():
+        return iter(())
+    return iter(
+        sorted(
+            p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
+        )
+    )
+
+
+def _words(key: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
+    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
+
+
+def _looks_like_secret(key: str) -> bool:
+    words = _words(key)
+    if any(w in _SECRET_WORDS for w in words):
+        return True
+    return any(pair in _SECRET_PAIRS for pair in zip(words, words[1:], strict=False))
+
+
+def _secret_keys(data: Any, prefix: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(key, str) and _looks_like_secret(key):
+                found.append(dotted)
+            found.extend(_secret_keys(value, dotted + "."))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            found.extend(_secret_keys(item, f"{prefix}{i}."))
+    return found
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    # The discriminated union adds the type tag ("netskope") as the first element; it is noise here.
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in INSTANCE_TYPES:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def parse_instance(data: Any, path: Path) -> InstanceBase:
+    """Validate one instance mapping read from ``path``; raise :class:`InstanceFileInvalid`."""
+    from pydantic import ValidationError
+
+    if not isinstance(data, dict):
+        raise InstanceFileInvalid([InstanceFileError(path, "", "the file must hold a YAML mapping of settings")])
+    secrets = _secret_keys(data)
+    if secrets:
+        raise InstanceFileInvalid(
+            [
+                InstanceFileError(
+                    path,
+                    key,
+                    "looks like a secret; instance files must not hold credentials. Put it in the Airflow "
+                    f"connection named by conn_id ({data.get('conn_id', '<conn_id>')!s}): Admin > Connections, "
+                    "an AIRFLOW_CONN_* variable, or a secrets backend",
+                )
+                for key in secrets
+            ]
+        )
+    kind = data.get("type")
+    model = INSTANCE_TYPES.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise InstanceFileInvalid(
+            [InstanceFileError(path, "type", f"{kind!r} is not a connector type; use one of {', '.join(INSTANCE_TYPES)}")]
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            loc = _format_loc(err["loc"])
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown setting; allowed settings are {', '.join(sorted(model.model_fields))}"
+            elif err["type"] == "missing":
+                msg = f"required setting is missing ({model.model_fields[loc].description or ''})".rstrip(" ()")
+            errors.append(InstanceFileError(path, loc, msg))
+        raise InstanceFileInvalid(errors) from None
+
+
+def load_file(path: Path) -> InstanceBase:
+    """Read and validate one instance file; raise :class:`InstanceFileInvalid` naming file and field."""
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InstanceFileInvalid([InstanceFileError(path, "", f"cannot read the file: {exc}")]) from None
+    return parse_instance(data, path)
+
+
+@dataclass
+class LoadResult:
+    """Valid, enabled instances plus the errors of the files that produced none."""
+
+    instances: list[InstanceBase]
+    errors: list[InstanceFileError]
+
+
+def load_all(directory: Path | None = None) -> LoadResult:
+    """Validate every instance file; collect failures (including dag_id clashes) instead of raising."""
+    directory = connectors_dir(directory)
+    instances: list[InstanceBase] = []
+    errors: list[InstanceFileError] = []
+    seen: dict[str, Path] = {}
+    for path in instance_files(directory):
+        try:
+            instance = load_file(path)
+        except InstanceFileInvalid as exc:
+            errors.extend(exc.errors)
+            continue
+        if not instance.enabled:
+            continue
+        if instance.dag_id in seen:
+            errors.append(
+                InstanceFileError(path, "name", f"dag_id {instance.dag_id!r} is already produced by {seen[instance.dag_id]}")
+            )
+            continue
+        seen[instance.dag_id] = path
+        instances.append(instance)
+    return LoadResult(instances, errors)
+
+
+def load_for_dag_id(dag_id: str, directory: Path | None = None) -> InstanceBase | None:
+    """The instance behind ``dag_id``, reading as few files as possible.
+
+    Instance files are expected to be named after their DAG (``<dag_id>.yaml``); that file is tried
+    first, so a task start reads one file whatever the number of instances. A file named otherwise is
+    still found by falling back to a full scan.
+    """
+    directory = connectors_dir(directory)
+    for suffix in (".yaml", ".yml"):
+        candidate = directory / f"{dag_id}{suffix}"
+        if candidate.is_file():
+            try:
+                instance = load_file(candidate)
+            except InstanceFileInvalid:
+                break
+            if instance.dag_id == dag_id and instance.enabled:
+                return instance
+    for instance in load_all(directory).instances:
+        if instance.dag_id == dag_id:
+            return instance
+    return None

@@ -1,0 +1,137 @@
+"""The warehouse indices: one table per index of the guides, each = envelope columns + typed columns.
+
+This module is the single description of every table's columns; the staging writer (Arrow schema),
+the DuckDB and PostgreSQL DDL and the loaders are all derived from it, so adding a column is a
+one-line change here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ColumnType = Literal["text", "timestamp", "bigint", "double", "boolean", "json"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    nullable: bool = True
+
+
+#: Every record of every index carries these (CONNECTORS.md, "Record envelope").
+ENVELOPE: tuple[Column, ...] = (
+    Column("record_id", "text", nullable=False),
+    Column("tenant", "text", nullable=False),
+    Column("instance", "text", nullable=False),
+    Column("content_type", "text", nullable=False),
+    Column("msg_class", "text", nullable=False),
+    Column("msg_origin_source", "text", nullable=False),
+    Column("msg_origin_vendor", "text", nullable=False),
+    Column("msg_origin_category", "text", nullable=False),
+    Column("vendor_id", "text"),
+    Column("event_time", "timestamp"),
+    Column("ingest_time", "timestamp", nullable=False),
+    Column("window_start", "timestamp", nullable=False),
+    Column("window_end", "timestamp", nullable=False),
+    Column("raw", "json", nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Index:
+    """A warehouse table of records, keyed by ``record_id``."""
+
+    name: str
+    typed_columns: tuple[Column, ...] = ()
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return ENVELOPE + self.typed_columns
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+SYSLOG = Index("syslog")
+ASSETS = Index(
+    "assets",
+    (Column("asset_id", "text"), Column("hostname", "text"), Column("ip_address", "text"), Column("os", "text")),
+)
+SCANS = Index(
+    "scans",
+    (
+        Column("asset_id", "text"),
+        Column("vulnerability_id", "text"),
+        Column("severity", "text"),
+        Column("status", "text"),
+    ),
+)
+AWS_EVENTS = Index(
+    "aws_events",
+    (
+        Column("account_id", "text"),
+        Column("aws_region", "text"),
+        Column("event_source", "text"),
+        Column("event_name", "text"),
+        Column("source_ip", "text"),
+        Column("user_arn", "text"),
+        Column("error_code", "text"),
+        Column("action", "text"),
+        Column("s3_key", "text"),
+    ),
+)
+TRAFFIC = Index(
+    "traffic",
+    (
+        Column("account_id", "text"),
+        Column("interface_id", "text"),
+        Column("src_addr", "text"),
+        Column("dst_addr", "text"),
+        Column("src_port", "bigint"),
+        Column("dst_port", "bigint"),
+        Column("protocol", "bigint"),
+        Column("packets", "bigint"),
+        Column("bytes", "bigint"),
+        Column("action", "text"),
+        Column("log_status", "text"),
+        Column("s3_key", "text"),
+    ),
+)
+#: Mapped alerts: one row per deduplication key (``record_id`` is the key's id). ``raw`` holds the
+#: latest raw alert behind the key; the per-raw-alert links live in ALERT_SOURCES.
+ALERTS = Index(
+    "alerts",
+    (
+        Column("alert_kind", "text", nullable=False),
+        Column("user_name", "text"),
+        Column("dedup_id", "text"),
+        Column("first_seen", "timestamp", nullable=False),
+        Column("last_seen", "timestamp", nullable=False),
+        Column("raw_count", "bigint", nullable=False),
+        Column("latest_record_id", "text", nullable=False),
+    ),
+)
+
+INDICES: dict[str, Index] = {i.name: i for i in (SYSLOG, ASSETS, SCANS, AWS_EVENTS, TRAFFIC, ALERTS)}
+
+#: Links every raw alert to the alert row it maps to. Alerts rows are recomputed from these links, so
+#: re-running or backfilling windows in any order can never change a count.
+ALERT_SOURCES: tuple[Column, ...] = (
+    Column("alert_key", "text", nullable=False),
+    Column("record_id", "text", nullable=False),
+    Column("tenant", "text", nullable=False),
+    Column("instance", "text", nullable=False),
+    Column("content_type", "text", nullable=False),
+    Column("msg_class", "text", nullable=False),
+    Column("msg_origin_source", "text", nullable=False),
+    Column("msg_origin_vendor", "text", nullable=False),
+    Column("msg_origin_category", "text", nullable=False),
+    Column("alert_kind", "text", nullable=False),
+    Column("user_name", "text"),
+    Column("dedup_id", "text"),
+    Column("event_time", "timestamp", nullable=False),
+    Column("raw", "json", nullable=False),
+)

@@ -1,0 +1,298 @@
+"""One warehouse interface, two backends (DuckDB file, PostgreSQL).
+
+Every load of a window happens in ONE transaction: the window's rows, its quarantined records, the
+objects it consumed and its ledger entry commit together or not at all. Rows are inserted with
+"insert unless the record_id exists", so re-running, clearing or backfilling a window never
+duplicates a row, and the ledger tells exactly what each window added.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from seccollect.records.indices import ALERT_SOURCES, INDICES, Column
+from seccollect.staging.store import StagedBatch
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class WindowKey:
+    """Identifies one collected window of one content type of one instance (DAG)."""
+
+    dag_id: str
+    content_type: str
+    window_start: datetime
+    window_end: datetime
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """A record or object that could not be parsed, kept with the reason instead of being dropped."""
+
+    source_ref: str
+    reason: str
+    raw: str | None = None
+
+
+@dataclass(frozen=True)
+class ConsumedObject:
+    """An S3 object (or other source unit) fully processed by this window: never read again."""
+
+    bucket: str
+    key: str
+    etag: str
+    records: int
+    status: str  # "loaded" or "quarantined"
+
+
+@dataclass
+class TableLoad:
+    staged: int = 0
+    inserted: int = 0
+
+    @property
+    def duplicates(self) -> int:
+        return self.staged - self.inserted
+
+
+@dataclass
+class LoadReport:
+    """What one window's load did, per table; returned to XCom and printed by the demo."""
+
+    tables: dict[str, TableLoad] = field(default_factory=dict)
+    alerts_touched: int = 0
+    quarantined: int = 0
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {
+            "tables": {
+                name: {"staged": t.staged, "inserted": t.inserted, "duplicates": t.duplicates}
+                for name, t in self.tables.items()
+            },
+            "alerts_touched": self.alerts_touched,
+            "quarantined": self.quarantined,
+        }
+
+
+LEDGER_COLUMNS: tuple[Column, ...] = (
+    Column("dag_id", "text", nullable=False),
+    Column("content_type", "text", nullable=False),
+    Column("window_start", "timestamp", nullable=False),
+    Column("window_end", "timestamp", nullable=False),
+    Column("run_id", "text"),
+    Column("staged_rows", "bigint", nullable=False),
+    Column("inserted_rows", "bigint", nullable=False),
+    Column("duplicate_rows", "bigint", nullable=False),
+    Column("quarantined", "bigint", nullable=False),
+    Column("cursor", "json"),
+    Column("loaded_at", "timestamp", nullable=False),
+)
+QUARANTINE_COLUMNS: tuple[Column, ...] = (
+    Column("dag_id", "text", nullable=False),
+    Column("content_type", "text", nullable=False),
+    Column("source_ref", "text", nullable=False),
+    Column("reason", "text", nullable=False),
+    Column("raw", "text"),
+    Column("window_start", "timestamp", nullable=False),
+    Column("window_end", "timestamp", nullable=False),
+    Column("quarantined_at", "timestamp", nullable=False),
+)
+OBJECT_LEDGER_COLUMNS: tuple[Column, ...] = (
+    Column("dag_id", "text", nullable=False),
+    Column("bucket", "text", nullable=False),
+    Column("key", "text", nullable=False),
+    Column("etag", "text", nullable=False),
+    Column("records", "bigint", nullable=False),
+    Column("status", "text", nullable=False),
+    Column("window_start", "timestamp", nullable=False),
+    Column("window_end", "timestamp", nullable=False),
+    Column("loaded_at", "timestamp", nullable=False),
+)
+
+#: Every table the pipeline owns, with its primary key.
+TABLES: dict[str, tuple[tuple[Column, ...], tuple[str, ...]]] = {
+    **{name: (index.columns, ("record_id",)) for name, index in INDICES.items()},
+    "alert_sources": (ALERT_SOURCES, ("alert_key", "record_id")),
+    "collection_ledger": (LEDGER_COLUMNS, ("dag_id", "content_type", "window_start", "window_end")),
+    "quarantine": (QUARANTINE_COLUMNS, ("dag_id", "content_type", "source_ref")),
+    "object_ledger": (OBJECT_LEDGER_COLUMNS, ("dag_id", "bucket", "key", "etag")),
+}
+
+
+def create_table_sql(name: str, sql_types: dict[str, str], schema: str | None = None) -> str:
+    columns, key = TABLES[name]
+    qualified = f"{schema}.{name}" if schema else name
+    cols = ",\n  ".join(f"{c.name} {sql_types[c.type]}{'' if c.nullable else ' NOT NULL'}" for c in columns)
+    return f"CREATE TABLE IF NOT EXISTS {qualified} (\n  {cols},\n  PRIMARY KEY ({', '.join(key)})\n)"
+
+
+_RECORD_TABLES = tuple(INDICES)
+
+# Recomputes the Alerts rows of the keys a window touched from ALL their links. Because the result is a
+# function of the link set (and links are insert-if-absent), re-runs, overlaps and out-of-order
+# backfills cannot change first/last seen or counts. Written once for both backends (both support
+# DISTINCT ON and ON CONFLICT ... DO UPDATE).
+_RECOMPUTE_ALERTS = """
+INSERT INTO alerts (record_id, tenant, instance, content_type, msg_class, msg_origin_source,
+    msg_origin_vendor, msg_origin_category, vendor_id, event_time, ingest_time, window_start,
+    window_end, raw, alert_kind, user_name, dedup_id, first_seen, last_seen, raw_count, latest_record_id)
+SELECT l.alert_key, l.tenant, l.instance, l.content_type, l.msg_class, l.msg_origin_source,
+    l.msg_origin_vendor, l.msg_origin_category, l.dedup_id, agg.last_seen, ?, ?, ?,
+    l.raw, l.alert_kind, l.user_name, l.dedup_id, agg.first_seen, agg.last_seen, agg.raw_count, l.record_id
+FROM (
+    SELECT DISTINCT ON (alert_key) * FROM alert_sources
+    WHERE alert_key IN (SELECT DISTINCT alert_key FROM {staged})
+    ORDER BY alert_key, event_time DESC, record_id DESC
+) l
+JOIN (
+    SELECT alert_key, min(event_time) AS first_seen, max(event_time) AS last_seen, count(*) AS raw_count
+    FROM alert_sources WHERE alert_key IN (SELECT DISTINCT alert_key FROM {staged})
+    GROUP BY alert_key
+) agg ON agg.alert_key = l.alert_key
+ON CONFLICT (record_id) DO UPDATE SET
+    event_time = excluded.event_time, ingest_time = excluded.ingest_time,
+    window_start = excluded.window_start, window_end = excluded.window_end, raw = excluded.raw,
+    first_seen = excluded.first_seen, last_seen = excluded.last_seen, raw_count = excluded.raw_count,
+    latest_record_id = excluded.latest_record_id
+"""
+
+
+class Warehouse(abc.ABC):
+    """A place windows are loaded into.
+
+    The load algorithm is written once here; backends supply only the mechanics: how to make an Arrow
+    table queryable inside the transaction (:meth:`_stage`), how to run a statement, and transactions.
+    """
+
+    #: Name shown in logs and the demo summary.
+    kind: str
+    #: SQL type per :data:`~seccollect.records.indices.ColumnType`.
+    sql_types: dict[str, str]
+
+    # --- backend mechanics ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement inside the current transaction; return the number of rows it changed."""
+
+    @abc.abstractmethod
+    def _stage(self, name: str, table: str, data: pa.Table) -> str:
+        """Make ``data`` (rows of ``table``) queryable in the current transaction; return its name."""
+
+    @abc.abstractmethod
+    def _unstage(self, name: str) -> None:
+        """Release what :meth:`_stage` created."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Context manager: commit on success, roll back on any exception."""
+
+    @abc.abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query (tests, the demo summary, operators that need the ledger)."""
+
+    # --- shared semantics -----------------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        """Create every table if missing (idempotent)."""
+        with self.transaction():
+            for name in TABLES:
+                self._execute(create_table_sql(name, self.sql_types))
+
+    def _insert_absent(self, table: str, data: pa.Table) -> int:
+        columns = ", ".join(c.name for c in TABLES[table][0])
+        staged = self._stage(f"stg_{table}", table, data)
+        try:
+            return self._execute(
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staged} ON CONFLICT DO NOTHING"
+            )
+        finally:
+            self._unstage(staged)
+
+    def load_window(
+        self,
+        window: WindowKey,
+        batches: Sequence[StagedBatch],
+        *,
+        run_id: str | None = None,
+        quarantine: Sequence[QuarantineEntry] = (),
+        consumed: Sequence[ConsumedObject] = (),
+        cursor: str | None = None,
+    ) -> LoadReport:
+        """Load a window's staged batches, quarantine, consumed objects and ledger in one transaction."""
+        from seccollect.staging.store import read_batch
+
+        report = LoadReport()
+        now = datetime.now(UTC)
+        with self.transaction():
+            for batch in batches:
+                data = read_batch(batch)
+                if batch.table == "alert_sources":
+                    self._insert_absent("alert_sources", data)
+                    staged = self._stage("stg_alert_keys", "alert_sources", data)
+                    try:
+                        report.alerts_touched += self._execute(
+                            _RECOMPUTE_ALERTS.format(staged=staged), (now, window.window_start, window.window_end)
+                        )
+                    finally:
+                        self._unstage(staged)
+                    continue
+                stats = report.tables.setdefault(batch.table, TableLoad())
+                stats.staged += data.num_rows
+                stats.inserted += self._insert_absent(batch.table, data)
+            for entry in quarantine:
+                self._execute(
+                    "INSERT INTO quarantine (dag_id, content_type, source_ref, reason, raw, window_start, "
+                    "window_end, quarantined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (dag_id, content_type, source_ref) DO UPDATE SET reason = excluded.reason, "
+                    "raw = excluded.raw, quarantined_at = excluded.quarantined_at",
+                    (window.dag_id, window.content_type, entry.source_ref, entry.reason, entry.raw,
+                     window.window_start, window.window_end, now),
+                )
+            report.quarantined = len(quarantine)
+            for obj in consumed:
+                self._execute(
+                    "INSERT INTO object_ledger (dag_id, bucket, key, etag, records, status, window_start, "
+                    "window_end, loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (window.dag_id, obj.bucket, obj.key, obj.etag, obj.records, obj.status,
+                     window.window_start, window.window_end, now),
+                )
+            staged_rows = sum(t.staged for t in report.tables.values())
+            inserted_rows = sum(t.inserted for t in report.tables.values())
+            self._execute(
+                "INSERT INTO collection_ledger (dag_id, content_type, window_start, window_end, run_id, "
+                "staged_rows, inserted_rows, duplicate_rows, quarantined, cursor, loaded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (dag_id, content_type, window_start, window_end) DO UPDATE SET "
+                "run_id = excluded.run_id, staged_rows = excluded.staged_rows, "
+                "inserted_rows = collection_ledger.inserted_rows + excluded.inserted_rows, "
+                "duplicate_rows = excluded.duplicate_rows, quarantined = excluded.quarantined, "
+                "cursor = excluded.cursor, loaded_at = excluded.loaded_at",
+                (window.dag_id, window.content_type, window.window_start, window.window_end, run_id,
+                 staged_rows, inserted_rows, staged_rows - inserted_rows, len(quarantine), cursor, now),
+            )
+        return report
+
+    def consumed_objects(self, dag_id: str, bucket: str, keys: Sequence[str]) -> set[tuple[str, str]]:
+        """``(key, etag)`` pairs already processed, so no object is read twice."""
+        if not keys:
+            return set()
+        rows = self.query("SELECT key, etag FROM object_ledger WHERE dag_id = ? AND bucket = ?", (dag_id, bucket))
+        wanted = set(keys)
+        return {(k, e) for k, e in rows if k in wanted}
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release connections."""
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
