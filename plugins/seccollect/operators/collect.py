@@ -29,6 +29,12 @@ def parse_window_bound(value: Any) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+#: By default a run collects its data interval; a manual run may name any other window in its conf
+#: (``{"window_start": "...", "window_end": "..."}``) to replay it — idempotently, like any run.
+DEFAULT_WINDOW_START = "{{ (dag_run.conf or {}).get('window_start') or data_interval_start }}"
+DEFAULT_WINDOW_END = "{{ (dag_run.conf or {}).get('window_end') or data_interval_end }}"
+
+
 class BaseCollectOperator(BaseOperator):
     """Collect one content type for the DAG run's data interval and stage it.
 
@@ -38,8 +44,10 @@ class BaseCollectOperator(BaseOperator):
     :param tenant: tenant name stamped on every record.
     :param instance_name: connector instance name stamped on every record.
     :param content_type: the content type this task collects.
-    :param window_start: start of the window; defaults to the run's ``data_interval_start``.
-    :param window_end: end of the window; defaults to the run's ``data_interval_end``.
+    :param window_start: start of the window (templated); defaults to the run conf's ``window_start``,
+        else the run's ``data_interval_start``.
+    :param window_end: end of the window (templated); defaults to the run conf's ``window_end``, else
+        the run's ``data_interval_end``.
     """
 
     template_fields: Sequence[str] = ("window_start", "window_end")
@@ -51,8 +59,8 @@ class BaseCollectOperator(BaseOperator):
         tenant: str,
         instance_name: str,
         content_type: str,
-        window_start: str | datetime = "{{ data_interval_start }}",
-        window_end: str | datetime = "{{ data_interval_end }}",
+        window_start: str | datetime = DEFAULT_WINDOW_START,
+        window_end: str | datetime = DEFAULT_WINDOW_END,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -1,0 +1,149 @@
+"""Test-wide set-up: an isolated Airflow home, real services (PostgreSQL) or an honest skip, simulators.
+
+Airflow reads its configuration when first imported, so the environment is fixed here, before any
+test module imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_HOME = Path(tempfile.mkdtemp(prefix="seccollect-test-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "SECCOLLECT_STAGING_URL": "file://" + str(_HOME / "staging"),
+        "CONNECTORS_DIR": str(REPO / "include" / "connectors"),
+        "SCARF_NO_ANALYTICS": "true",
+        "DO_NOT_TRACK": "1",
+    }
+)
+os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+
+#: CI sets REQUIRE_SERVICES=1 so a missing PostgreSQL fails the run instead of skipping tests.
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+PG_HOST = os.environ.get("SECCOLLECT_TEST_PGHOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("SECCOLLECT_TEST_PGPORT", "5432"))
+PG_USER = os.environ.get("SECCOLLECT_TEST_PGUSER", "postgres")
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated metadata database (SQLite in the test Airflow home), created once per session."""
+    marker = _HOME / ".migrated"
+    if not marker.exists():
+        airflow = Path(sys.executable).with_name("airflow")
+        subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+        marker.touch()
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> dict[str, object]:
+    """Connection parameters of the PostgreSQL server, or a skip (a failure under REQUIRE_SERVICES=1)."""
+    import psycopg
+
+    params = {"host": PG_HOST, "port": PG_PORT, "user": PG_USER}
+    try:
+        psycopg.connect(dbname="postgres", connect_timeout=3, **params).close()
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT} as {PG_USER}: {exc}".strip()
+        if REQUIRE_SERVICES:
+            pytest.fail(message + " (REQUIRE_SERVICES=1)")
+        pytest.skip(message)
+    return params
+
+
+@pytest.fixture
+def postgres_database(postgres_server: dict[str, object]) -> Iterator[dict[str, object]]:
+    """A fresh database of its own for one test, dropped afterwards, so runs never interfere."""
+    import psycopg
+
+    name = f"seccollect_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dbname="postgres", autocommit=True, **postgres_server) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {**postgres_server, "dbname": name}
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True, **postgres_server) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse_conn(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Registers the Airflow connection ``seccollect_warehouse`` on DuckDB or PostgreSQL; returns its type."""
+    if request.param == "duckdb":
+        conn = {"conn_type": "duckdb", "host": str(tmp_path / "warehouse.duckdb")}
+    else:
+        db = request.getfixturevalue("postgres_database")
+        conn = {"conn_type": "postgres", "host": db["host"], "port": db["port"], "login": db["user"], "schema": db["dbname"]}
+    monkeypatch.setenv("AIRFLOW_CONN_SECCOLLECT_WAREHOUSE", json.dumps(conn))
+    return request.param
+
+
+@pytest.fixture
+def open_test_warehouse(warehouse_conn: str):
+    """Open the warehouse registered by ``warehouse_conn`` (schema ensured)."""
+    from seccollect.warehouse import open_warehouse
+
+    def _open():
+        wh = open_warehouse("seccollect_warehouse")
+        wh.ensure_schema()
+        return wh
+
+    return _open
+
+
+#: The Netskope test tenant's data: two hours of seeded records on a fixed day.
+NETSKOPE_START = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
+NETSKOPE_END = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+NETSKOPE_V1_TOKEN = "test-v1-token-5f2c"
+NETSKOPE_V2_TOKEN = "test-v2-token-9a7e"
+
+
+@pytest.fixture(scope="session")
+def netskope_dataset():
+    from seccollect.simulators.netskope import NetskopeDataset
+
+    return NetskopeDataset(seed=11, start=NETSKOPE_START, end=NETSKOPE_END)
+
+
+@pytest.fixture
+def netskope_sim(netskope_dataset, monkeypatch: pytest.MonkeyPatch):
+    """A Netskope simulator on 127.0.0.1 (clock after all data is inserted) + connections pointing at it."""
+    from seccollect.simulators.base import SimulatorServer
+    from seccollect.simulators.netskope import ALL_V2_SCOPES, NetskopeSimulator
+
+    app = NetskopeSimulator(
+        netskope_dataset,
+        v1_token=NETSKOPE_V1_TOKEN,
+        v2_tokens={NETSKOPE_V2_TOKEN: ALL_V2_SCOPES},
+        clock=lambda: NETSKOPE_END.timestamp() + 86_400,
+    )
+    with SimulatorServer(app) as server:
+        for conn_id, token, version in (
+            ("netskope_test", NETSKOPE_V2_TOKEN, "v2"),
+            ("netskope_test_v1", NETSKOPE_V1_TOKEN, "v1"),
+        ):
+            monkeypatch.setenv(
+                f"AIRFLOW_CONN_{conn_id.upper()}",
+                json.dumps(
+                    {"conn_type": "netskope", "password": token, "extra": {"base_url": server.url, "api_version": version}}
+                ),
+            )
+        yield app
