@@ -54,13 +54,14 @@ class InstanceFileInvalid(ValueError):
         super().__init__("\n".join(str(e) for e in errors))
 
 
-def connectors_dir(default: Path | None = None) -> Path:
-    """The folder of instance files: ``$CONNECTORS_DIR``, else ``include/connectors`` of the project."""
+def connectors_dir(directory: Path | None = None) -> Path:
+    """The folder of instance files: ``directory`` if given, else ``$CONNECTORS_DIR``, else the
+    project's ``include/connectors``."""
+    if directory is not None:
+        return Path(directory)
     configured = os.environ.get(CONNECTORS_DIR_ENV)
     if configured:
         return Path(configured)
-    if default is not None:
-        return default
     return Path(__file__).resolve().parents[3] / "include" / "connectors"
 
 
