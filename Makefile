@@ -1,0 +1,42 @@
+# Two commands matter on a fresh machine (Python 3.11):  make demo   and   make test
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export SCARF_NO_ANALYTICS := true
+export DO_NOT_TRACK := 1
+
+.PHONY: demo test venv airflow lint bench clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+## The demo: simulators + moto, every demo connector DAG over the last hour, a summary table.
+demo: venv
+	$(PY) -m seccollect.devtools.demo --fresh
+
+## The whole test suite (PostgreSQL tests skip when the server is absent, unless REQUIRE_SERVICES=1).
+test: venv
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -p no:logging
+
+## The Airflow UI on the demo's home, DAGs and connections (run `make demo` first).
+airflow: venv
+	$(PY) -m seccollect.devtools.airflow_ui
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: venv
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) bench/dag_generation.py
+	$(PY) bench/load_throughput.py
+	$(PY) bench/alert_mapping.py
+
+clean:
+	rm -rf .airflow .demo

@@ -1,0 +1,255 @@
+"""The demo: every enabled demo connector DAG over the last hour, through real Airflow, then a summary.
+
+``python -m seccollect.devtools.demo`` (``make demo``) does, in order:
+
+1. initialise the Airflow home inside the checkout (``.airflow/``, ignored by git) and its database;
+2. start the local vendor simulators and a moto S3/STS server (fixed local ports, see below);
+3. register the Airflow connections that point at them, and the ``warehouse_loads`` pool;
+4. fill the moto bucket with the last hours of CloudTrail / VPC flow / WAF logs;
+5. run each enabled DAG of ``include/connectors`` once per data interval of the last hour
+   (``dag.test()``: the real task runner, XCom, retries, the metadata database);
+6. print per instance and per index: records loaded, duplicates skipped, alerts mapped, failures;
+7. stop every process it started.
+
+The same home, connections and ports are used by ``make airflow`` (``airflow standalone``), so the
+UI shows these DAGs and their runs afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[3]
+AIRFLOW_HOME = REPO / ".airflow"
+DEMO_DIR = REPO / ".demo"
+NETSKOPE_PORT = int(os.environ.get("DEMO_NETSKOPE_PORT", "18801"))
+MOTO_PORT = int(os.environ.get("DEMO_MOTO_PORT", "18802"))
+DEMO_V1_TOKEN = "demo-netskope-v1-token"
+DEMO_V2_TOKEN = "demo-netskope-v2-token"
+WAREHOUSE_PATH = DEMO_DIR / "warehouse.duckdb"
+
+
+def demo_environment() -> dict[str, str]:
+    """Environment shared by the demo, ``make airflow`` and the CLI calls they make."""
+    return {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "CONNECTORS_DIR": str(REPO / "include" / "connectors"),
+        "SECCOLLECT_STAGING_URL": "file://" + str(DEMO_DIR / "staging"),
+        "SIM_NETSKOPE_V1_TOKEN": DEMO_V1_TOKEN,
+        "SIM_NETSKOPE_V2_TOKEN": DEMO_V2_TOKEN,
+        "SCARF_NO_ANALYTICS": "true",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+def demo_connections() -> dict[str, dict[str, Any]]:
+    """The Airflow connections of the demo instances, pointing at the local simulators."""
+    netskope_url = f"http://127.0.0.1:{NETSKOPE_PORT}"
+    return {
+        "seccollect_warehouse": {"conn_type": "duckdb", "host": str(WAREHOUSE_PATH)},
+        "netskope_demo": {
+            "conn_type": "netskope",
+            "host": "demo",
+            "password": DEMO_V2_TOKEN,
+            "extra": json.dumps({"api_version": "v2", "base_url": netskope_url}),
+        },
+        "netskope_demo_v1": {
+            "conn_type": "netskope",
+            "host": "demo",
+            "password": DEMO_V1_TOKEN,
+            "extra": json.dumps({"api_version": "v1", "base_url": netskope_url}),
+        },
+        "aws_demo": {
+            "conn_type": "aws",
+            "login": "demo-access-key",
+            "password": "demo-secret-key",
+            "extra": json.dumps({"endpoint_url": f"http://127.0.0.1:{MOTO_PORT}", "region_name": "us-east-1"}),
+        },
+    }
+
+
+def _airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    airflow = Path(sys.executable).with_name("airflow")
+    return subprocess.run([str(airflow), *args], env=env, check=True, capture_output=True, text=True)
+
+
+def prepare_airflow(env: dict[str, str]) -> None:
+    """Airflow home + database, the demo connections and the load pool (idempotent)."""
+    AIRFLOW_HOME.mkdir(exist_ok=True)
+    DEMO_DIR.mkdir(exist_ok=True)
+    _airflow("db", "migrate", env=env)
+    conn_file = DEMO_DIR / "connections.json"
+    conn_file.write_text(json.dumps(demo_connections(), indent=2))
+    _airflow("connections", "import", "--overwrite", str(conn_file), env=env)
+    _airflow("pools", "set", "warehouse_loads", "1", "one writer at a time (DuckDB allows a single writer)", env=env)
+
+
+def _wait_for_port(port: int, timeout: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+@contextmanager
+def background(cmd: list[str], env: dict[str, str], port: int, log_name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` until the block ends; it must listen on ``port`` first."""
+    log = open(DEMO_DIR / log_name, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def services(env: dict[str, str]) -> ExitStack:
+    """Start the vendor simulators and moto; the returned stack stops them."""
+    stack = ExitStack()
+    python = sys.executable
+    stack.enter_context(
+        background(
+            [python, "-m", "seccollect.simulators", "--netskope-port", str(NETSKOPE_PORT), "--hours", "3",
+             "--state-file", str(DEMO_DIR / "simulators.json")],
+            env, NETSKOPE_PORT, "simulators.log",
+        )
+    )
+    stack.enter_context(
+        background([python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(MOTO_PORT)], env, MOTO_PORT, "moto.log")
+    )
+    return stack
+
+
+def intervals(dag: Any, now: datetime, span: timedelta) -> list[tuple[datetime, datetime]]:
+    """The DAG's complete data intervals that end within the last ``span`` before ``now``."""
+    import pendulum
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    timetable = coerce_to_core_timetable(dag.timetable)
+    restriction = TimeRestriction(earliest=pendulum.instance(now - span), latest=pendulum.instance(now), catchup=True)
+    found: list[tuple[datetime, datetime]] = []
+    last: DataInterval | None = None
+    while True:
+        info = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+        if info is None or info.data_interval.end > now:
+            return found
+        found.append((info.data_interval.start, info.data_interval.end))
+        last = info.data_interval
+
+
+def run_dags(span: timedelta) -> list[dict[str, Any]]:
+    """Run every enabled demo DAG over its intervals of the last ``span``; return one row per run."""
+    from seccollect.dag_factory.builder import register_dags
+
+    namespace: dict[str, Any] = {}
+    errors = register_dags(namespace)
+    for error in errors:
+        print(f"  instance file problem (no DAG): {error}")
+    now = datetime.now(UTC)
+    runs: list[dict[str, Any]] = []
+    for dag_id, dag in sorted(namespace.items()):
+        windows = intervals(dag, now, span)
+        print(f"  {dag_id}: {len(windows)} interval(s)", flush=True)
+        for start, end in windows:
+            began = time.monotonic()
+            dag_run = dag.test(logical_date=end, run_conf={"window_start": start.isoformat(), "window_end": end.isoformat()})
+            states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+            failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
+            runs.append({"dag_id": dag_id, "start": start, "end": end, "state": str(dag_run.state),
+                         "failed_tasks": failed, "seconds": time.monotonic() - began})
+    return runs
+
+
+def summary(runs: list[dict[str, Any]]) -> str:
+    """Per instance and index: records loaded, duplicates skipped, alerts mapped, failures."""
+    from seccollect.warehouse.duckdb import DuckDBWarehouse
+
+    failures: dict[str, int] = {}
+    for run in runs:
+        failures[run["dag_id"]] = failures.get(run["dag_id"], 0) + (1 if run["state"] != "success" else 0)
+    rows: list[tuple[str, str, int, int, int, int]] = []
+    with DuckDBWarehouse(str(WAREHOUSE_PATH)) as wh:
+        wh.ensure_schema()
+        ledger = wh.query(
+            "SELECT dag_id, content_type, sum(inserted_rows), sum(duplicate_rows), sum(quarantined) "
+            "FROM collection_ledger GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        alerts = {(t, i): n for t, i, n in wh.query("SELECT tenant, instance, count(*) FROM alerts GROUP BY 1, 2")}
+    from seccollect.config.loader import load_all
+    from seccollect.dag_factory.builder import indices_of
+
+    by_dag = {i.dag_id: i for i in load_all().instances}
+    for dag_id, content_type, inserted, duplicates, quarantined in ledger:
+        instance = by_dag.get(dag_id)
+        index = ",".join(indices_of(instance)) if instance else "?"
+        mapped = alerts.get((instance.tenant, instance.name), 0) if instance and content_type == "alert" else 0
+        rows.append((dag_id, f"{content_type} -> {index}", int(inserted or 0), int(duplicates or 0), int(mapped),
+                     int(quarantined or 0)))
+    header = ("instance (DAG)", "content -> index", "loaded", "duplicates skipped", "alerts mapped", "quarantined")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True))  # noqa: E731
+    out = [line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)]
+    out.append("")
+    for dag_id in sorted(failures):
+        total = sum(1 for r in runs if r["dag_id"] == dag_id)
+        out.append(f"{dag_id}: {total - failures[dag_id]}/{total} runs succeeded, {failures[dag_id]} failed")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=int, default=60, help="how far back intervals are run")
+    parser.add_argument("--fresh", action="store_true", help="start from an empty warehouse and staging area")
+    args = parser.parse_args(argv)
+
+    env = {**os.environ, **demo_environment()}
+    os.environ.update(demo_environment())
+    DEMO_DIR.mkdir(exist_ok=True)
+    if args.fresh:
+        WAREHOUSE_PATH.unlink(missing_ok=True)
+    print(f"Airflow home: {AIRFLOW_HOME}")
+    prepare_airflow(env)
+    # dag.test() in this process resolves connections through the environment like a worker would.
+    for conn_id, conn in demo_connections().items():
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
+    started = time.monotonic()
+    with services(env):
+        print(f"Simulators: Netskope http://127.0.0.1:{NETSKOPE_PORT}, S3/STS (moto) http://127.0.0.1:{MOTO_PORT}")
+        print(f"Running every enabled DAG over the last {args.minutes} minutes of intervals:", flush=True)
+        runs = run_dags(timedelta(minutes=args.minutes))
+    print()
+    print(summary(runs))
+    print(f"\nDone in {time.monotonic() - started:.0f}s. Warehouse: {WAREHOUSE_PATH}")
+    print("Open the Airflow UI on these DAGs and runs:  make airflow   (then http://localhost:8080)")
+    return 0 if all(r["state"] == "success" for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
