@@ -51,13 +51,12 @@ def timetable_for(minutes: int) -> CronDataIntervalTimetable | DeltaDataInterval
     return DeltaDataIntervalTimetable(timedelta(minutes=minutes))
 
 
-def indices_of(instance: InstanceBase) -> list[str]:
-    """Warehouse tables an instance writes to (for docs and tags)."""
-    if instance.connector_type == "netskope":
-        return ["syslog", "alerts"] if "alert" in instance.selected_content_types else ["syslog"]
+def indices_of(instance: InstanceBase, content_type: str | None = None) -> list[str]:
+    """Warehouse tables an instance (or one of its content types) writes to."""
     if instance.connector_type == "aws_cloudtrail":
         return ["traffic"] if instance.sub_type == "vpcflow" else ["aws_events"]  # type: ignore[attr-defined]
-    return ["syslog"]
+    content_types = [content_type] if content_type else instance.selected_content_types
+    return ["syslog", "alerts"] if "alert" in content_types and instance.connector_type == "netskope" else ["syslog"]
 
 
 def doc_md(instance: InstanceBase, notes: str = "") -> str:

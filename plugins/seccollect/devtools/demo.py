@@ -176,6 +176,11 @@ def run_dags(span: timedelta) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for dag_id, dag in sorted(namespace.items()):
         windows = intervals(dag, now, span)
+        if any(t.task_id in ("collect_pops", "collect_tunnels") for t in dag.tasks):
+            # Daily snapshots run in the interval that holds 00:00 UTC; include the latest one.
+            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            windows = [w for w in intervals(dag, midnight + timedelta(minutes=1), timedelta(hours=1))
+                       if w[0] <= midnight < w[1]] + windows
         print(f"  {dag_id}: {len(windows)} interval(s)", flush=True)
         for start, end in windows:
             began = time.monotonic()
@@ -183,7 +188,8 @@ def run_dags(span: timedelta) -> list[dict[str, Any]]:
             states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
             failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
             runs.append({"dag_id": dag_id, "start": start, "end": end, "state": str(dag_run.state),
-                         "failed_tasks": failed, "seconds": time.monotonic() - began})
+                         "failed_tasks": failed, "seconds": time.monotonic() - began,
+                         "skipped_tasks": [t for t, s in states.items() if s == "skipped" and t.startswith("collect_")]})
     return runs
 
 
@@ -208,7 +214,7 @@ def summary(runs: list[dict[str, Any]]) -> str:
     by_dag = {i.dag_id: i for i in load_all().instances}
     for dag_id, content_type, inserted, duplicates, quarantined in ledger:
         instance = by_dag.get(dag_id)
-        index = ",".join(indices_of(instance)) if instance else "?"
+        index = ",".join(indices_of(instance, content_type)) if instance else "?"
         mapped = alerts.get((instance.tenant, instance.name), 0) if instance and content_type == "alert" else 0
         rows.append((dag_id, f"{content_type} -> {index}", int(inserted or 0), int(duplicates or 0), int(mapped),
                      int(quarantined or 0)))
@@ -217,6 +223,10 @@ def summary(runs: list[dict[str, Any]]) -> str:
     line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True))  # noqa: E731
     out = [line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)]
     out.append("")
+    skipped = sorted({(r["dag_id"], t) for r in runs for t in r["skipped_tasks"]})
+    if skipped:
+        out.append("Skipped (nothing due in the window, e.g. daily snapshots): "
+                   + ", ".join(f"{d}.{t}" for d, t in skipped))
     for dag_id in sorted(failures):
         total = sum(1 for r in runs if r["dag_id"] == dag_id)
         out.append(f"{dag_id}: {total - failures[dag_id]}/{total} runs succeeded, {failures[dag_id]} failed")

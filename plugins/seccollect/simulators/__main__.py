@@ -40,10 +40,12 @@ class VendorSpec:
 
 def _netskope_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("netskope")
-    group.add_argument("--netskope-port", type=int, default=None,
-                       help="port for the Netskope simulator (0 = any free port)")
-    group.add_argument("--netskope-rates", default="",
-                       help="records per hour, e.g. alert=600,application=900,page=1500")
+    group.add_argument(
+        "--netskope-port", type=int, default=None, help="port for the Netskope simulator (0 = any free port)"
+    )
+    group.add_argument(
+        "--netskope-rates", default="", help="records per hour, e.g. alert=600,application=900,page=1500"
+    )
 
 
 def _build_netskope(args: argparse.Namespace) -> SimulatorApp:
@@ -54,8 +56,7 @@ def _build_netskope(args: argparse.Namespace) -> SimulatorApp:
         key, _, value = item.partition("=")
         rates[key.strip()] = float(value)
     end = datetime.now(UTC).replace(microsecond=0)
-    dataset = NetskopeDataset(seed=args.seed, start=end - timedelta(hours=args.hours), end=end,
-                              rates=rates)
+    dataset = NetskopeDataset(seed=args.seed, start=end - timedelta(hours=args.hours), end=end, rates=rates)
     v2_scopes = os.environ.get("SIM_NETSKOPE_V2_SCOPES")
     scopes = tuple(s.strip() for s in v2_scopes.split(",") if s.strip()) if v2_scopes else ALL_V2_SCOPES
     return NetskopeSimulator(
@@ -71,14 +72,17 @@ VENDORS: dict[str, VendorSpec] = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m seccollect.simulators",
-                                     description="Run local vendor API simulators.")
+    parser = argparse.ArgumentParser(
+        prog="python -m seccollect.simulators", description="Run local vendor API simulators."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--hours", type=float, default=2.0,
-                        help="generated data covers this many hours before now")
-    parser.add_argument("--state-file", type=Path, default=None,
-                        help="write {vendor: {url, pid}} here once listening")
+    parser.add_argument(
+        "--hours", type=float, default=2.0, help="generated data covers this many hours before now"
+    )
+    parser.add_argument(
+        "--state-file", type=Path, default=None, help="write {vendor: {url, pid}} here once listening"
+    )
     parser.add_argument("--log-level", default="WARNING")
     for spec in VENDORS.values():
         spec.add_arguments(parser)

@@ -381,9 +381,15 @@ class Fault:
         return not (self.method and request.method != self.method)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "path": self.path, "method": self.method,
-                               "count": self.count, "after": self.after,
-                               "seen": self.seen, "applied": self.applied}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "path": self.path,
+            "method": self.method,
+            "count": self.count,
+            "after": self.after,
+            "seen": self.seen,
+            "applied": self.applied,
+        }
         if self.kind == "status":
             out["status"] = self.status
         if self.kind == "slow":
@@ -398,8 +404,18 @@ class Fault:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fault:
-        allowed = {"kind", "path", "method", "count", "after", "status", "seconds", "fraction",
-                   "body", "headers"}
+        allowed = {
+            "kind",
+            "path",
+            "method",
+            "count",
+            "after",
+            "status",
+            "seconds",
+            "fraction",
+            "body",
+            "headers",
+        }
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fault field(s): {sorted(unknown)}")
@@ -409,8 +425,13 @@ class Fault:
         body = kwargs.get("body")
         if body is not None and not isinstance(body, str):
             kwargs["body"] = json.dumps(body)
-        for name, conv in (("count", int), ("after", int), ("status", int),
-                           ("seconds", float), ("fraction", float)):
+        for name, conv in (
+            ("count", int),
+            ("after", int),
+            ("status", int),
+            ("seconds", float),
+            ("fraction", float),
+        ):
             if kwargs.get(name) is not None:
                 kwargs[name] = conv(kwargs[name])
         return cls(**kwargs)
@@ -428,14 +449,33 @@ class FaultPlan:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
 
-    def add(self, kind: str, *, path: str | None = None, method: str | None = None,
-            count: int = 1, after: int = 0, status: int | None = None, seconds: float = 1.0,
-            fraction: float = 0.5, body: str | None = None,
-            headers: Mapping[str, str] | None = None) -> Fault:
+    def add(
+        self,
+        kind: str,
+        *,
+        path: str | None = None,
+        method: str | None = None,
+        count: int = 1,
+        after: int = 0,
+        status: int | None = None,
+        seconds: float = 1.0,
+        fraction: float = 0.5,
+        body: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Fault:
         """Queue a fault; see :class:`Fault` for the meaning of each argument."""
-        fault = Fault(kind=kind, path=path, method=method, count=count, after=after,
-                      status=status, seconds=seconds, fraction=fraction, body=body,
-                      headers=dict(headers or {}))
+        fault = Fault(
+            kind=kind,
+            path=path,
+            method=method,
+            count=count,
+            after=after,
+            status=status,
+            seconds=seconds,
+            fraction=fraction,
+            body=body,
+            headers=dict(headers or {}),
+        )
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -521,9 +561,16 @@ class SimStats:
                 self.faults[response.fault] += 1
             if error:
                 self.errors += 1
-            self.recent.append({"t": round(time.time(), 3), "method": request.method,
-                                "path": request.path, "query": query, "status": status,
-                                "fault": response.fault})
+            self.recent.append(
+                {
+                    "t": round(time.time(), 3),
+                    "method": request.method,
+                    "path": request.path,
+                    "query": query,
+                    "status": status,
+                    "fault": response.fault,
+                }
+            )
 
     def count(self, path: str | None = None, status: int | str | None = None) -> int:
         """Number of requests to ``path`` (exact) with ``status`` (either may be omitted)."""
@@ -577,12 +624,12 @@ class Router:
     def __init__(self) -> None:
         self._routes: list[_Route] = []
 
-    def add(self, methods: str | Iterable[str], pattern: str, handler: Handler,
-            control: bool = False) -> None:
+    def add(
+        self, methods: str | Iterable[str], pattern: str, handler: Handler, control: bool = False
+    ) -> None:
         names = {methods} if isinstance(methods, str) else set(methods)
         regex = re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(pattern)) + "$")
-        self._routes.append(_Route(frozenset(m.upper() for m in names), pattern, regex, handler,
-                                   control))
+        self._routes.append(_Route(frozenset(m.upper() for m in names), pattern, regex, handler, control))
 
     def match(self, method: str, path: str) -> tuple[_Route, dict[str, str]]:
         """Find the route; raises :class:`RouteError` 404 / 405."""
@@ -621,8 +668,9 @@ class SimulatorApp:
 
     # -- registration -----------------------------------------------------------------------
 
-    def route(self, methods: str | Iterable[str], pattern: str, handler: Handler, *,
-              control: bool = False) -> None:
+    def route(
+        self, methods: str | Iterable[str], pattern: str, handler: Handler, *, control: bool = False
+    ) -> None:
         """Register ``handler`` for ``methods`` on ``pattern``.
 
         Control routes must live under ``/_sim/``; they skip faults, statistics and auth.
@@ -690,8 +738,7 @@ class SimulatorApp:
                 else:
                     response = route.handler(request)
             except Exception:
-                log.exception("%s: handler failed for %s %s", self.name, request.method,
-                              request.path)
+                log.exception("%s: handler failed for %s %s", self.name, request.method, request.path)
                 error = True
                 response = self.error_body(500, request)
             if fault is not None:
@@ -901,9 +948,12 @@ class SimulatorServer:
         self.app._wake.clear()
         self._server = _Server((self.host, self.port), self.app)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name=f"sim-{self.app.name}-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"sim-{self.app.name}-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 

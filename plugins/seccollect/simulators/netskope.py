@@ -55,8 +55,20 @@ V2_TUNNELS_PATH = "/api/v2/steering/ipsec/tunnels"
 ALL_V2_SCOPES: tuple[str, ...] = (*V2_DATA_PATHS.values(), V2_POPS_PATH, V2_TUNNELS_PATH)
 
 # Values of the v1 alerts `type` parameter (doc §2.2); they name `alert_type` values.
-ALERT_TYPES = ("anomaly", "Compromised Credential", "policy", "Legal Hold", "malsite", "Malware",
-               "DLP", "Security Assessment", "watchlist", "quarantine", "Remediation", "uba")
+ALERT_TYPES = (
+    "anomaly",
+    "Compromised Credential",
+    "policy",
+    "Legal Hold",
+    "malsite",
+    "Malware",
+    "DLP",
+    "Security Assessment",
+    "watchlist",
+    "quarantine",
+    "Remediation",
+    "uba",
+)
 V1_EVENT_TYPES = ("page", "application", "audit", "infrastructure", "network")
 V2_EVENT_KINDS = ("alert", "application", "page", "audit", "infrastructure", "network")
 # Record `type` values of the three alert kinds the warehouse maps, and their id field.
@@ -122,53 +134,93 @@ class NetskopeOptions:
 # Dataset
 # --------------------------------------------------------------------------------------------
 
-_DEFAULT_USERS = ("ana@example.org", "bo@example.org", "cy@example.org", "dee@example.org",
-                  "eli@example.org", "fay@example.org")
+_DEFAULT_USERS = (
+    "ana@example.org",
+    "bo@example.org",
+    "cy@example.org",
+    "dee@example.org",
+    "eli@example.org",
+    "fay@example.org",
+)
 # (kind, weight): the mix of generated alerts.
-_ALERT_MIX = (("policy", 18), ("dlp", 12), ("watchlist", 8), ("malware", 8), ("anomaly", 4),
-              ("breach", 15), ("connection", 20), ("malsite", 15))
-_APPS = (("Google Drive", "Cloud Storage", "Google"), ("Box", "Cloud Storage", ""),
-         ("Microsoft Teams", "Collaboration", "Office365"), ("Slack", "Collaboration", ""),
-         ("Dropbox", "Cloud Storage", ""), ("Salesforce", "CRM", ""),
-         ("Microsoft OneDrive for Business", "Cloud Storage", "Office365"))
-_SITES = (("config.teams.microsoft.com", "Microsoft Teams", "Collaboration"),
-          ("drive.google.com", "Google Drive", "Cloud Storage"),
-          ("news.example.com", "example", "News & Media"),
-          ("test.update.microsoft.com", "microsoft", "Business"),
-          ("www.wikipedia.org", "wikipedia", "Reference"),
-          ("files.example.net", "example", "Cloud Storage"))
-_SRC_GEO = (("US", "Pennsylvania", "Willow Grove", 40.1578, -75.1236, "America/New_York"),
-            ("IL", "Tel Aviv", "Tel Aviv", 32.0803, 34.7805, "Asia/Jerusalem"),
-            ("DE", "Hesse", "Frankfurt", 50.1109, 8.6821, "Europe/Berlin"),
-            ("US", "California", "San Jose", 37.3382, -121.8863, "America/Los_Angeles"))
-_DST_GEO = (("US", "Washington", "Redmond", 47.6829, -122.1209, "America/Los_Angeles"),
-            ("US", "California", "Mountain View", 37.4059, -122.0785, "America/Los_Angeles"),
-            ("IE", "Leinster", "Dublin", 53.3498, -6.2603, "Europe/Dublin"))
+_ALERT_MIX = (
+    ("policy", 18),
+    ("dlp", 12),
+    ("watchlist", 8),
+    ("malware", 8),
+    ("anomaly", 4),
+    ("breach", 15),
+    ("connection", 20),
+    ("malsite", 15),
+)
+_APPS = (
+    ("Google Drive", "Cloud Storage", "Google"),
+    ("Box", "Cloud Storage", ""),
+    ("Microsoft Teams", "Collaboration", "Office365"),
+    ("Slack", "Collaboration", ""),
+    ("Dropbox", "Cloud Storage", ""),
+    ("Salesforce", "CRM", ""),
+    ("Microsoft OneDrive for Business", "Cloud Storage", "Office365"),
+)
+_SITES = (
+    ("config.teams.microsoft.com", "Microsoft Teams", "Collaboration"),
+    ("drive.google.com", "Google Drive", "Cloud Storage"),
+    ("news.example.com", "example", "News & Media"),
+    ("test.update.microsoft.com", "microsoft", "Business"),
+    ("www.wikipedia.org", "wikipedia", "Reference"),
+    ("files.example.net", "example", "Cloud Storage"),
+)
+_SRC_GEO = (
+    ("US", "Pennsylvania", "Willow Grove", 40.1578, -75.1236, "America/New_York"),
+    ("IL", "Tel Aviv", "Tel Aviv", 32.0803, 34.7805, "Asia/Jerusalem"),
+    ("DE", "Hesse", "Frankfurt", 50.1109, 8.6821, "Europe/Berlin"),
+    ("US", "California", "San Jose", 37.3382, -121.8863, "America/Los_Angeles"),
+)
+_DST_GEO = (
+    ("US", "Washington", "Redmond", 47.6829, -122.1209, "America/Los_Angeles"),
+    ("US", "California", "Mountain View", 37.4059, -122.0785, "America/Los_Angeles"),
+    ("IE", "Leinster", "Dublin", 53.3498, -6.2603, "Europe/Dublin"),
+)
 _POPS_ALL = ("US-SJC1", "US-NYC2", "IL-TLV1", "DE-FRA1", "GB-LON2")
 _ACTIVITIES = ("Browse", "Upload", "Download", "Login Successful", "Edit", "Share", "Create")
-_DLP_PROFILES = (("Best Practice PII DLP Profile", "FullName-Near-SSN-Unique"),
-                 ("PCI", "CC-Number"), ("HIPAA", "Medical-Record-Number"))
-_MALWARE = (("Trojan.GenericKD.4711", "Trojan"), ("EICAR-Test-File", "Virus"),
-            ("Ransom.Locky.A", "Ransomware"))
-_MALSITE_GEO = (("RU", "Moscow", 55.7558, 37.6173), ("CN", "Beijing", 39.9042, 116.4074),
-                ("NL", "North Holland", 52.3676, 4.9041), ("US", "Virginia", 38.0336, -78.508))
-_BREACH_DESCRIPTIONS = ("Credentials found in a public paste", "Combo list sold on a forum",
-                        "Third-party SaaS breach disclosure")
+_DLP_PROFILES = (
+    ("Best Practice PII DLP Profile", "FullName-Near-SSN-Unique"),
+    ("PCI", "CC-Number"),
+    ("HIPAA", "Medical-Record-Number"),
+)
+_MALWARE = (
+    ("Trojan.GenericKD.4711", "Trojan"),
+    ("EICAR-Test-File", "Virus"),
+    ("Ransom.Locky.A", "Ransomware"),
+)
+_MALSITE_GEO = (
+    ("RU", "Moscow", 55.7558, 37.6173),
+    ("CN", "Beijing", 39.9042, 116.4074),
+    ("NL", "North Holland", 52.3676, 4.9041),
+    ("US", "Virginia", 38.0336, -78.508),
+)
+_BREACH_DESCRIPTIONS = (
+    "Credentials found in a public paste",
+    "Combo list sold on a forum",
+    "Third-party SaaS breach disclosure",
+)
 # (name, region, location, lat, long) of IPsec POPs.
-_POP_SITES = (("sfo1", "US", "San Francisco, CA, US", 37.7749, -122.4194),
-              ("sjc1", "US", "San Jose, CA, US", 37.3382, -121.8863),
-              ("lax1", "US", "Los Angeles, CA, US", 34.0522, -118.2437),
-              ("sea1", "US", "Seattle, WA, US", 47.6062, -122.3321),
-              ("dfw1", "US", "Dallas, TX, US", 32.7767, -96.7970),
-              ("ord1", "US", "Chicago, IL, US", 41.8781, -87.6298),
-              ("nyc2", "US", "New York, NY, US", 40.7128, -74.0060),
-              ("iad2", "US", "Ashburn, VA, US", 39.0438, -77.4874),
-              ("lon2", "GB", "London, GB", 51.5074, -0.1278),
-              ("ams1", "NL", "Amsterdam, NL", 52.3676, 4.9041),
-              ("fra1", "DE", "Frankfurt, DE", 50.1109, 8.6821),
-              ("tlv1", "IL", "Tel Aviv, IL", 32.0853, 34.7818),
-              ("sin1", "SG", "Singapore, SG", 1.3521, 103.8198),
-              ("syd1", "AU", "Sydney, AU", -33.8688, 151.2093))
+_POP_SITES = (
+    ("sfo1", "US", "San Francisco, CA, US", 37.7749, -122.4194),
+    ("sjc1", "US", "San Jose, CA, US", 37.3382, -121.8863),
+    ("lax1", "US", "Los Angeles, CA, US", 34.0522, -118.2437),
+    ("sea1", "US", "Seattle, WA, US", 47.6062, -122.3321),
+    ("dfw1", "US", "Dallas, TX, US", 32.7767, -96.7970),
+    ("ord1", "US", "Chicago, IL, US", 41.8781, -87.6298),
+    ("nyc2", "US", "New York, NY, US", 40.7128, -74.0060),
+    ("iad2", "US", "Ashburn, VA, US", 39.0438, -77.4874),
+    ("lon2", "GB", "London, GB", 51.5074, -0.1278),
+    ("ams1", "NL", "Amsterdam, NL", 52.3676, 4.9041),
+    ("fra1", "DE", "Frankfurt, DE", 50.1109, 8.6821),
+    ("tlv1", "IL", "Tel Aviv, IL", 32.0853, 34.7818),
+    ("sin1", "SG", "Singapore, SG", 1.3521, 103.8198),
+    ("syd1", "AU", "Sydney, AU", -33.8688, 151.2093),
+)
 _REFERENCE_POINT = (37.7749, -122.4194)  # distance origin when the caller sends no lat/long
 
 
@@ -252,9 +304,16 @@ class NetskopeDataset:
     @staticmethod
     def _content_types(endpoint: str) -> tuple[str, ...]:
         name = endpoint.rstrip("/").rsplit("/", 1)[-1]
-        aliases = {"alert": ("alert",), "alerts": ("alert",), "application": ("application",),
-                   "page": ("page",), "events": ("application", "page"),
-                   "audit": (), "infrastructure": (), "network": ()}
+        aliases = {
+            "alert": ("alert",),
+            "alerts": ("alert",),
+            "application": ("application",),
+            "page": ("page",),
+            "events": ("application", "page"),
+            "audit": (),
+            "infrastructure": (),
+            "network": (),
+        }
         if name not in aliases:
             raise ValueError(f"unknown Netskope endpoint {endpoint!r}")
         return aliases[name]
@@ -289,8 +348,11 @@ class NetskopeDataset:
             raise ValueError("by must be 'insertion' or 'timestamp'")
         lo = None if start is None else _epoch(start)
         hi = None if end is None else _epoch(end)
-        alert_types = None if alert_type is None else {
-            _norm_type(a) for a in ([alert_type] if isinstance(alert_type, str) else alert_type)}
+        alert_types = (
+            None
+            if alert_type is None
+            else {_norm_type(a) for a in ([alert_type] if isinstance(alert_type, str) else alert_type)}
+        )
         types = None if type is None else set([type] if isinstance(type, str) else type)
         out = []
         for rec in self.records(endpoint):
@@ -314,8 +376,7 @@ class NetskopeDataset:
         """``_id``s a loss-free collector must hold for that insertion window
         (``insertion_start < _insertion_epoch_timestamp <= insertion_end``).
         ``filters`` as in :meth:`expected_records` (``by``, ``alert_type``, ``type``)."""
-        return {r["_id"] for r in self.expected_records(endpoint, insertion_start, insertion_end,
-                                                        **filters)}
+        return {r["_id"] for r in self.expected_records(endpoint, insertion_start, insertion_end, **filters)}
 
     def alert_keys(
         self,
@@ -325,8 +386,9 @@ class NetskopeDataset:
         """Distinct ``(type, user, id)`` of the mapped alert kinds (breach / connection /
         malsite) whose id is present and not ``0``/empty: one Alerts row each."""
         keys = set()
-        for rec in self.expected_records("alert", insertion_start, insertion_end,
-                                         type=MAPPED_ALERT_TYPES.keys()):
+        for rec in self.expected_records(
+            "alert", insertion_start, insertion_end, type=MAPPED_ALERT_TYPES.keys()
+        ):
             ident = rec.get(MAPPED_ALERT_TYPES[rec["type"]])
             if ident in (None, "", 0, "0"):
                 continue
@@ -343,8 +405,9 @@ class NetskopeDataset:
 
     def late_records(self, endpoint: str, min_delay: int = 1200) -> list[dict[str, Any]]:
         """Records delivered at least ``min_delay`` seconds after their event time."""
-        return [r for r in self.records(endpoint)
-                if r["_insertion_epoch_timestamp"] - r["timestamp"] >= min_delay]
+        return [
+            r for r in self.records(endpoint) if r["_insertion_epoch_timestamp"] - r["timestamp"] >= min_delay
+        ]
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -389,7 +452,9 @@ class NetskopeDataset:
             n_dups = 1
         for original in rng.sample(records, n_dups):
             copy = dict(original)
-            copy["_insertion_epoch_timestamp"] = original["_insertion_epoch_timestamp"] + rng.randint(60, 1800)
+            copy["_insertion_epoch_timestamp"] = original["_insertion_epoch_timestamp"] + rng.randint(
+                60, 1800
+            )
             records.append(copy)
         records.sort(key=lambda r: (r["timestamp"], r["_id"], r["_insertion_epoch_timestamp"]))
         return records
@@ -399,64 +464,106 @@ class NetskopeDataset:
         src = rng.choice(_SRC_GEO)
         dst = rng.choice(_DST_GEO)
         rec = dict(base)
-        rec.update({
-            "access_method": "Client",
-            "count": 1,
-            "device": rng.choice(("Windows Device", "Mac Device", "Other")),
-            "dst_country": dst[0], "dst_region": dst[1], "dst_location": dst[2],
-            "dst_latitude": dst[3], "dst_longitude": dst[4], "dst_timezone": dst[5],
-            "dst_zipcode": "N/A",
-            "dstip": f"203.0.113.{rng.randint(1, 254)}",
-            "netskope_pop": rng.choice(_POPS_ALL),
-            "organization_unit": "",
-            "os": rng.choice(("Windows 10", "Windows 11", "macOS 14", "unknown")),
-            "src_country": src[0], "src_region": src[1], "src_location": src[2],
-            "src_latitude": src[3], "src_longitude": src[4], "src_timezone": src[5],
-            "src_zipcode": "N/A",
-            "srcip": f"198.51.100.{rng.randint(1, 254)}",
-            "traffic_type": "CloudApp",
-            "ur_normalized": user,
-            "user": user,
-            "userip": f"10.0.{rng.randint(0, 9)}.{rng.randint(1, 254)}",
-            "userkey": user,
-        })
+        rec.update(
+            {
+                "access_method": "Client",
+                "count": 1,
+                "device": rng.choice(("Windows Device", "Mac Device", "Other")),
+                "dst_country": dst[0],
+                "dst_region": dst[1],
+                "dst_location": dst[2],
+                "dst_latitude": dst[3],
+                "dst_longitude": dst[4],
+                "dst_timezone": dst[5],
+                "dst_zipcode": "N/A",
+                "dstip": f"203.0.113.{rng.randint(1, 254)}",
+                "netskope_pop": rng.choice(_POPS_ALL),
+                "organization_unit": "",
+                "os": rng.choice(("Windows 10", "Windows 11", "macOS 14", "unknown")),
+                "src_country": src[0],
+                "src_region": src[1],
+                "src_location": src[2],
+                "src_latitude": src[3],
+                "src_longitude": src[4],
+                "src_timezone": src[5],
+                "src_zipcode": "N/A",
+                "srcip": f"198.51.100.{rng.randint(1, 254)}",
+                "traffic_type": "CloudApp",
+                "ur_normalized": user,
+                "user": user,
+                "userip": f"10.0.{rng.randint(0, 9)}.{rng.randint(1, 254)}",
+                "userkey": user,
+            }
+        )
         return rec
 
     def _app_fields(self, rng: Random, rec: dict[str, Any]) -> None:
         app, cat, suite = rng.choice(_APPS)
-        rec.update({"app": app, "appcategory": cat, "category": cat, "site": app,
-                    "cci": rng.choice((72, 85, 91, 92)), "ccl": rng.choice(("high", "excellent")),
-                    "activity": rng.choice(_ACTIVITIES)})
+        rec.update(
+            {
+                "app": app,
+                "appcategory": cat,
+                "category": cat,
+                "site": app,
+                "cci": rng.choice((72, 85, 91, 92)),
+                "ccl": rng.choice(("high", "excellent")),
+                "activity": rng.choice(_ACTIVITIES),
+            }
+        )
         if suite:
             rec["appsuite"] = suite
 
     def _web_fields(self, rng: Random, rec: dict[str, Any]) -> None:
         domain, site, cat = rng.choice(_SITES)
-        rec.update({"domain": domain, "page": domain, "site": site, "appcategory": cat,
-                    "category": cat, "url": f"{domain}/{rng.choice(('', 'index.html', 'v1/sync', 'x'))}",
-                    "traffic_type": "Web"})
+        rec.update(
+            {
+                "domain": domain,
+                "page": domain,
+                "site": site,
+                "appcategory": cat,
+                "category": cat,
+                "url": f"{domain}/{rng.choice(('', 'index.html', 'v1/sync', 'x'))}",
+                "traffic_type": "Web",
+            }
+        )
 
     def _alert(self, rng: Random, base: dict[str, Any], kind: str) -> dict[str, Any]:
         rec = self._common(rng, base)
-        rec.update({"alert": "yes", "acked": "true" if rng.random() < 0.1 else "false",
-                    "request_id": rng.getrandbits(63), "connection_id": 0,
-                    "transaction_id": 0, "app_session_id": 0})
+        rec.update(
+            {
+                "alert": "yes",
+                "acked": "true" if rng.random() < 0.1 else "false",
+                "request_id": rng.getrandbits(63),
+                "connection_id": 0,
+                "transaction_id": 0,
+                "app_session_id": 0,
+            }
+        )
         missing = rng.random() < self.missing_id_fraction
         if kind in ("policy", "watchlist", "connection"):
-            name = {"policy": "Block risky uploads", "watchlist": "Watch finance users",
-                    "connection": "Block uncategorized sites"}[kind]
+            name = {
+                "policy": "Block risky uploads",
+                "watchlist": "Watch finance users",
+                "connection": "Block uncategorized sites",
+            }[kind]
             if kind == "connection":
                 self._web_fields(rng, rec)
                 alert_type = "watchlist" if rng.random() < 0.25 else "policy"
             else:
                 self._app_fields(rng, rec)
                 alert_type = kind
-            rec.update({"type": "connection" if kind == "connection" else "nspolicy",
-                        "alert_type": alert_type, "alert_name": name, "policy": name,
-                        "policy_id": f"{rng.getrandbits(64):016x}",
-                        "action": rng.choice(("alert", "block", "useralert")),
-                        "app_session_id": rng.getrandbits(63),
-                        "transaction_id": rng.getrandbits(63)})
+            rec.update(
+                {
+                    "type": "connection" if kind == "connection" else "nspolicy",
+                    "alert_type": alert_type,
+                    "alert_name": name,
+                    "policy": name,
+                    "policy_id": f"{rng.getrandbits(64):016x}",
+                    "action": rng.choice(("alert", "block", "useralert")),
+                    "app_session_id": rng.getrandbits(63),
+                    "transaction_id": rng.getrandbits(63),
+                }
+            )
             if kind == "connection":
                 # A small pool so (user, connection_id) repeats across windows and users.
                 rec["connection_id"] = 0 if missing else 8594277971962832000 + rng.randint(1, 12)
@@ -467,43 +574,77 @@ class NetskopeDataset:
             profile, rule = rng.choice(_DLP_PROFILES)
             incident = rng.getrandbits(63)
             obj = rng.choice(("q3.xlsx", "payroll.csv", "customers.docx", "notes.txt"))
-            rec.update({"type": "nspolicy", "alert_type": "DLP", "alert_name": f"Alert on {profile}",
-                        "policy": f"Alert on {profile}", "action": rng.choice(("alert", "block")),
-                        "access_method": "API Connector", "dlp_incident_id": incident,
-                        "dlp_parent_id": incident, "dlp_profile": profile, "dlp_rule": rule,
-                        "dlp_rule_count": rng.randint(1, 40),
-                        "dlp_rule_severity": rng.choice(("Low", "Medium", "High")),
-                        "dlp_file": obj, "object": obj, "object_type": "File",
-                        "object_id": f"{rng.getrandbits(128):032x}",
-                        "file_size": rng.randint(1000, 5_000_000),
-                        "md5": f"{rng.getrandbits(128):032x}",
-                        "sha256": f"{rng.getrandbits(256):064x}",
-                        "owner": rec["user"], "from_user": rec["user"]})
+            rec.update(
+                {
+                    "type": "nspolicy",
+                    "alert_type": "DLP",
+                    "alert_name": f"Alert on {profile}",
+                    "policy": f"Alert on {profile}",
+                    "action": rng.choice(("alert", "block")),
+                    "access_method": "API Connector",
+                    "dlp_incident_id": incident,
+                    "dlp_parent_id": incident,
+                    "dlp_profile": profile,
+                    "dlp_rule": rule,
+                    "dlp_rule_count": rng.randint(1, 40),
+                    "dlp_rule_severity": rng.choice(("Low", "Medium", "High")),
+                    "dlp_file": obj,
+                    "object": obj,
+                    "object_type": "File",
+                    "object_id": f"{rng.getrandbits(128):032x}",
+                    "file_size": rng.randint(1000, 5_000_000),
+                    "md5": f"{rng.getrandbits(128):032x}",
+                    "sha256": f"{rng.getrandbits(256):064x}",
+                    "owner": rec["user"],
+                    "from_user": rec["user"],
+                }
+            )
         elif kind == "malware":
             self._app_fields(rng, rec)
             name, mtype = rng.choice(_MALWARE)
-            rec.update({"type": "nspolicy", "alert_type": "Malware", "alert_name": name,
-                        "action": "block", "malware_id": f"{rng.getrandbits(160):040x}",
-                        "malware_name": name, "malware_type": mtype,
-                        "malware_profile": "Default Malware Scan",
-                        "detection_engine": rng.choice(("Netskope AV", "Sandbox")),
-                        "local_md5": f"{rng.getrandbits(128):032x}",
-                        "local_sha256": f"{rng.getrandbits(256):064x}",
-                        "severity_level": rng.randint(1, 4)})
+            rec.update(
+                {
+                    "type": "nspolicy",
+                    "alert_type": "Malware",
+                    "alert_name": name,
+                    "action": "block",
+                    "malware_id": f"{rng.getrandbits(160):040x}",
+                    "malware_name": name,
+                    "malware_type": mtype,
+                    "malware_profile": "Default Malware Scan",
+                    "detection_engine": rng.choice(("Netskope AV", "Sandbox")),
+                    "local_md5": f"{rng.getrandbits(128):032x}",
+                    "local_sha256": f"{rng.getrandbits(256):064x}",
+                    "severity_level": rng.randint(1, 4),
+                }
+            )
         elif kind == "anomaly":
             self._app_fields(rng, rec)
-            rec.update({"type": "anomaly", "alert_type": "uba",
-                        "alert_name": "Unusual volume of downloads", "action": "alert",
-                        "severity": rng.choice(("low", "medium", "high"))})
+            rec.update(
+                {
+                    "type": "anomaly",
+                    "alert_type": "uba",
+                    "alert_name": "Unusual volume of downloads",
+                    "action": "alert",
+                    "severity": rng.choice(("low", "medium", "high")),
+                }
+            )
         elif kind == "breach":
             breach_no = rng.randint(1, 5)
-            rec.update({"type": "breach", "alert_type": "Compromised Credential",
-                        "alert_name": "Compromised credential detected", "action": "alert",
-                        "access_method": "", "traffic_type": "",
-                        "breach_date": 1716854400 + breach_no * 86400,
-                        "breach_score": 40 + breach_no * 10,
-                        "breach_description": _BREACH_DESCRIPTIONS[breach_no % 3],
-                        "matched_username": rec["user"].replace("@example.org", "@mail.example.com")})
+            rec.update(
+                {
+                    "type": "breach",
+                    "alert_type": "Compromised Credential",
+                    "alert_name": "Compromised credential detected",
+                    "action": "alert",
+                    "access_method": "",
+                    "traffic_type": "",
+                    "breach_date": 1716854400 + breach_no * 86400,
+                    "breach_score": 40 + breach_no * 10,
+                    "breach_description": _BREACH_DESCRIPTIONS[breach_no % 3],
+                    "matched_username": rec["user"].replace("@example.org", "@mail.example.com"),
+                }
+            )
             if not missing:
                 rec["breach_id"] = f"b-202405{28 + breach_no % 3:02d}-{breach_no:03d}"
         elif kind == "malsite":
@@ -511,13 +652,25 @@ class NetskopeDataset:
             site_no = rng.randint(1, 8)
             geo = _MALSITE_GEO[site_no % len(_MALSITE_GEO)]
             host = f"bad{site_no}.example.net"
-            rec.update({"type": "malsite", "alert_type": "malsite", "alert_name": f"{host}/x",
-                        "url": f"{host}/x", "domain": host, "page": host, "site": host,
-                        "action": "block", "malsite_category": "['Malicious Site']",
-                        "malsite_country": geo[0], "malsite_region": geo[1],
-                        "malsite_latitude": geo[2], "malsite_longitude": geo[3],
-                        "malsite_ip_host": f"192.0.2.{site_no}",
-                        "severity_level": rng.randint(1, 4)})
+            rec.update(
+                {
+                    "type": "malsite",
+                    "alert_type": "malsite",
+                    "alert_name": f"{host}/x",
+                    "url": f"{host}/x",
+                    "domain": host,
+                    "page": host,
+                    "site": host,
+                    "action": "block",
+                    "malsite_category": "['Malicious Site']",
+                    "malsite_country": geo[0],
+                    "malsite_region": geo[1],
+                    "malsite_latitude": geo[2],
+                    "malsite_longitude": geo[3],
+                    "malsite_ip_host": f"192.0.2.{site_no}",
+                    "severity_level": rng.randint(1, 4),
+                }
+            )
             if not missing:
                 rec["malsite_id"] = f"{site_no:02d}aa11bb22cc33dd44ee55ff"[:24]
         else:  # pragma: no cover - _ALERT_MIX and this chain must agree
@@ -527,48 +680,85 @@ class NetskopeDataset:
     def _app_event(self, rng: Random, base: dict[str, Any]) -> dict[str, Any]:
         rec = self._common(rng, base)
         self._app_fields(rng, rec)
-        rec.update({"type": "nspolicy", "alert": "no", "browser": rng.choice(("Chrome", "Native", "Edge")),
-                    "connection_id": rng.getrandbits(63), "app_session_id": rng.getrandbits(63),
-                    "browser_session_id": rng.getrandbits(63), "transaction_id": rng.getrandbits(63),
-                    "request_id": rng.getrandbits(63), "instance_id": "example.org",
-                    "object": rng.choice(("", "report.pdf", "budget.xlsx", "team chat")),
-                    "policy": rng.choice(("", "Allow sanctioned apps")),
-                    "useragent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"})
+        rec.update(
+            {
+                "type": "nspolicy",
+                "alert": "no",
+                "browser": rng.choice(("Chrome", "Native", "Edge")),
+                "connection_id": rng.getrandbits(63),
+                "app_session_id": rng.getrandbits(63),
+                "browser_session_id": rng.getrandbits(63),
+                "transaction_id": rng.getrandbits(63),
+                "request_id": rng.getrandbits(63),
+                "instance_id": "example.org",
+                "object": rng.choice(("", "report.pdf", "budget.xlsx", "team chat")),
+                "policy": rng.choice(("", "Allow sanctioned apps")),
+                "useragent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+            }
+        )
         return rec
 
     def _page_event(self, rng: Random, base: dict[str, Any]) -> dict[str, Any]:
         rec = self._common(rng, base)
         self._web_fields(rng, rec)
         bypass = rng.random() < 0.1
-        rec.update({"type": "connection", "alert": "no", "cci": rng.choice((0, 55, 80)),
-                    "ccl": rng.choice(("unknown", "medium", "high")),
-                    "connection_id": 0 if rng.random() < 0.15 else rng.getrandbits(63),
-                    "transaction_id": 0, "dstport": 443, "user_generated": "yes",
-                    "numbytes": rng.randint(500, 2_000_000), "req_cnt": rng.randint(1, 30),
-                    "resp_cnt": rng.randint(1, 30), "ssl_decrypt_policy": "no",
-                    "src_time": time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(rec["timestamp"]))})
+        rec.update(
+            {
+                "type": "connection",
+                "alert": "no",
+                "cci": rng.choice((0, 55, 80)),
+                "ccl": rng.choice(("unknown", "medium", "high")),
+                "connection_id": 0 if rng.random() < 0.15 else rng.getrandbits(63),
+                "transaction_id": 0,
+                "dstport": 443,
+                "user_generated": "yes",
+                "numbytes": rng.randint(500, 2_000_000),
+                "req_cnt": rng.randint(1, 30),
+                "resp_cnt": rng.randint(1, 30),
+                "ssl_decrypt_policy": "no",
+                "src_time": time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(rec["timestamp"])),
+            }
+        )
         if bypass:
-            rec.update({"bypass_traffic": "yes",
-                        "bypass_reason": "Steering Exception - Default tenant config"})
+            rec.update(
+                {"bypass_traffic": "yes", "bypass_reason": "Steering Exception - Default tenant config"}
+            )
         return rec
 
     def _make_pops(self, rng: Random, n: int) -> list[dict[str, Any]]:
         pops = []
         for i, (name, region, location, lat, lon) in enumerate(_POP_SITES[:n]):
-            pops.append({
-                "id": f"0x{0xA1 + i:04X}", "name": name, "region": region, "location": location,
-                "gateway": f"192.0.2.{10 + i}", "probeip": f"10.0.{i}.1",
-                "distance": f"{round(_miles(*_REFERENCE_POINT, lat, lon))} miles",
-                "acceptingtunnels": rng.random() > 0.15,
-                "options": {
-                    "phase1": {"ikeversion": "IKEv2", "encryptionalgo": "AES256-CBC, AES256-GCM",
-                               "integrityalgo": "SHA2-256", "dhgroup": "14,19,20",
-                               "salifetime": "24 hours", "dpd": "on"},
-                    "phase2": {"encryptionalgo": "AES256-CBC, AES256-GCM", "integrityalgo": "SHA2-256",
-                               "dhgroup": "14,19,20", "pfs": "enabled", "salifetime": "8 hours"}},
-                "bandwidth": rng.choice(("50 mbps, 100 mbps", "50 mbps, 100 mbps, 150 mbps, 250 mbps")),
-                "releasedeploymentday": f"Day-{rng.randint(1, 4)}",
-            })
+            pops.append(
+                {
+                    "id": f"0x{0xA1 + i:04X}",
+                    "name": name,
+                    "region": region,
+                    "location": location,
+                    "gateway": f"192.0.2.{10 + i}",
+                    "probeip": f"10.0.{i}.1",
+                    "distance": f"{round(_miles(*_REFERENCE_POINT, lat, lon))} miles",
+                    "acceptingtunnels": rng.random() > 0.15,
+                    "options": {
+                        "phase1": {
+                            "ikeversion": "IKEv2",
+                            "encryptionalgo": "AES256-CBC, AES256-GCM",
+                            "integrityalgo": "SHA2-256",
+                            "dhgroup": "14,19,20",
+                            "salifetime": "24 hours",
+                            "dpd": "on",
+                        },
+                        "phase2": {
+                            "encryptionalgo": "AES256-CBC, AES256-GCM",
+                            "integrityalgo": "SHA2-256",
+                            "dhgroup": "14,19,20",
+                            "pfs": "enabled",
+                            "salifetime": "8 hours",
+                        },
+                    },
+                    "bandwidth": rng.choice(("50 mbps, 100 mbps", "50 mbps, 100 mbps, 150 mbps, 250 mbps")),
+                    "releasedeploymentday": f"Day-{rng.randint(1, 4)}",
+                }
+            )
             self.pop_coordinates[name] = (lat, lon)
         return pops
 
@@ -578,22 +768,40 @@ class NetskopeDataset:
         for i in range(1, n + 1):
             primary, backup = rng.sample(names, 2)
             since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.start - rng.randint(0, 86400 * 30)))
-            tunnels.append({
-                "id": i, "site": f"site-{i:02d}", "enabled": rng.random() > 0.1,
-                "pops": [
-                    {"name": pop, "gateway": f"192.0.2.{10 + names.index(pop)}",
-                     "probeip": f"10.0.{names.index(pop)}.1", "primary": pop == primary,
-                     "status": "up" if rng.random() > 0.2 else "down", "since": since,
-                     "throughput": f"{rng.randint(1, 250)} mbps"}
-                    for pop in (primary, backup)],
-                "vendor": rng.choice(("Cisco", "Palo Alto Networks", "Fortinet", "Juniper")),
-                "template": "default", "sourcetype": rng.choice(("FQDN", "IP")), "notes": "",
-                "bandwidth": rng.choice((50, 100, 150, 250)), "encryption": "AES256-CBC",
-                "srcidentity": f"site-{i:02d}.example.org", "srcipidentity": f"198.51.100.{100 + i}",
-                "options": {"rekey": True, "reauth": True, "xff": {"enabled": False, "iplist": []},
-                            "qos": {"enabled": False, "linkid": ""}},
-                "version": "IKEv2",
-            })
+            tunnels.append(
+                {
+                    "id": i,
+                    "site": f"site-{i:02d}",
+                    "enabled": rng.random() > 0.1,
+                    "pops": [
+                        {
+                            "name": pop,
+                            "gateway": f"192.0.2.{10 + names.index(pop)}",
+                            "probeip": f"10.0.{names.index(pop)}.1",
+                            "primary": pop == primary,
+                            "status": "up" if rng.random() > 0.2 else "down",
+                            "since": since,
+                            "throughput": f"{rng.randint(1, 250)} mbps",
+                        }
+                        for pop in (primary, backup)
+                    ],
+                    "vendor": rng.choice(("Cisco", "Palo Alto Networks", "Fortinet", "Juniper")),
+                    "template": "default",
+                    "sourcetype": rng.choice(("FQDN", "IP")),
+                    "notes": "",
+                    "bandwidth": rng.choice((50, 100, 150, 250)),
+                    "encryption": "AES256-CBC",
+                    "srcidentity": f"site-{i:02d}.example.org",
+                    "srcipidentity": f"198.51.100.{100 + i}",
+                    "options": {
+                        "rekey": True,
+                        "reauth": True,
+                        "xff": {"enabled": False, "iplist": []},
+                        "qos": {"enabled": False, "linkid": ""},
+                    },
+                    "version": "IKEv2",
+                }
+            )
         return tunnels
 
 
@@ -688,8 +896,15 @@ def _compare(actual: Any, op: str, expected: Any) -> bool:
         e: Any = float(expected)
     except (TypeError, ValueError):
         a, e = str(actual), str(expected)
-    return {"eq": a == e, "neq": a != e, "ne": a != e, "gt": a > e, "gte": a >= e,
-            "lt": a < e, "lte": a <= e}[op]
+    return {
+        "eq": a == e,
+        "neq": a != e,
+        "ne": a != e,
+        "gt": a > e,
+        "gte": a >= e,
+        "lt": a < e,
+        "lte": a <= e,
+    }[op]
 
 
 def _query_matches(record: Mapping[str, Any], clauses: list[tuple[str, str, Any]]) -> bool:
@@ -759,8 +974,7 @@ class NetskopeSimulator(SimulatorApp):
         self._by_insertion: dict[str, list[dict[str, Any]]] = {}
         self._insertion_keys: dict[str, list[int]] = {}
         for content in NetskopeDataset.CONTENT_TYPES:
-            recs = sorted(dataset.records(content),
-                          key=lambda r: (r["_insertion_epoch_timestamp"], r["_id"]))
+            recs = sorted(dataset.records(content), key=lambda r: (r["_insertion_epoch_timestamp"], r["_id"]))
             self._by_insertion[content] = recs
             self._insertion_keys[content] = [r["_insertion_epoch_timestamp"] for r in recs]
 
@@ -820,10 +1034,10 @@ class NetskopeSimulator(SimulatorApp):
         except ValueError:
             return "Error"
 
-    def _v1_error(self, message: str, error_code: str = "Invalid Request",
-                  status: int = 200) -> SimResponse:
-        return SimResponse.json({"status": "error", "errorCode": error_code, "errors": [message]},
-                                status=status)
+    def _v1_error(self, message: str, error_code: str = "Invalid Request", status: int = 200) -> SimResponse:
+        return SimResponse.json(
+            {"status": "error", "errorCode": error_code, "errors": [message]}, status=status
+        )
 
     def error_body(self, status: int, request: SimRequest) -> SimResponse:
         """v1: ``{"status":"error","errorCode":...,"errors":[...]}``; v2: ``{"message":...}``."""
@@ -836,9 +1050,16 @@ class NetskopeSimulator(SimulatorApp):
         if self._is_v1(request):
             return self._v1_error("Too many requests", error_code="Too Many Requests", status=429)
         limit = self._v2_limit(request.path)
-        return SimResponse.json({"message": "API rate limit exceeded"}, status=429, headers={
-            "RateLimit-Limit": str(limit), "RateLimit-Remaining": "0", "RateLimit-Reset": "1",
-            "Retry-After": "1"})
+        return SimResponse.json(
+            {"message": "API rate limit exceeded"},
+            status=429,
+            headers={
+                "RateLimit-Limit": str(limit),
+                "RateLimit-Remaining": "0",
+                "RateLimit-Reset": "1",
+                "Retry-After": "1",
+            },
+        )
 
     # -- v1 -----------------------------------------------------------------------------------
 
@@ -869,9 +1090,11 @@ class NetskopeSimulator(SimulatorApp):
         with self._lock:
             valid = token in self._v1_tokens and token not in self._expired
         if not valid:
-            return self._v1_error("Invalid token" if token else "Token is required",
-                                  error_code="Authorization Error",
-                                  status=self.options.v1_auth_error_status)
+            return self._v1_error(
+                "Invalid token" if token else "Token is required",
+                error_code="Authorization Error",
+                status=self.options.v1_auth_error_status,
+            )
         try:
             return self._v1_query(request.path, arg)
         except _BadRequest as exc:
@@ -888,25 +1111,34 @@ class NetskopeSimulator(SimulatorApp):
                 raise _BadRequest("type is required")
             if etype is not None and etype not in V1_EVENT_TYPES:
                 raise _BadRequest(f"Invalid type {etype!r}; expected one of {', '.join(V1_EVENT_TYPES)}")
-            contents = ("application", "page") if etype is None else tuple(
-                c for c in ("application", "page") if c == etype)
+            contents = (
+                ("application", "page")
+                if etype is None
+                else tuple(c for c in ("application", "page") if c == etype)
+            )
         now = int(self.clock())
         window = self._v1_window_args(arg, now)
         limit = self._int_arg(arg("limit"), "limit", opts.v1_default_limit, 1, opts.v1_max_limit)
         skip = self._int_arg(arg("skip"), "skip", 0, 0, None)
         clauses = self._query_arg(arg("query"))
         alert_type = (arg("type") or arg("alert_type")) if is_alerts else None
-        records = self._select(contents, window, now, alert_type=alert_type,
-                               acked=arg("acked") if is_alerts else None, clauses=clauses)
+        records = self._select(
+            contents,
+            window,
+            now,
+            alert_type=alert_type,
+            acked=arg("acked") if is_alerts else None,
+            clauses=clauses,
+        )
         if (arg("unsorted") or "").lower() == "true":
             records.sort(key=lambda r: r["_id"])
         else:
-            records.sort(key=lambda r: (r["timestamp"], r["_id"], r["_insertion_epoch_timestamp"]),
-                         reverse=True)
-        return SimResponse.json({"status": "success", "msg": "", "data": records[skip: skip + limit]})
+            records.sort(
+                key=lambda r: (r["timestamp"], r["_id"], r["_insertion_epoch_timestamp"]), reverse=True
+            )
+        return SimResponse.json({"status": "success", "msg": "", "data": records[skip : skip + limit]})
 
-    def _v1_window_args(self, arg: Callable[[str], str | None],
-                        now: int) -> tuple[str, int, int] | None:
+    def _v1_window_args(self, arg: Callable[[str], str | None], now: int) -> tuple[str, int, int] | None:
         opts = self.options
         used = []
         if arg("timeperiod") is not None:
@@ -916,12 +1148,14 @@ class NetskopeSimulator(SimulatorApp):
         if arg("insertionstarttime") is not None or arg("insertionendtime") is not None:
             used.append("insertionstarttime/insertionendtime")
         if len(used) > 1:
-            raise _BadRequest("Only one of timeperiod, starttime/endtime or "
-                              "insertionstarttime/insertionendtime may be used")
+            raise _BadRequest(
+                "Only one of timeperiod, starttime/endtime or insertionstarttime/insertionendtime may be used"
+            )
         if not used:
             if opts.v1_require_time_selector:
-                raise _BadRequest("One of timeperiod, starttime/endtime or "
-                                  "insertionstarttime/insertionendtime is required")
+                raise _BadRequest(
+                    "One of timeperiod, starttime/endtime or insertionstarttime/insertionendtime is required"
+                )
             return None
         if used[0] == "timeperiod":
             period = self._int_arg(arg("timeperiod"), "timeperiod", None, 1, None)
@@ -960,11 +1194,17 @@ class NetskopeSimulator(SimulatorApp):
                 used += 1
             self._v2_windows[request.path] = (window, used)
         reset = max(1, math.ceil(second + 1 - now))
-        headers = {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(max(0, limit - used)),
-                   "RateLimit-Reset": str(reset)}
+        headers = {
+            "RateLimit-Limit": str(limit),
+            "RateLimit-Remaining": str(max(0, limit - used)),
+            "RateLimit-Reset": str(reset),
+        }
         if not allowed:
-            resp = SimResponse.json({"message": "API rate limit exceeded"}, status=429,
-                                    headers={**headers, "Retry-After": str(reset)})
+            resp = SimResponse.json(
+                {"message": "API rate limit exceeded"},
+                status=429,
+                headers={**headers, "Retry-After": str(reset)},
+            )
             return resp, headers
         token = request.headers.get("Netskope-Api-Token")
         if not token and self.options.v2_accept_bearer:
@@ -975,14 +1215,14 @@ class NetskopeSimulator(SimulatorApp):
             scopes = self._v2_tokens.get(token or "")
             expired = token in self._expired
         if not token:
-            return SimResponse.json({"message": "Missing Netskope-Api-Token header"}, 401,
-                                    headers), headers
+            return SimResponse.json({"message": "Missing Netskope-Api-Token header"}, 401, headers), headers
         if scopes is None or expired:
             msg = "Token expired" if expired else "Invalid token"
             return SimResponse.json({"message": msg}, 401, headers), headers
         if not any(request.path == s or request.path.startswith(s.rstrip("/") + "/") for s in scopes):
-            return SimResponse.json({"message": f"Token is not authorized for {request.path}"}, 403,
-                                    headers), headers
+            return SimResponse.json(
+                {"message": f"Token is not authorized for {request.path}"}, 403, headers
+            ), headers
         return None, headers
 
     def _v2_data(self, request: SimRequest) -> SimResponse:
@@ -996,38 +1236,44 @@ class NetskopeSimulator(SimulatorApp):
         try:
             now = int(self.clock())
             has_ev = request.arg("starttime") is not None or request.arg("endtime") is not None
-            has_ins = (request.arg("insertionstarttime") is not None
-                       or request.arg("insertionendtime") is not None)
+            has_ins = (
+                request.arg("insertionstarttime") is not None or request.arg("insertionendtime") is not None
+            )
             if has_ev and has_ins:
                 raise _BadRequest("Use either starttime/endtime or insertionstarttime/insertionendtime")
             if has_ev or has_ins:
                 window: tuple[str, int, int] | None = self._pair_window(
-                    request.arg, "insertion" if has_ins else "")
+                    request.arg, "insertion" if has_ins else ""
+                )
             elif opts.v2_require_time_selector:
                 raise _BadRequest("starttime/endtime or insertionstarttime/insertionendtime is required")
             else:
                 window = None
-            limit = self._int_arg(request.arg("limit"), "limit", opts.v2_default_limit, 1,
-                                  opts.v2_max_limit)
+            limit = self._int_arg(request.arg("limit"), "limit", opts.v2_default_limit, 1, opts.v2_max_limit)
             offset = self._int_arg(request.arg("offset"), "offset", 0, 0, opts.v2_max_offset)
             clauses = self._query_arg(request.arg("query"))
             is_alert = kind == "alert"
             contents = (kind,) if kind in NetskopeDataset.CONTENT_TYPES else ()
-            records = self._select(contents, window, now,
-                                   alert_type=request.arg("type") if is_alert else None,
-                                   acked=request.arg("acked") if is_alert else None,
-                                   clauses=clauses)
+            records = self._select(
+                contents,
+                window,
+                now,
+                alert_type=request.arg("type") if is_alert else None,
+                acked=request.arg("acked") if is_alert else None,
+                clauses=clauses,
+            )
         except _BadRequest as exc:
             return SimResponse.json({"message": exc.message}, exc.status, headers)
         fields_arg = request.arg("fields")
         if fields_arg:
             agg = re.fullmatch(r"\s*(\w+)\s*:\s*count\(\s*_id\s*\)\s*", fields_arg)
             if agg:
-                return SimResponse.json({"ok": 1, "result": [{agg.group(1): len(records)}]},
-                                        headers=headers)
-        records.sort(key=lambda r: (r["timestamp"], r["_id"], r["_insertion_epoch_timestamp"]),
-                     reverse=opts.v2_order == "desc")
-        page = records[offset: offset + limit]
+                return SimResponse.json({"ok": 1, "result": [{agg.group(1): len(records)}]}, headers=headers)
+        records.sort(
+            key=lambda r: (r["timestamp"], r["_id"], r["_insertion_epoch_timestamp"]),
+            reverse=opts.v2_order == "desc",
+        )
+        page = records[offset : offset + limit]
         if fields_arg:
             wanted = [f.strip() for f in fields_arg.split(",") if f.strip()]
             page = [{f: r[f] for f in wanted if f in r} for r in page]
@@ -1039,7 +1285,7 @@ class NetskopeSimulator(SimulatorApp):
         if not request.arg("limit"):
             return items[offset:]
         limit = self._int_arg(request.arg("limit"), "limit", None, 1, None)
-        return items[offset: offset + limit]
+        return items[offset : offset + limit]
 
     def _v2_pops(self, request: SimRequest) -> SimResponse:
         denied, headers = self._v2_guard(request)
@@ -1070,8 +1316,11 @@ class NetskopeSimulator(SimulatorApp):
             return denied
         items = list(self.dataset.tunnels)
         if self.options.tunnel_query_filters:
-            site, pop, status = (request.arg("query.site"), request.arg("query.pop"),
-                                 request.arg("query.status"))
+            site, pop, status = (
+                request.arg("query.site"),
+                request.arg("query.pop"),
+                request.arg("query.status"),
+            )
             if site is not None:
                 items = [t for t in items if t["site"] == site]
             if pop is not None:
@@ -1087,8 +1336,7 @@ class NetskopeSimulator(SimulatorApp):
     # -- shared selection -----------------------------------------------------------------------
 
     @staticmethod
-    def _int_arg(raw: str | None, name: str, default: int | None, lo: int,
-                 hi: int | None) -> int:
+    def _int_arg(raw: str | None, name: str, default: int | None, lo: int, hi: int | None) -> int:
         if raw is None or raw == "":
             if default is None:
                 raise _BadRequest(f"{name} is required")
@@ -1111,9 +1359,16 @@ class NetskopeSimulator(SimulatorApp):
         except QueryError as exc:
             raise _BadRequest(f"Invalid query: {exc}") from None
 
-    def _select(self, contents: Iterable[str], window: tuple[str, int, int] | None, now: int, *,
-                alert_type: str | None = None, acked: str | None = None,
-                clauses: list[tuple[str, str, Any]] | None = None) -> list[dict[str, Any]]:
+    def _select(
+        self,
+        contents: Iterable[str],
+        window: tuple[str, int, int] | None,
+        now: int,
+        *,
+        alert_type: str | None = None,
+        acked: str | None = None,
+        clauses: list[tuple[str, str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
         """Visible records (inserted by ``now``) in ``window``, after the filters."""
         opts = self.options
         wanted_type = None
@@ -1133,8 +1388,11 @@ class NetskopeSimulator(SimulatorApp):
             if window is not None:
                 field_name, lo, hi = window
                 if field_name == "_insertion_epoch_timestamp":
-                    lo_idx = (bisect.bisect_left(keys, lo) if opts.window_start_inclusive
-                              else bisect.bisect_right(keys, lo))
+                    lo_idx = (
+                        bisect.bisect_left(keys, lo)
+                        if opts.window_start_inclusive
+                        else bisect.bisect_right(keys, lo)
+                    )
                     hi_idx = min(hi_idx, bisect.bisect_right(keys, hi))
                 else:
                     ev_lo, ev_hi = lo, hi
@@ -1143,8 +1401,10 @@ class NetskopeSimulator(SimulatorApp):
                     ts = rec["timestamp"]
                     if ts > ev_hi or ts < ev_lo or (ts == ev_lo and not opts.window_start_inclusive):
                         continue
-                if wanted_type is not None and _norm_type(
-                        str(rec.get(opts.alert_type_filter_field, ""))) not in wanted_type:
+                if (
+                    wanted_type is not None
+                    and _norm_type(str(rec.get(opts.alert_type_filter_field, ""))) not in wanted_type
+                ):
                     continue
                 if acked is not None and rec.get("acked") != acked.lower():
                     continue
