@@ -146,7 +146,13 @@ def parse_instance(data: Any, path: Path) -> InstanceBase:
             if err["type"] == "extra_forbidden":
                 msg = f"unknown setting; allowed settings are {', '.join(sorted(model.model_fields))}"
             elif err["type"] == "missing":
-                msg = f"required setting is missing ({model.model_fields[loc].description or ''})".rstrip(" ()")
+                description = model.model_fields[loc].description
+                msg = "required setting is missing" + (f" ({description})" if description else "")
+            elif not loc:
+                # A model-level rule names its field as the message prefix ("content_types: ...").
+                prefix, sep, rest = msg.partition(": ")
+                if sep and prefix in model.model_fields:
+                    loc, msg = prefix, rest
             errors.append(InstanceFileError(path, loc, msg))
         raise InstanceFileInvalid(errors) from None
 

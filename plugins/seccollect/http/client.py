@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any, Protocol
 
 import requests
@@ -50,7 +51,8 @@ class RetryPolicy:
     max_throttle_wait: float = 300.0
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Full-jitter exponential backoff for ``attempt`` (1-based), so parallel workers spread out."""
+        """Exponential backoff for ``attempt`` (1-based) with "equal jitter" (a random wait between half the
+        ceiling and the ceiling), so parallel workers spread out but never retry at once."""
         ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
         return (rng or random).uniform(ceiling / 2, ceiling)
 
@@ -133,8 +135,13 @@ def retry_after(response: requests.Response) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value)
+            try:
+                parsed = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):  # neither seconds nor an HTTP date: ignore the header
+                parsed = None
             if parsed is not None:
+                if parsed.tzinfo is None:  # "-0000": UTC, not the machine's local time
+                    parsed = parsed.replace(tzinfo=UTC)
                 return max(0.0, parsed.timestamp() - time.time())
     reset = response.headers.get("RateLimit-Reset")
     if reset:
@@ -221,8 +228,11 @@ class VendorHttpClient:
             try:
                 if self.budget is not None:
                     self.budget.acquire()
+                # proxies/verify are passed per request: requests lets HTTP(S)_PROXY and REQUESTS_CA_BUNDLE
+                # from the environment override Session.proxies / Session.verify, not the request's own.
                 response = self.session.request(
-                    method, url, params=params, json=json, data=data, headers=headers, timeout=self.timeout
+                    method, url, params=params, json=json, data=data, headers=headers, timeout=self.timeout,
+                    proxies=dict(self.session.proxies), verify=self.session.verify,
                 )
                 verdict = self.policy.classify(response)
                 if verdict.kind == "ok":

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 SQL_TYPES = {
     "text": "TEXT",
-    "json": "JSONB",
+    # JSON, not JSONB: JSONB rejects the \u0000 escape some vendor records carry (one such record would
+    # fail its whole window), and JSON keeps the vendor's text exactly while still supporting ->/->>.
+    "json": "JSON",
     "timestamp": "TIMESTAMPTZ",
     "bigint": "BIGINT",
     "double": "DOUBLE PRECISION",

@@ -1,0 +1,159 @@
+"""The typed instance schema: defaults per connector type and the rules a hand-edited file must obey."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from seccollect.config.instance import (
+    DEFAULT_START_DATE,
+    AwsCloudTrailInstance,
+    NetskopeInstance,
+)
+
+NETSKOPE = {
+    "name": "main",
+    "tenant": "acme",
+    "type": "netskope",
+    "conn_id": "netskope_acme",
+    "netskope_tenant": "acme",
+}
+AWS = {
+    "name": "trail",
+    "tenant": "acme",
+    "type": "aws_cloudtrail",
+    "conn_id": "aws_acme",
+    "sub_type": "cloudtrail",
+    "bucket": "logs",
+    "prefix": "AWSLogs/123456789012/CloudTrail/us-east-1",
+}
+
+
+def netskope(**overrides) -> NetskopeInstance:
+    return NetskopeInstance.model_validate({**NETSKOPE, **overrides})
+
+
+def test_netskope_defaults() -> None:
+    inst = netskope()
+    assert inst.interval_minutes is None and inst.interval == 5
+    assert inst.selected_content_types == ("alert", "event")
+    assert inst.api_version == "v2"
+    assert inst.verify_ssl is True and inst.proxy is None and inst.enabled is True
+    assert inst.settle_lag_seconds == 300
+    assert inst.start_date == DEFAULT_START_DATE
+    assert inst.warehouse_conn_id == "seccollect_warehouse" and inst.load_pool == "warehouse_loads"
+    assert inst.dag_id == "acme-netskope-main"
+
+
+def test_netskope_explicit_settings_and_stable_content_type_order() -> None:
+    inst = netskope(interval_minutes=15, content_types=["tunnels", "alert", "page"], api_version="V2")
+    assert inst.interval == 15
+    assert inst.api_version == "v2"  # case-insensitive
+    # The order is the type's own order, whatever order the file lists them in.
+    assert inst.selected_content_types == ("alert", "page", "tunnels")
+
+
+def test_dag_id_is_lowercase() -> None:
+    assert netskope(tenant="ACME", name="Main").dag_id == "acme-netskope-main"
+
+
+def test_aws_defaults_content_type_is_the_sub_type() -> None:
+    inst = AwsCloudTrailInstance.model_validate(AWS)
+    assert inst.selected_content_types == ("cloudtrail",)
+    assert inst.interval == 5 and inst.file_type == "gzip" and inst.lookback_minutes == 60
+    assert inst.dag_id == "acme-aws_cloudtrail-trail"
+    with pytest.raises(ValidationError, match="always gzip"):
+        AwsCloudTrailInstance.model_validate({**AWS, "file_type": "text"})
+    with pytest.raises(ValidationError, match="collects only 'cloudtrail'"):
+        AwsCloudTrailInstance.model_validate({**AWS, "content_types": ["waf"]})
+
+
+@pytest.mark.parametrize("field", ["name", "tenant"])
+@pytest.mark.parametrize("value", ["テナント", "acmé", "数据"])
+def test_name_and_tenant_must_be_ascii(field: str, value: str) -> None:
+    with pytest.raises(ValidationError, match="ASCII only") as info:
+        netskope(**{field: value})
+    assert info.value.errors()[0]["loc"] == (field,)
+
+
+@pytest.mark.parametrize("value", ["has space", "-leading", "a/b", "x" * 64, ""])
+def test_name_charset_and_length(value: str) -> None:
+    with pytest.raises(ValidationError):
+        netskope(name=value)
+
+
+def test_name_accepts_dots_dashes_underscores_up_to_63() -> None:
+    assert netskope(name="a.b-c_d").name == "a.b-c_d"
+    assert netskope(name="x" * 63).name == "x" * 63
+
+
+@pytest.mark.parametrize(
+    "value", ["companya.goskope.com", "https://companya.goskope.com", "companya/api", "http://companya"]
+)
+def test_netskope_tenant_url_rejected_with_hint(value: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        netskope(netskope_tenant=value)
+    message = str(info.value)
+    assert "looks like a URL or host name" in message
+    assert "'companya' for https://companya.goskope.com" in message
+    assert info.value.errors()[0]["loc"] == ("netskope_tenant",)
+
+
+def test_netskope_tenant_plain_name_accepted() -> None:
+    assert netskope(netskope_tenant="companya").netskope_tenant == "companya"
+
+
+@pytest.mark.parametrize("v2_only", [["page"], ["pops"], ["tunnels"], ["alert", "pops"]])
+def test_v1_serves_only_alert_and_event(v2_only: list[str]) -> None:
+    with pytest.raises(ValidationError, match="need api_version v2"):
+        netskope(api_version="v1", content_types=v2_only)
+    assert netskope(api_version="v1").selected_content_types == ("alert", "event")
+    assert netskope(api_version="v2", content_types=v2_only).selected_content_types
+
+
+@pytest.mark.parametrize(
+    ("content_types", "message"),
+    [(["nope"], "not allowed for netskope"), ([], "at least one"), (["alert", "alert"], "listed once")],
+)
+def test_content_types_rules(content_types: list[str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        netskope(content_types=content_types)
+
+
+def test_unknown_key_rejected() -> None:
+    with pytest.raises(ValidationError) as info:
+        NetskopeInstance.model_validate({**NETSKOPE, "intervall_minutes": 10})
+    assert info.value.errors()[0]["type"] == "extra_forbidden"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("interval_minutes", 0),
+        ("interval_minutes", 1441),
+        ("settle_lag_seconds", -1),
+        ("retries", 21),
+        ("max_active_runs", 0),
+    ],
+)
+def test_numeric_bounds(field: str, value: int) -> None:
+    with pytest.raises(ValidationError):
+        netskope(**{field: value})
+
+
+def test_start_date_normalised_to_utc() -> None:
+    naive = netskope(start_date="2026-01-01T00:00:00")
+    assert naive.start_date == datetime(2026, 1, 1, tzinfo=UTC)
+    offset = netskope(start_date="2026-01-01T02:00:00+02:00")
+    assert (
+        offset.start_date == datetime(2026, 1, 1, tzinfo=UTC)
+        and offset.start_date.utcoffset().total_seconds() == 0
+    )
+
+
+def test_instances_are_frozen() -> None:
+    inst = netskope()
+    with pytest.raises(ValidationError):
+        inst.name = "other"

@@ -1,0 +1,202 @@
+"""Parquet staging between collect and load: bounded parts, replace-on-retry, plain XCom, exact schema."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from seccollect.records.envelope import EnvelopeContext, MsgOrigin
+from seccollect.records.indices import ALERT_SOURCES, INDICES
+from seccollect.staging.store import (
+    StagedBatch,
+    StagingWriter,
+    arrow_schema,
+    iter_batches,
+    read_batch,
+    staging_root,
+    window_folder,
+)
+
+START = datetime(2026, 3, 1, 0, 5, tzinfo=UTC)
+END = START + timedelta(minutes=5)
+ORIGIN = MsgOrigin("netskopewsg_event", "netskope", "netskope", "web_security")
+
+
+@pytest.fixture(autouse=True)
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SECCOLLECT_STAGING_URL", "file://" + str(tmp_path / "staging"))
+    monkeypatch.delenv("SECCOLLECT_STAGING_CONN_ID", raising=False)
+    return tmp_path / "staging"
+
+
+def rows(n: int, offset: int = 0) -> list[dict[str, Any]]:
+    ctx = EnvelopeContext("acme", "main", "event", START, END, datetime(2026, 3, 2, tzinfo=UTC))
+    return [
+        ctx.wrap(ORIGIN, {"id": i}, vendor_id=str(i), event_time=START + timedelta(seconds=i))
+        for i in range(offset, offset + n)
+    ]
+
+
+def folder(task_id: str = "collect_event"):
+    return window_folder("acme-netskope-main", START, END, task_id)
+
+
+def files(path) -> list[str]:
+    return sorted(p.name for p in path.iterdir()) if path.exists() else []
+
+
+def test_window_folder_layout(root: Path) -> None:
+    path = folder("collect_alert")
+    assert (
+        Path(path.path)
+        == root / "acme-netskope-main" / "20260301T000500Z--20260301T001000Z" / "collect_alert"
+    )
+
+
+def test_staging_root_defaults_to_airflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SECCOLLECT_STAGING_URL")
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
+    assert Path(staging_root().path) == tmp_path / "home" / "staging"
+
+
+def test_parts_are_bounded_by_part_rows() -> None:
+    writer = StagingWriter(folder(), part_rows=4)
+    writer.add_many("syslog", rows(10))
+    # Full parts are written as soon as they fill up, not at close: memory stays bounded.
+    assert [b.rows for b in writer.batches] == [4, 4]
+    batches = writer.close()
+    assert [b.rows for b in batches] == [4, 4, 2]
+    assert files(folder()) == ["syslog-00000.parquet", "syslog-00001.parquet", "syslog-00002.parquet"]
+    for batch in batches:
+        assert pq.read_metadata(batch.path.removeprefix("file://")).num_rows == batch.rows <= 4
+    ids = [r for b in batches for r in read_batch(b).column("vendor_id").to_pylist()]
+    assert ids == [str(i) for i in range(10)]  # nothing lost, nothing repeated, order kept
+
+
+def test_tables_get_their_own_parts() -> None:
+    writer = StagingWriter(folder(), part_rows=3)
+    for row in rows(5):
+        writer.add("syslog", row)
+    asset = {**rows(1)[0], "asset_id": "h1", "hostname": "h1.acme"}
+    writer.add("assets", asset)
+    batches = writer.close()
+    assert [(b.table, b.rows) for b in batches] == [("syslog", 3), ("syslog", 2), ("assets", 1)]
+    assert "assets-00000.parquet" in files(folder())
+    assert [t.num_rows for t in iter_batches(batches, "syslog")] == [3, 2]
+    assert read_batch(batches[-1]).column("hostname").to_pylist() == ["h1.acme"]
+
+
+def test_recollect_replaces_earlier_parts() -> None:
+    first = StagingWriter(folder(), part_rows=2)
+    first.add_many("syslog", rows(5))
+    first.close()
+    assert len(files(folder())) == 3
+    other_task = StagingWriter(folder("collect_alert"))
+    other_task.add_many("syslog", rows(1))
+    other_task.close()
+
+    retry = StagingWriter(folder(), part_rows=2)
+    retry.add_many("syslog", rows(1, offset=100))
+    batches = retry.close()
+    assert files(folder()) == ["syslog-00000.parquet"]
+    assert [b.rows for b in batches] == [1]
+    assert read_batch(batches[0]).column("vendor_id").to_pylist() == ["100"]
+    assert len(files(folder("collect_alert"))) == 1  # another task's folder is left alone
+
+
+def test_empty_window_writes_no_part_and_clears_a_previous_try() -> None:
+    earlier = StagingWriter(folder())
+    earlier.add_many("syslog", rows(3))
+    earlier.close()
+    assert files(folder()) == ["syslog-00000.parquet"]
+
+    empty = StagingWriter(folder())
+    assert empty.close() == []
+    assert folder().exists() and files(folder()) == []
+
+
+def test_xcom_round_trip_is_plain_json() -> None:
+    writer = StagingWriter(folder())
+    writer.add_many("syslog", rows(3))
+    batch = writer.close()[0]
+    payload = json.loads(json.dumps(batch.to_xcom()))
+    assert payload == {"table": "syslog", "path": batch.path, "rows": 3}
+    assert StagedBatch.from_xcom(payload) == batch
+    assert StagedBatch.from_xcom({"table": "syslog", "path": "p", "rows": "7"}).rows == 7
+    assert read_batch(StagedBatch.from_xcom(payload)).num_rows == 3
+
+
+@pytest.mark.parametrize("table", [*INDICES, "alert_sources"])
+def test_arrow_schema_follows_the_index_description(table: str) -> None:
+    columns = INDICES[table].columns if table in INDICES else ALERT_SOURCES
+    schema = arrow_schema(table)
+    assert schema.names == [c.name for c in columns]
+    for column in columns:
+        field = schema.field(column.name)
+        assert field.nullable == column.nullable
+        expected = {
+            "text": pa.string(),
+            "json": pa.string(),
+            "bigint": pa.int64(),
+            "double": pa.float64(),
+            "boolean": pa.bool_(),
+            "timestamp": pa.timestamp("us", tz="UTC"),
+        }[column.type]
+        assert field.type == expected
+
+
+def test_staged_parquet_has_the_table_schema() -> None:
+    writer = StagingWriter(folder())
+    writer.add_many("syslog", rows(2))
+    batch = writer.close()[0]
+    on_disk = pq.read_schema(batch.path.removeprefix("file://"))
+    assert on_disk.remove_metadata().equals(arrow_schema("syslog"), check_metadata=False)
+    data = read_batch(batch)
+    assert data.schema.equals(arrow_schema("syslog"))
+    first = data.to_pylist()[0]
+    assert first["event_time"] == START and first["window_end"] == END and first["raw"] == '{"id":0}'
+
+
+def test_write_table_casts_to_the_table_schema() -> None:
+    source = pa.table(
+        {
+            **{
+                c.name: pa.array(["x"], pa.large_string())
+                for c in INDICES["syslog"].columns
+                if c.type in ("text", "json")
+            },
+            "event_time": pa.array([datetime(2026, 3, 1, 0, 6)], pa.timestamp("ns", tz="UTC")),
+            "ingest_time": pa.array([datetime(2026, 3, 2)], pa.timestamp("ms", tz="UTC")),
+            "window_start": pa.array([START], pa.timestamp("s", tz="UTC")),
+            "window_end": pa.array([END], pa.timestamp("s", tz="UTC")),
+        }
+    ).select(INDICES["syslog"].column_names)
+    writer = StagingWriter(folder())
+    writer.write_table("syslog", source)
+    batches = writer.close()
+    assert [b.rows for b in batches] == [1]
+    assert read_batch(batches[0]).schema.equals(arrow_schema("syslog"))
+
+
+def test_a_row_missing_a_required_envelope_field_is_refused() -> None:
+    writer = StagingWriter(folder())
+    bad = rows(1)[0]
+    del bad["tenant"]
+    writer.add("syslog", bad)
+    with pytest.raises(pa.ArrowInvalid, match="tenant"):
+        writer.close()
+
+
+def test_read_batch_of_a_deleted_part_raises() -> None:
+    writer = StagingWriter(folder())
+    writer.add_many("syslog", rows(1))
+    batch = writer.close()[0]
+    Path(batch.path.removeprefix("file://")).unlink()
+    with pytest.raises(FileNotFoundError):
+        read_batch(batch)

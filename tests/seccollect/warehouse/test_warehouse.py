@@ -1,0 +1,488 @@
+"""Window loads on both backends: idempotent, atomic with their ledger, alerts exact in any load order."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seccollect.records.envelope import EnvelopeContext, MsgOrigin
+from seccollect.staging.store import StagedBatch, StagingWriter, window_folder
+from seccollect.warehouse.base import TABLES, ConsumedObject, QuarantineEntry, Warehouse, WindowKey
+from seccollect.warehouse.duckdb import DuckDBWarehouse, connect_with_lock_wait
+from seccollect.warehouse.postgres import PostgresWarehouse
+
+DAG = "acme-netskope-main"
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+INGEST = datetime(2026, 3, 2, tzinfo=UTC)
+EVENT = MsgOrigin("netskopewsg_event", "netskope", "netskope", "web_security")
+ALERT = MsgOrigin("netskopewsg_alert", "netskope", "netskope", "web_security")
+
+
+@pytest.fixture(autouse=True)
+def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "staging"
+    monkeypatch.setenv("SECCOLLECT_STAGING_URL", "file://" + str(root))
+    monkeypatch.delenv("SECCOLLECT_STAGING_CONN_ID", raising=False)
+    return root
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    if request.param == "duckdb":
+        warehouse: Warehouse = DuckDBWarehouse(str(tmp_path / "warehouse.duckdb"), lock_timeout=5)
+    else:
+        import psycopg
+
+        warehouse = PostgresWarehouse(psycopg.connect(**request.getfixturevalue("postgres_database")))
+    warehouse.ensure_schema()
+    try:
+        yield warehouse
+    finally:
+        warehouse.close()
+
+
+def window(n: int, content_type: str = "event") -> WindowKey:
+    """The n-th 5-minute window (1-based)."""
+    start = T0 + timedelta(minutes=5 * (n - 1))
+    return WindowKey(DAG, content_type, start, start + timedelta(minutes=5))
+
+
+def envelope(key: WindowKey) -> EnvelopeContext:
+    return EnvelopeContext("acme", "main", key.content_type, key.window_start, key.window_end, INGEST)
+
+
+def events(key: WindowKey, ids: list[int]) -> list[dict[str, Any]]:
+    ctx = envelope(key)
+    return [
+        ctx.wrap(
+            EVENT,
+            {"id": i, "user": f"u{i}@acme.com"},
+            vendor_id=str(i),
+            event_time=key.window_start + timedelta(seconds=i),
+        )
+        for i in ids
+    ]
+
+
+def stage(
+    key: WindowKey, tables: dict[str, list[dict[str, Any]]], task_id: str = "collect", part_rows: int = 1000
+) -> list[StagedBatch]:
+    writer = StagingWriter(
+        window_folder(key.dag_id, key.window_start, key.window_end, task_id), part_rows=part_rows
+    )
+    for table, rows in tables.items():
+        writer.add_many(table, rows)
+    return writer.close()
+
+
+def count(wh: Warehouse, table: str) -> int:
+    return wh.query(f"SELECT count(*) FROM {table}")[0][0]
+
+
+def ledger(wh: Warehouse) -> list[tuple[Any, ...]]:
+    return wh.query(
+        "SELECT content_type, window_start, run_id, staged_rows, inserted_rows, duplicate_rows, quarantined "
+        "FROM collection_ledger ORDER BY window_start, content_type"
+    )
+
+
+def as_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value  # DuckDB: text; PostgreSQL: jsonb
+
+
+# --- schema --------------------------------------------------------------------------------------
+
+
+def test_ensure_schema_is_idempotent_and_keeps_data(wh: Warehouse) -> None:
+    key = window(1)
+    wh.load_window(key, stage(key, {"syslog": events(key, [1, 2])}))
+    wh.ensure_schema()
+    wh.ensure_schema()
+    assert count(wh, "syslog") == 2
+    for table in TABLES:
+        assert count(wh, table) >= 0  # every table exists
+
+
+# --- idempotent loads ----------------------------------------------------------------------------
+
+
+def test_reload_inserts_nothing_and_ledger_accumulates(wh: Warehouse) -> None:
+    key = window(1)
+    batches = stage(key, {"syslog": events(key, list(range(10)))})
+    first = wh.load_window(key, batches, run_id="run-1")
+    assert first.to_xcom()["tables"] == {"syslog": {"staged": 10, "inserted": 10, "duplicates": 0}}
+    second = wh.load_window(key, batches, run_id="run-2")
+    assert second.to_xcom()["tables"] == {"syslog": {"staged": 10, "inserted": 0, "duplicates": 10}}
+    assert count(wh, "syslog") == 10
+    # One ledger row per window: the latest run, total inserted over all runs, the latest duplicates.
+    assert ledger(wh) == [("event", key.window_start, "run-2", 10, 10, 10, 0)]
+
+
+def test_overlapping_windows_never_duplicate(wh: Warehouse) -> None:
+    w1, w2 = window(1), window(2)
+    wh.load_window(w1, stage(w1, {"syslog": events(w1, [1, 2, 3])}))
+    # A record collected again in the next window (a late or re-sent record) has the same record_id.
+    report = wh.load_window(w2, stage(w2, {"syslog": events(w1, [3]) + events(w2, [4])}))
+    assert report.tables["syslog"].inserted == 1 and report.tables["syslog"].duplicates == 1
+    assert count(wh, "syslog") == 4
+    assert [r[3:6] for r in ledger(wh)] == [(3, 3, 0), (2, 1, 1)]
+
+
+def test_duplicates_inside_a_batch_and_across_parts_collapse(wh: Warehouse) -> None:
+    key = window(1)
+    rows = events(key, [1, 2, 3])
+    batches = stage(key, {"syslog": rows + rows + rows[:1]}, part_rows=3)  # 7 rows in 3 parts
+    assert [b.rows for b in batches] == [3, 3, 1]
+    report = wh.load_window(key, batches)
+    assert report.tables["syslog"].staged == 7 and report.tables["syslog"].inserted == 3
+    assert count(wh, "syslog") == 3
+
+
+def test_several_tables_in_one_window(wh: Warehouse) -> None:
+    key = window(1)
+    ctx = envelope(key)
+    asset = ctx.wrap(
+        EVENT,
+        {"host": "h1"},
+        vendor_id="h1",
+        event_time=None,
+        typed={"asset_id": "h1", "hostname": "h1.acme", "ip_address": "10.0.0.1", "os": None},
+    )
+    report = wh.load_window(key, stage(key, {"syslog": events(key, [1, 2]), "assets": [asset]}))
+    assert {n: t.inserted for n, t in report.tables.items()} == {"syslog": 2, "assets": 1}
+    assert wh.query("SELECT hostname, os, event_time FROM assets") == [("h1.acme", None, None)]
+    assert ledger(wh)[0][3:5] == (3, 3)
+
+
+def test_values_round_trip_exactly(wh: Warehouse) -> None:
+    key = window(1)
+    ctx = envelope(key)
+    tricky = {"s": 'comma, "quote"\nnew line\ttab \\ backslash', "u": "Grüße 東京 🙂", "empty": "", "n": None}
+    with_empty_vendor_id = ctx.wrap(EVENT, tricky, vendor_id="", event_time=None)
+    regular = ctx.wrap(
+        EVENT, {"id": 1}, vendor_id="v1", event_time=datetime(2026, 3, 1, 0, 1, 2, 345678, tzinfo=UTC)
+    )
+    wh.load_window(key, stage(key, {"syslog": [with_empty_vendor_id, regular]}))
+    rows = {
+        r[0]: r[1:] for r in wh.query("SELECT record_id, vendor_id, event_time, raw, window_end FROM syslog")
+    }
+    vendor_id, event_time, raw, window_end = rows[with_empty_vendor_id["record_id"]]
+    assert vendor_id == "" and event_time is None  # empty string stays empty, NULL stays NULL
+    assert as_json(raw) == tricky
+    assert window_end == key.window_end
+    assert rows[regular["record_id"]][1] == regular["event_time"]  # microseconds and UTC kept
+
+
+def test_nul_character_in_a_raw_record(wh: Warehouse) -> None:
+    # PostgreSQL stores raw as JSON (not JSONB, which rejects the \u0000 escape): the record is kept exactly.
+    key = window(1)
+    row = envelope(key).wrap(EVENT, {"file": "a\x00b"}, vendor_id="nul", event_time=None)
+    wh.load_window(key, stage(key, {"syslog": [row]}))
+    assert as_json(wh.query("SELECT raw FROM syslog")[0][0]) == {"file": "a\x00b"}
+
+
+# --- one transaction -----------------------------------------------------------------------------
+
+
+def test_failure_on_second_table_rolls_back_rows_ledger_quarantine_and_objects(
+    wh: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = window(1)
+    ctx = envelope(key)
+    asset = ctx.wrap(EVENT, {"host": "h1"}, vendor_id="h1", event_time=None, typed={"asset_id": "h1"})
+    batches = stage(key, {"syslog": events(key, [1, 2, 3]), "assets": [asset]})
+    real = wh._insert_absent
+    calls: list[str] = []
+
+    def flaky(table: str, data: Any) -> int:
+        calls.append(table)
+        if len(calls) == 2:
+            raise RuntimeError("warehouse went away")
+        return real(table, data)
+
+    monkeypatch.setattr(wh, "_insert_absent", flaky)
+    with pytest.raises(RuntimeError, match="went away"):
+        wh.load_window(
+            key,
+            batches,
+            quarantine=[QuarantineEntry("r1", "bad")],
+            consumed=[ConsumedObject("b", "k", "e", 3, "loaded")],
+        )
+    assert calls == ["syslog", "assets"]
+    for table in ("syslog", "assets", "collection_ledger", "quarantine", "object_ledger"):
+        assert count(wh, table) == 0, table
+    # The connection is still usable and the retried load commits everything.
+    monkeypatch.setattr(wh, "_insert_absent", real)
+    report = wh.load_window(key, batches)
+    assert report.tables["syslog"].inserted == 3 and count(wh, "collection_ledger") == 1
+
+
+def test_missing_staged_file_fails_the_whole_window(wh: Warehouse) -> None:
+    key = window(1)
+    batches = stage(key, {"syslog": events(key, [1, 2, 3, 4])}, part_rows=2)
+    Path(batches[1].path.removeprefix("file://")).unlink()
+    with pytest.raises(FileNotFoundError):
+        wh.load_window(key, batches)
+    assert count(wh, "syslog") == 0 and count(wh, "collection_ledger") == 0
+
+
+def test_failure_in_ledger_write_rolls_back_rows(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = window(1)
+    real = wh._execute
+
+    def failing(sql: str, params: Any = ()) -> int:
+        if sql.startswith("INSERT INTO collection_ledger"):
+            raise RuntimeError("ledger write failed")
+        return real(sql, params)
+
+    monkeypatch.setattr(wh, "_execute", failing)
+    with pytest.raises(RuntimeError, match="ledger"):
+        wh.load_window(key, stage(key, {"syslog": events(key, [1])}))
+    monkeypatch.undo()
+    assert count(wh, "syslog") == 0
+
+
+def test_empty_window_still_records_its_ledger_row(wh: Warehouse) -> None:
+    key = window(1)
+    report = wh.load_window(key, [], run_id="r")
+    assert report.tables == {}
+    assert ledger(wh) == [("event", key.window_start, "r", 0, 0, 0, 0)]
+
+
+# --- alerts --------------------------------------------------------------------------------------
+
+
+def alert_link(
+    key: WindowKey, alert_key: str, n: int, event_time: datetime, user: str = "alice"
+) -> dict[str, Any]:
+    raw = {"type": "breach", "user": user, "breach_id": "B-1", "n": n}
+    base = envelope(key).wrap(ALERT, raw, vendor_id=f"a{n}", event_time=event_time)
+    return {
+        "alert_key": alert_key,
+        "record_id": base["record_id"],
+        **{
+            c: base[c]
+            for c in (
+                "tenant",
+                "instance",
+                "content_type",
+                "msg_class",
+                "msg_origin_source",
+                "msg_origin_vendor",
+                "msg_origin_category",
+                "raw",
+            )
+        },
+        "alert_kind": "breach",
+        "user_name": user,
+        "dedup_id": "B-1",
+        "event_time": event_time,
+    }
+
+
+def alerts(wh: Warehouse) -> dict[str, tuple[Any, ...]]:
+    rows = wh.query(
+        "SELECT record_id, raw_count, first_seen, last_seen, latest_record_id, raw, event_time, alert_kind, "
+        "dedup_id, user_name FROM alerts"
+    )
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_alerts_recomputed_from_all_links_in_any_load_order(wh: Warehouse) -> None:
+    keys = {n: window(n, "alert") for n in (1, 2, 3)}
+    times = {n: keys[n].window_start + timedelta(minutes=1) for n in keys}
+    links = {n: alert_link(keys[n], "K", n, times[n]) for n in keys}
+    batches = {n: stage(keys[n], {"alert_sources": [links[n]]}) for n in keys}
+    # Another key in window 2 must not be touched by the recompute of "K".
+    other = alert_link(keys[2], "OTHER", 9, times[2], "bob")
+    batches[2] = stage(keys[2], {"alert_sources": [links[2], other]})
+
+    assert wh.load_window(keys[3], batches[3]).alerts_touched == 1
+    assert alerts(wh)["K"][:4] == (1, times[3], times[3], links[3]["record_id"])
+
+    wh.load_window(keys[1], batches[1])
+    assert alerts(wh)["K"][:4] == (2, times[1], times[3], links[3]["record_id"])
+
+    assert wh.load_window(keys[2], batches[2]).alerts_touched == 2
+    wh.load_window(keys[1], batches[1])  # a re-run of window 1 changes nothing
+
+    rows = alerts(wh)
+    assert set(rows) == {"K", "OTHER"}
+    raw_count, first_seen, last_seen, latest, raw, event_time, kind, dedup_id, user = rows["K"]
+    assert (raw_count, first_seen, last_seen, latest) == (3, times[1], times[3], links[3]["record_id"])
+    assert as_json(raw) == json.loads(links[3]["raw"])  # the latest raw alert behind the key
+    assert event_time == times[3] and (kind, dedup_id, user) == ("breach", "B-1", "alice")
+    assert rows["OTHER"][:4] == (1, times[2], times[2], other["record_id"])
+    assert rows["OTHER"][-1] == "bob"
+    assert count(wh, "alert_sources") == 4
+
+
+def test_alerts_several_links_of_one_key_in_one_batch_and_ties(wh: Warehouse) -> None:
+    key = window(1, "alert")
+    t = key.window_start
+    a, b, c = (alert_link(key, "K", n, t + timedelta(seconds=s)) for n, s in ((1, 10), (2, 30), (3, 30)))
+    report = wh.load_window(key, stage(key, {"alert_sources": [a, b, c, a]}))
+    assert report.alerts_touched == 1
+    raw_count, first_seen, last_seen, latest, *_ = alerts(wh)["K"]
+    assert (raw_count, first_seen, last_seen) == (3, a["event_time"], b["event_time"])
+    # Equal event times: the highest record_id wins, deterministically.
+    assert latest == max(b["record_id"], c["record_id"])
+    # The mapped alerts never count as window rows of the ledger.
+    assert ledger(wh)[0][3:6] == (0, 0, 0)
+
+
+def test_alert_links_in_two_batches_of_one_window(wh: Warehouse) -> None:
+    key = window(1, "alert")
+    links = [alert_link(key, "K", n, key.window_start + timedelta(seconds=n)) for n in range(1, 6)]
+    batches = stage(key, {"alert_sources": links}, part_rows=2)
+    assert len(batches) == 3
+    wh.load_window(key, batches)
+    assert alerts(wh)["K"][:2] == (5, links[0]["event_time"])
+
+
+# --- quarantine and objects ----------------------------------------------------------------------
+
+
+def test_quarantine_entries_upsert(wh: Warehouse) -> None:
+    key = window(1)
+    first = wh.load_window(
+        key,
+        [],
+        quarantine=[
+            QuarantineEntry("obj-1", "bad gzip", "\x1f\x8b..."),
+            QuarantineEntry("rec-7", "not JSON", "{oops"),
+        ],
+    )
+    assert first.quarantined == 2
+    wh.load_window(key, [], quarantine=[QuarantineEntry("obj-1", "truncated", None)])
+    rows = wh.query("SELECT source_ref, reason, raw, window_start FROM quarantine ORDER BY source_ref")
+    assert rows == [
+        ("obj-1", "truncated", None, key.window_start),
+        ("rec-7", "not JSON", "{oops", key.window_start),
+    ]
+    # The same reference twice in one load keeps the last reason.
+    wh.load_window(key, [], quarantine=[QuarantineEntry("rec-9", "a"), QuarantineEntry("rec-9", "b")])
+    assert wh.query("SELECT reason FROM quarantine WHERE source_ref = 'rec-9'") == [("b",)]
+    assert ledger(wh)[0][6] == 2  # the latest load's quarantine count
+
+
+def test_object_ledger_and_consumed_objects(wh: Warehouse) -> None:
+    key = window(1, "cloudtrail")
+    objs = [
+        ConsumedObject("logs", "a.json.gz", "e1", 10, "loaded"),
+        ConsumedObject("logs", "b.json.gz", "e2", 0, "quarantined"),
+    ]
+    wh.load_window(key, [], consumed=objs)
+    wh.load_window(key, [], consumed=objs)  # re-run: no second row
+    assert count(wh, "object_ledger") == 2
+    assert wh.consumed_objects(DAG, "logs", ["a.json.gz", "b.json.gz", "c.json.gz"]) == {
+        ("a.json.gz", "e1"),
+        ("b.json.gz", "e2"),
+    }
+    assert wh.consumed_objects(DAG, "logs", ["b.json.gz"]) == {("b.json.gz", "e2")}
+    assert wh.consumed_objects(DAG, "logs", []) == set()
+    assert wh.consumed_objects("other-dag", "logs", ["a.json.gz"]) == set()
+    assert wh.consumed_objects(DAG, "other-bucket", ["a.json.gz"]) == set()
+    # An object rewritten under the same key (new etag) is a new object.
+    wh.load_window(
+        window(2, "cloudtrail"), [], consumed=[ConsumedObject("logs", "a.json.gz", "e9", 1, "loaded")]
+    )
+    assert wh.consumed_objects(DAG, "logs", ["a.json.gz"]) == {("a.json.gz", "e1"), ("a.json.gz", "e9")}
+    assert wh.query("SELECT records, status FROM object_ledger WHERE etag = 'e2'") == [(0, "quarantined")]
+
+
+# --- opening through the Airflow connection ------------------------------------------------------
+
+
+def test_open_warehouse_from_airflow_connection(open_test_warehouse, warehouse_conn: str) -> None:
+    key = window(1)
+    with open_test_warehouse() as wh:
+        assert wh.kind == warehouse_conn
+        wh.load_window(key, stage(key, {"syslog": events(key, [1, 2])}))
+    with open_test_warehouse() as wh:  # committed, visible to a new connection
+        assert count(wh, "syslog") == 2
+
+
+def test_open_warehouse_rejects_other_connection_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seccollect.warehouse import open_warehouse
+
+    monkeypatch.setenv("AIRFLOW_CONN_WRONG_KIND", json.dumps({"conn_type": "http", "host": "x"}))
+    with pytest.raises(ValueError, match="must be a 'duckdb' or 'postgres'"):
+        open_warehouse("wrong_kind")
+
+
+# --- DuckDB's single writer ----------------------------------------------------------------------
+
+_HOLDER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+print("released", flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.fixture
+def hold_lock(tmp_path: Path) -> Iterator[Any]:
+    """Start a process that holds the DuckDB file open read-write for ``seconds``."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def hold(path: Path, seconds: float) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+        )
+        procs.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        return proc
+
+    yield hold
+    for proc in procs:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_duckdb_waits_for_a_lock_held_by_another_process(tmp_path: Path, hold_lock) -> None:
+    path = tmp_path / "locked.duckdb"
+    proc = hold_lock(path, 1.0)
+    started = time.monotonic()
+    con = connect_with_lock_wait(str(path), lock_timeout=20)
+    waited = time.monotonic() - started
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "released"
+        assert waited >= 0.5
+        assert con.execute("SELECT count(*) FROM held").fetchone() == (0,)
+    finally:
+        con.close()
+
+
+def test_duckdb_lock_wait_gives_up_after_lock_timeout(tmp_path: Path, hold_lock) -> None:
+    import duckdb
+
+    path = tmp_path / "locked.duckdb"
+    hold_lock(path, 30)
+    started = time.monotonic()
+    with pytest.raises(duckdb.IOException, match="(?i)lock"):
+        connect_with_lock_wait(str(path), lock_timeout=0.4)
+    assert 0.4 <= time.monotonic() - started < 5
+    with pytest.raises(duckdb.IOException, match="(?i)lock"):
+        DuckDBWarehouse(str(path), lock_timeout=0.2)
+
+
+def test_duckdb_other_io_errors_are_not_waited_out(tmp_path: Path) -> None:
+    import duckdb
+
+    started = time.monotonic()
+    with pytest.raises(duckdb.IOException):
+        connect_with_lock_wait(str(tmp_path / "no" / "such" / "dir" / "w.duckdb"), lock_timeout=30)
+    assert time.monotonic() - started < 2
