@@ -1,6 +1,6 @@
 """The one HTTP layer every vendor hook uses (built on requests).
 
-It owns what all vendors share: timeouts, retries with exponential backoff and full jitter on
+It owns what all vendors share: timeouts, retries with exponential backoff and jitter on
 connection errors, timeouts, truncated bodies and 5xx; throttling (429 and the vendors' own signals)
 honoured with Retry-After / RateLimit-Reset; an optional client-side request budget; SSL verification
 with a logged opt-out; an optional proxy; and a final error that explains itself.
