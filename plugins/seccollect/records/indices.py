@@ -119,19 +119,17 @@ INDICES: dict[str, Index] = {i.name: i for i in (SYSLOG, ASSETS, SCANS, AWS_EVEN
 
 #: Links every raw alert to the alert row it maps to. Alerts rows are recomputed from these links, so
 #: re-running or backfilling windows in any order can never change a count.
+_ENVELOPE_BY_NAME = {c.name: c for c in ENVELOPE}
 ALERT_SOURCES: tuple[Column, ...] = (
     Column("alert_key", "text", nullable=False),
-    Column("record_id", "text", nullable=False),
-    Column("tenant", "text", nullable=False),
-    Column("instance", "text", nullable=False),
-    Column("content_type", "text", nullable=False),
-    Column("msg_class", "text", nullable=False),
-    Column("msg_origin_source", "text", nullable=False),
-    Column("msg_origin_vendor", "text", nullable=False),
-    Column("msg_origin_category", "text", nullable=False),
+    *(_ENVELOPE_BY_NAME[name] for name in (
+        "record_id", "tenant", "instance", "content_type", "msg_class",
+        "msg_origin_source", "msg_origin_vendor", "msg_origin_category",
+    )),
     Column("alert_kind", "text", nullable=False),
     Column("user_name", "text"),
     Column("dedup_id", "text"),
+    # Mapped alerts always have an event time (the raw alert's timestamp), unlike envelope rows.
     Column("event_time", "timestamp", nullable=False),
-    Column("raw", "json", nullable=False),
+    _ENVELOPE_BY_NAME["raw"],
 )

@@ -54,7 +54,7 @@ SELECT
     'netskopewsg_alert' AS msg_class, msg_origin_source, msg_origin_vendor, msg_origin_category,
     alert_kind, user_name,
     CASE WHEN raw_dedup_id IS NULL OR trim(raw_dedup_id) IN ('', '0') THEN NULL ELSE raw_dedup_id END AS dedup_id,
-    event_time, raw
+    coalesce(event_time, window_end) AS event_time, raw
 FROM keyed
 """
 
@@ -67,7 +67,7 @@ def map_alerts(raw_alerts: pa.Table, con: duckdb.DuckDBPyConnection | None = Non
     con = con or duckdb.connect()
     try:
         con.register("raw_alerts", raw_alerts)
-        return con.execute(_MAP_SQL).to_arrow_table()
+        return con.sql(_MAP_SQL).to_arrow_table()
     finally:
         con.unregister("raw_alerts")
         if own:
