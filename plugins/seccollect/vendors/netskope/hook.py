@@ -122,6 +122,11 @@ class NetskopeHook(BaseHook):
                 raise ValueError(
                     f"Connection {self.netskope_conn_id!r} has no Netskope tenant name and none was given"
                 )
+            if any(c in tenant for c in ".:/"):
+                raise ValueError(
+                    f"Netskope Tenant Name {tenant!r} of connection {self.netskope_conn_id!r} looks like a URL or "
+                    "host name; enter only the tenant name, e.g. 'companya' for https://companya.goskope.com"
+                )
             base_url = f"https://{tenant}.goskope.com"
         if not conn.password:
             raise ValueError(f"Connection {self.netskope_conn_id!r} has no API key (password field)")
