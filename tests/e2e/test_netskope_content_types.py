@@ -185,11 +185,6 @@ def test_v1_alert_and_event_equal_ground_truth_and_rerun_adds_nothing(
         assert ledger["event"][1] == len(netskope_dataset.expected_ids("application", *DAY1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known gap: a snapshot's record id is (id, content hash), so a tunnel that flaps back to an earlier "
-    "state (up -> down -> up) is not loaded again and the warehouse's latest row keeps saying 'down'.",
-)
 @pytest.mark.parametrize("warehouse_conn", ["duckdb"], indirect=True)
 def test_tunnel_reverting_to_an_earlier_state_is_loaded_again(
     tmp_path, monkeypatch, airflow_db, netskope_sim, netskope_dataset, warehouse_conn, open_test_warehouse

@@ -17,8 +17,9 @@ once a record is queryable, so consecutive windows tile time: a record that arri
 window closed is collected exactly once, by a later window. Each record keeps its own event time
 (`timestamp`) in `event_time`. Duplicates with the same `_id` collapse on `record_id`.
 
-Pops and tunnels are snapshots taken once a day (the run whose window holds 00:00 UTC); unchanged
-entries are not loaded again. Breach, Connection and Malsite alerts are mapped into `alerts`
+Pops and tunnels are snapshots taken once a day (the run whose window holds 00:00 UTC); an entry is
+loaded again only when it differs from its latest loaded version, so the latest row per entry is its
+current state. Breach, Connection and Malsite alerts are mapped into `alerts`
 (task `map_alerts`), one row per (tenant, user, id) with first/last seen and the raw alert count.
 """
 
@@ -38,6 +39,7 @@ def add_tasks(dag: DAG, instance: NetskopeInstance) -> None:
                 settle_lag_seconds=instance.settle_lag_seconds,
                 verify_ssl=instance.verify_ssl,
                 proxy=instance.proxy,
+                warehouse_conn_id=instance.warehouse_conn_id,
             )
             sources = [collect.task_id]
             upstream = collect

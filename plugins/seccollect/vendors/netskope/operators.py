@@ -41,8 +41,10 @@ class NetskopeCollectOperator(BaseCollectOperator):
     back by ``settle_lag_seconds``: Netskope makes records queryable late, and a record's insertion
     time never changes, so consecutive shifted windows still tile time exactly and each record is
     collected once, by the first run whose window has settled past its insertion. Pops and tunnels are
-    snapshots taken once a day, in the run whose window holds UTC midnight; their record id includes
-    a content hash, so an unchanged pop or tunnel is not loaded again.
+    snapshots taken once a day, in the run whose window holds UTC midnight. An item whose content equals
+    its latest loaded version reuses that version's id (so it is not loaded again); an item that changed
+    — including back to an earlier state — gets a new id stamped with the window, so the warehouse's
+    latest row per item is always its current state.
 
     :param netskope_conn_id: Airflow connection with the API key.
     :param netskope_tenant: tenant name (host ``<tenant>.goskope.com``).
@@ -51,6 +53,7 @@ class NetskopeCollectOperator(BaseCollectOperator):
     :param verify_ssl: verify TLS certificates.
     :param proxy: optional proxy URL.
     :param page_size: records per API request (≤ 10,000).
+    :param warehouse_conn_id: the warehouse, read for the latest loaded snapshot versions.
     """
 
     template_fields: Sequence[str] = ("window_start", "window_end")
@@ -65,9 +68,11 @@ class NetskopeCollectOperator(BaseCollectOperator):
         verify_ssl: bool = True,
         proxy: str | None = None,
         page_size: int = 10_000,
+        warehouse_conn_id: str = "seccollect_warehouse",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.warehouse_conn_id = warehouse_conn_id
         self.netskope_conn_id = netskope_conn_id
         self.netskope_tenant = netskope_tenant
         self.api_version = api_version
@@ -113,17 +118,37 @@ class NetskopeCollectOperator(BaseCollectOperator):
                         ),
                     )
         else:
+            previous = self._previous_versions(origin.msg_class, envelope)
+            stamp = envelope.window_end.strftime("%Y%m%dT%H%M%SZ")
             for page in hook.iter_snapshot(self.content_type):
                 fetched += len(page)
                 for raw in page:
-                    # Same id + same content = same record: an unchanged snapshot adds nothing.
-                    writer.add(
-                        "syslog",
-                        envelope.wrap(
-                            origin, raw, vendor_id=f"{raw.get('id')}:{content_hash(raw)}", event_time=envelope.window_end
-                        ),
-                    )
+                    item, digest = str(raw.get("id")), content_hash(raw)
+                    latest = previous.get(item)
+                    vendor_id = latest[1] if latest and latest[0] == digest else f"{item}:{digest}:{stamp}"
+                    writer.add("syslog", envelope.wrap(origin, raw, vendor_id=vendor_id, event_time=envelope.window_end))
         return {"fetched": fetched, "api_requests": hook.get_conn().attempts_made}
+
+    def _previous_versions(self, msg_class: str, envelope: EnvelopeContext) -> dict[str, tuple[str, str]]:
+        """item id -> (content hash, vendor id) of its latest version loaded before this window.
+
+        "Before this window" (not "latest overall") keeps a re-run or an out-of-order backfill of a
+        day producing exactly the ids its first run produced.
+        """
+        from seccollect.warehouse import open_warehouse
+
+        with open_warehouse(self.warehouse_conn_id) as warehouse:
+            warehouse.ensure_schema()
+            rows = warehouse.query(
+                "SELECT vendor_id, event_time FROM syslog WHERE tenant = ? AND msg_class = ? AND event_time < ? "
+                "ORDER BY event_time",
+                (envelope.tenant, msg_class, envelope.window_end),
+            )
+        latest: dict[str, tuple[str, str]] = {}
+        for vendor_id, _ in rows:
+            item, digest, _stamp = vendor_id.rsplit(":", 2)
+            latest[item] = (digest, vendor_id)
+        return latest
 
 
 class NetskopeAlertMappingOperator(BaseOperator):

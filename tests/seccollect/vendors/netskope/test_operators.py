@@ -123,8 +123,9 @@ def test_snapshots_skip_windows_without_midnight(content_type, staging, netskope
 
 
 @pytest.mark.parametrize(("content_type", "path"), [("pops", V2_POPS_PATH), ("tunnels", V2_TUNNELS_PATH)])
+@pytest.mark.parametrize("warehouse_conn", ["duckdb"], indirect=True)
 def test_snapshots_collect_in_the_midnight_window_whatever_the_lag(
-    content_type, path, staging, netskope_sim, netskope_dataset
+    content_type, path, staging, netskope_sim, netskope_dataset, warehouse_conn
 ) -> None:
     start, end = NETSKOPE_START - timedelta(minutes=5), NETSKOPE_START + timedelta(minutes=5)
     result = _operator(content_type, start, end, settle_lag_seconds=900).execute(context={})
