@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with services(env):
         print(f"Simulators: Netskope http://127.0.0.1:{NETSKOPE_PORT}, S3/STS (moto) http://127.0.0.1:{MOTO_PORT}")
+        from seccollect.devtools.demo_data import populate_demo_buckets
+
+        populate_demo_buckets(f"http://127.0.0.1:{MOTO_PORT}", datetime.now(UTC))
         print(f"Running every enabled DAG over the last {args.minutes} minutes of intervals:", flush=True)
         runs = run_dags(timedelta(minutes=args.minutes))
     print()

@@ -98,7 +98,11 @@ class BaseCollectOperator(BaseOperator):
             window_end=end,
             ingest_time=datetime.now(UTC),
         )
-        writer = StagingWriter(window_folder(self.dag_id, start, end, self.task_id))
+        # A mapped task's instances share one task_id; each needs its own folder, because a writer
+        # empties its folder before its first part (retry semantics) and would delete its siblings'.
+        map_index = getattr(context.get("ti"), "map_index", -1)
+        folder = self.task_id if map_index is None or map_index < 0 else f"{self.task_id}/{map_index}"
+        writer = StagingWriter(window_folder(self.dag_id, start, end, folder))
         try:
             extra = self.collect(writer, envelope, context)
         except VendorApiError as exc:

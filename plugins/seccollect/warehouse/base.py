@@ -282,11 +282,20 @@ class Warehouse(abc.ABC):
 
     def consumed_objects(self, dag_id: str, bucket: str, keys: Sequence[str]) -> set[tuple[str, str]]:
         """``(key, etag)`` pairs already processed, so no object is read twice."""
-        if not keys:
-            return set()
-        rows = self.query("SELECT key, etag FROM object_ledger WHERE dag_id = ? AND bucket = ?", (dag_id, bucket))
-        wanted = set(keys)
-        return {(k, e) for k, e in rows if k in wanted}
+        # Only the asked keys are read (in chunks), not the whole ledger: the ledger grows with the
+        # bucket's history, and a 5-minute window must not pay for years of it.
+        wanted = sorted(set(keys))
+        found: set[tuple[str, str]] = set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            found.update(
+                self.query(
+                    f"SELECT key, etag FROM object_ledger WHERE dag_id = ? AND bucket = ? "
+                    f"AND key IN ({', '.join('?' * len(chunk))})",
+                    (dag_id, bucket, *chunk),
+                )
+            )
+        return {(k, e) for k, e in found}
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

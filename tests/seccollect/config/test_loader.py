@@ -52,7 +52,13 @@ def test_demo_instance_files_are_valid() -> None:
     demo = Path(__file__).resolve().parents[3] / "include" / "connectors"
     result = load_all(demo)
     assert result.errors == []
-    assert {i.dag_id for i in result.instances} == {"globex-netskope-v1", "acme-netskope-v2"}
+    assert {i.dag_id for i in result.instances} == {
+        "globex-netskope-v1",
+        "acme-netskope-v2",
+        "acme-aws_cloudtrail-cloudtrail",
+        "acme-aws_cloudtrail-vpcflow",
+        "acme-aws_cloudtrail-waf",
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,487 @@
+"""AWS S3 log operators: list a window's objects, then read them in mapped batches.
+
+``S3LogListOperator`` decides *which* objects a run reads: it expands the configured prefix into the
+date folders of ``[window_start - lookback, window_end)`` (one delimiter LIST first for a Control Tower
+``*``), lists only those, keeps log objects whose **key time** lies in that range, and drops every
+``(key, ETag)`` already in the warehouse's object ledger.  The look-back is what makes late objects
+safe: an object that lands after its own window's run (VPC flow logs arrive ~10 min late, sometimes
+much later, into an *earlier* date folder) is found by a later run, and the ledger makes sure it is
+read exactly once.  Its result - batches of ``batch_size`` objects - drives dynamic task mapping.
+
+``S3LogBatchOperator`` (one mapped task per batch) streams each object, parses it with
+:mod:`~seccollect.vendors.aws.log_formats` and stages enveloped rows; a corrupt object goes to
+quarantine with its key and reason, and the rest of the window loads.  Every processed object is
+reported as ``consumed`` so the load commits it to the object ledger together with the rows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from seccollect.operators.collect import DEFAULT_WINDOW_END, DEFAULT_WINDOW_START, BaseCollectOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from seccollect.records.envelope import EnvelopeContext, MsgOrigin
+    from seccollect.staging.store import StagingWriter
+    from seccollect.vendors.aws.hook import S3LogHook, S3ObjectInfo
+
+__all__ = [
+    "INDEX_OF",
+    "S3LogBatchOperator",
+    "S3LogListOperator",
+    "fail_fast",
+    "split_batches",
+    "typed_columns",
+]
+
+#: Warehouse index per sub type (CONNECTORS.md: cloudtrail and waf -> AWS Events, vpcflow -> Traffic).
+INDEX_OF: dict[str, str] = {"cloudtrail": "aws_events", "vpcflow": "traffic", "waf": "aws_events"}
+
+
+def _hook(aws_conn_id: str | None, region_name: str | None, proxy: str | None, verify_ssl: bool) -> S3LogHook:
+    from seccollect.vendors.aws.hook import S3LogHook
+
+    return S3LogHook(aws_conn_id, region_name=region_name, proxy=proxy, verify=None if verify_ssl else False)
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """A fatal :class:`~seccollect.http.errors.VendorApiError` (400/401/403/404) fails the task without
+    retries, exactly as :class:`~seccollect.operators.collect.BaseCollectOperator` does."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from seccollect.http.errors import VendorApiError
+
+    try:
+        yield
+    except VendorApiError as exc:
+        if exc.fatal:
+            raise AirflowFailException(str(exc)) from exc
+        raise
+
+
+def split_batches(items: Sequence[Any], batch_size: int, max_batches: int | None = None) -> list[list[Any]]:
+    """``items`` in consecutive batches of ``batch_size``; always at least one (possibly empty) batch.
+
+    An empty window still maps one (empty) processing task, so its load runs and the window gets its
+    ledger entry instead of the whole branch being skipped.  ``max_batches`` (Airflow's
+    ``[core] max_map_length``) grows the batch size rather than failing a large backfill.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    if max_batches and len(items) > batch_size * max_batches:
+        batch_size = -(-len(items) // max_batches)
+    return [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)] or [[]]
+
+
+class S3LogListOperator(BaseOperator):
+    """List the objects a window must read and split them into batches for dynamic task mapping.
+
+    Returns a list of batches; each batch is a list of ``{"key", "etag", "size"}`` dicts, ordered by
+    key time.  Listing statistics (prefixes, LIST requests, what was skipped and why) are logged and
+    pushed as the XCom ``listing``.
+
+    :param aws_conn_id: Airflow ``aws`` connection (keys, or keys + ``role_arn``).
+    :param bucket: S3 bucket.
+    :param prefix: configured prefix (no trailing ``/``; date variables, Control Tower ``*``).
+    :param sub_type: ``cloudtrail``, ``vpcflow`` or ``waf``.
+    :param region_name: bucket region; the connection's otherwise.
+    :param proxy: optional proxy URI.
+    :param verify_ssl: verify TLS certificates.
+    :param lookback_minutes: how far before ``window_start`` key times are still collected (late files).
+    :param batch_size: objects per mapped processing task.
+    :param warehouse_conn_id: warehouse whose object ledger says what was already read.
+    :param window_start: window start (templated); run conf ``window_start`` or the data interval.
+    :param window_end: window end (templated); run conf ``window_end`` or the data interval.
+    """
+
+    template_fields: Sequence[str] = ("window_start", "window_end", "bucket", "prefix")
+    ui_color = "#f3f8e8"
+
+    def __init__(
+        self,
+        *,
+        aws_conn_id: str | None,
+        bucket: str,
+        prefix: str,
+        sub_type: str,
+        region_name: str | None = None,
+        proxy: str | None = None,
+        verify_ssl: bool = True,
+        lookback_minutes: int = 60,
+        batch_size: int = 50,
+        warehouse_conn_id: str = "seccollect_warehouse",
+        window_start: str | datetime = DEFAULT_WINDOW_START,
+        window_end: str | datetime = DEFAULT_WINDOW_END,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.aws_conn_id = aws_conn_id
+        self.bucket = bucket
+        self.prefix = prefix
+        self.sub_type = sub_type
+        self.region_name = region_name
+        self.proxy = proxy
+        self.verify_ssl = verify_ssl
+        self.lookback_minutes = lookback_minutes
+        self.batch_size = batch_size
+        self.warehouse_conn_id = warehouse_conn_id
+        self.window_start = window_start
+        self.window_end = window_end
+
+    def list_window(
+        self, hook: S3LogHook, start: datetime, end: datetime
+    ) -> tuple[list[str], list[S3ObjectInfo], Counter[str]]:
+        """``(listed prefixes, candidate objects in key-time order, skip counts)`` for the window."""
+        from seccollect.vendors.aws.prefix_pattern import expand_all, is_log_object, parse_prefix
+
+        lookback = timedelta(minutes=self.lookback_minutes)
+        lo = start - lookback
+        pattern = parse_prefix(self.prefix, self.sub_type)
+        folders = expand_all(
+            self.prefix,
+            self.sub_type,
+            start,
+            end,
+            list_common_prefixes=lambda folder: hook.list_common_prefixes(self.bucket, folder),
+            lookback=lookback,
+        )
+        if pattern.has_wildcard and not folders:
+            self.log.warning(
+                "No account folder under s3://%s/%s yet: nothing to list",
+                self.bucket,
+                pattern.discovery_prefix,
+            )
+        skipped: Counter[str] = Counter()
+        found: dict[str, tuple[datetime, S3ObjectInfo]] = {}
+        for folder in folders:
+            for obj in hook.iter_objects(self.bucket, folder):
+                if not is_log_object(obj.key, self.sub_type):
+                    skipped["not a log file"] += 1  # digests, Insights, Config, folder markers, strays
+                    continue
+                when = pattern.key_time(obj.key)
+                if when is None or not lo <= when < end:
+                    skipped["key time outside the window"] += 1
+                    continue
+                if obj.size == 0:
+                    # Nothing to read and nothing to lose; a re-delivered non-empty copy has a new
+                    # ETag and is picked up then.
+                    skipped["empty object"] += 1
+                    continue
+                found[obj.key] = (when, obj)
+        ordered = [obj for _, obj in sorted(found.values(), key=lambda item: (item[0], item[1].key))]
+        return folders, ordered, skipped
+
+    def execute(self, context: Context) -> list[list[dict[str, Any]]]:
+        from airflow.sdk import conf
+
+        from seccollect.operators.collect import parse_window_bound
+        from seccollect.vendors.aws.hook import aws_errors
+        from seccollect.warehouse import open_warehouse
+
+        start, end = parse_window_bound(self.window_start), parse_window_bound(self.window_end)
+        hook = _hook(self.aws_conn_id, self.region_name, self.proxy, self.verify_ssl)
+        with fail_fast(), aws_errors(f"ListObjectsV2 s3://{self.bucket}/{self.prefix}"):
+            folders, candidates, skipped = self.list_window(hook, start, end)
+        with open_warehouse(self.warehouse_conn_id) as warehouse:
+            warehouse.ensure_schema()
+            done = warehouse.consumed_objects(self.dag_id, self.bucket, [o.key for o in candidates])
+        todo = [o for o in candidates if (o.key, o.etag) not in done]
+        batches = split_batches(
+            [o.to_xcom() for o in todo], self.batch_size, conf.getint("core", "max_map_length", fallback=1024)
+        )
+        listing = {
+            "window": [start.isoformat(), end.isoformat()],
+            "lookback_minutes": self.lookback_minutes,
+            "prefixes": folders,
+            "list_requests": hook.list_requests,
+            "candidates": len(candidates),
+            "already_consumed": len(candidates) - len(todo),
+            "to_read": len(todo),
+            "batches": len(batches) if todo else 0,
+            "skipped": dict(skipped),
+        }
+        context["ti"].xcom_push(key="listing", value=listing)
+        self.log.info(
+            "Listed %d prefix(es) of s3://%s with %d LIST request(s): %d object(s) in [%s, %s), %d already "
+            "read, %d to read in %d batch(es); skipped %s",
+            len(folders),
+            self.bucket,
+            hook.list_requests,
+            len(candidates),
+            start - timedelta(minutes=self.lookback_minutes),
+            end,
+            len(candidates) - len(todo),
+            len(todo),
+            listing["batches"],
+            dict(skipped) or "nothing",
+        )
+        return batches
+
+
+# --------------------------------------------------------------------------------------------------
+# typed columns
+# --------------------------------------------------------------------------------------------------
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _arn_part(arn: Any, index: int) -> str | None:
+    if not isinstance(arn, str) or not arn.startswith("arn:"):
+        return None
+    parts = arn.split(":", 5)
+    return _str(parts[index]) if len(parts) > index else None
+
+
+def typed_columns(sub_type: str, raw: dict[str, Any], key: str) -> dict[str, Any]:
+    """The index's typed columns for one record (AWS Events or Traffic, see ``records/indices.py``).
+
+    * cloudtrail: account (``recipientAccountId``, else the caller's), region, ``eventSource``,
+      ``eventName``, ``sourceIPAddress``, the caller's ARN, ``errorCode``; ``action`` stays empty.
+    * waf: account and region from the web ACL ARN, ``httpSourceName`` as event source (ALB, APIGW,
+      CF…), ``terminatingRuleId`` as event name, the client IP and ``action`` (ALLOW, BLOCK…).
+    * vpcflow: the flow's account, interface, 5-tuple, counters, ``action`` and ``log-status``
+      (NODATA/SKIPDATA rows keep their nulls).
+
+    ``s3_key`` is always the object the record was read from.
+    """
+    if sub_type == "cloudtrail":
+        identity = raw.get("userIdentity") if isinstance(raw.get("userIdentity"), dict) else {}
+        return {
+            "account_id": _str(raw.get("recipientAccountId")) or _str(identity.get("accountId")),
+            "aws_region": _str(raw.get("awsRegion")),
+            "event_source": _str(raw.get("eventSource")),
+            "event_name": _str(raw.get("eventName")),
+            "source_ip": _str(raw.get("sourceIPAddress")),
+            "user_arn": _str(identity.get("arn")),
+            "error_code": _str(raw.get("errorCode")),
+            "action": None,
+            "s3_key": key,
+        }
+    if sub_type == "waf":
+        request = raw.get("httpRequest") if isinstance(raw.get("httpRequest"), dict) else {}
+        acl = raw.get("webaclId")
+        return {
+            "account_id": _arn_part(acl, 4),
+            "aws_region": _arn_part(acl, 3),
+            "event_source": _str(raw.get("httpSourceName")),
+            "event_name": _str(raw.get("terminatingRuleId")),
+            "source_ip": _str(request.get("clientIp")),
+            "user_arn": None,
+            "error_code": None,
+            "action": _str(raw.get("action")),
+            "s3_key": key,
+        }
+    if sub_type == "vpcflow":
+        return {
+            "account_id": _str(raw.get("account-id")),
+            "interface_id": _str(raw.get("interface-id")),
+            "src_addr": _str(raw.get("srcaddr")),
+            "dst_addr": _str(raw.get("dstaddr")),
+            "src_port": _int(raw.get("srcport")),
+            "dst_port": _int(raw.get("dstport")),
+            "protocol": _int(raw.get("protocol")),
+            "packets": _int(raw.get("packets")),
+            "bytes": _int(raw.get("bytes")),
+            "action": _str(raw.get("action")),
+            "log_status": _str(raw.get("log-status")),
+            "s3_key": key,
+        }
+    raise ValueError(f"unknown sub type {sub_type!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# processing
+# --------------------------------------------------------------------------------------------------
+
+
+class S3LogBatchOperator(BaseCollectOperator):
+    """Read one batch of listed objects, stage their records, quarantine corrupt objects.
+
+    Used mapped: ``S3LogBatchOperator.partial(...).expand(objects=list_task.output)``.  Each object is
+    all-or-nothing: a :class:`~seccollect.vendors.aws.log_formats.CorruptObjectError` discards what was
+    read from it, records ``{source_ref: key, reason}`` for the quarantine table and goes on with the
+    next object.  Network and permission errors are *not* quarantined: they fail the task, which
+    retries.  Records keep their own event time (``eventTime``, flow ``end``, WAF ``timestamp``).
+
+    Memory: an object's rows are buffered until it has parsed completely.  An object with more than
+    ``max_buffered_records`` records is instead validated to the end without keeping rows and then
+    read a second time (pinned to the same ETag) straight into staging, so memory stays bounded
+    whatever the object size, at the price of a second GET for such objects only.
+
+    Returns (besides the staged batches) ``objects``, ``records``, ``quarantine`` (dicts of
+    :class:`~seccollect.warehouse.base.QuarantineEntry`), ``consumed`` (dicts of
+    :class:`~seccollect.warehouse.base.ConsumedObject`, quarantined ones included, with their ETag and
+    record count) and ``get_requests``.
+
+    :param aws_conn_id: Airflow ``aws`` connection.
+    :param bucket: S3 bucket.
+    :param sub_type: ``cloudtrail``, ``vpcflow`` or ``waf`` (also the content type).
+    :param objects: the batch: ``{"key", "etag", "size"}`` dicts from :class:`S3LogListOperator`.
+    :param region_name: bucket region; the connection's otherwise.
+    :param proxy: optional proxy URI.
+    :param verify_ssl: verify TLS certificates.
+    :param max_buffered_records: records of one object held in memory before switching to two passes.
+    :param kwargs: :class:`~seccollect.operators.collect.BaseCollectOperator` arguments (tenant,
+        instance_name, window_start, window_end …); ``content_type`` defaults to ``sub_type``.
+    """
+
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        aws_conn_id: str | None,
+        bucket: str,
+        sub_type: str,
+        objects: Sequence[dict[str, Any]] | None = None,
+        region_name: str | None = None,
+        proxy: str | None = None,
+        verify_ssl: bool = True,
+        max_buffered_records: int = 100_000,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("content_type", sub_type)
+        super().__init__(**kwargs)
+        if sub_type not in INDEX_OF:
+            raise ValueError(f"unknown sub type {sub_type!r}; allowed: {', '.join(INDEX_OF)}")
+        self.aws_conn_id = aws_conn_id
+        self.bucket = bucket
+        self.sub_type = sub_type
+        self.objects = list(objects or [])
+        self.region_name = region_name
+        self.proxy = proxy
+        self.verify_ssl = verify_ssl
+        self.max_buffered_records = max_buffered_records
+
+    def _rows(
+        self, body: Any, key: str, envelope: EnvelopeContext, origin: MsgOrigin
+    ) -> Iterator[dict[str, Any]]:
+        from seccollect.vendors.aws.log_formats import parse_object
+
+        for record in parse_object(body, self.sub_type, key=key):
+            yield envelope.wrap(
+                origin,
+                record.raw,
+                vendor_id=record.vendor_id,
+                event_time=record.event_time,
+                typed=typed_columns(self.sub_type, record.raw, key),
+            )
+
+    def _read_object(
+        self, hook: S3LogHook, writer: StagingWriter, key: str, envelope: EnvelopeContext, origin: MsgOrigin
+    ) -> tuple[int, str]:
+        """Stage all records of one object, or none (raises CorruptObjectError); ``(records, etag)``."""
+        from seccollect.vendors.aws.log_formats import CorruptObjectError
+
+        table = INDEX_OF[self.sub_type]
+        body, etag = hook.open_object(self.bucket, key)
+        rows: list[dict[str, Any]] | None = []
+        count = 0
+        with closing(body):
+            try:
+                for row in self._rows(body, key, envelope, origin):
+                    count += 1
+                    if rows is not None:
+                        rows.append(row)
+                        if len(rows) > self.max_buffered_records:
+                            rows = None  # too big to hold: just validate the rest of this pass
+            except CorruptObjectError as exc:
+                exc.etag = etag  # type: ignore[attr-defined] - the ledger records the version read
+                raise
+        if rows is not None:
+            writer.add_many(table, rows)
+            return count, etag
+        self.log.info("%s has %d records: validated, now staging it in a second read", key, count)
+        body, _ = hook.open_object(self.bucket, key, etag=etag)
+        staged = 0
+        with closing(body):
+            try:
+                for row in self._rows(body, key, envelope, origin):
+                    writer.add(table, row)
+                    staged += 1
+            except CorruptObjectError as exc:
+                # Same ETag, so the same bytes: this is a transport problem, and rows of the object are
+                # already staged - fail the task (a retry re-stages the whole batch from scratch).
+                raise RuntimeError(f"second read of {key} failed after a clean first read: {exc}") from exc
+        if staged != count:
+            raise RuntimeError(f"second read of {key} gave {staged} records, the first {count}")
+        return count, etag
+
+    def collect(self, writer: StagingWriter, envelope: EnvelopeContext, context: Context) -> dict[str, Any]:
+        from seccollect.http.errors import VendorApiError
+        from seccollect.records.envelope import MsgOrigin
+        from seccollect.vendors.aws.hook import aws_errors
+        from seccollect.vendors.aws.log_formats import MSG_CLASS, MSG_ORIGIN, CorruptObjectError
+        from seccollect.warehouse.base import ConsumedObject, QuarantineEntry
+
+        hook = _hook(self.aws_conn_id, self.region_name, self.proxy, self.verify_ssl)
+        origin = MsgOrigin(MSG_CLASS[self.sub_type], **MSG_ORIGIN[self.sub_type])
+        quarantine: list[QuarantineEntry] = []
+        consumed: list[ConsumedObject] = []
+        vanished: list[str] = []
+        records = 0
+        for obj in self.objects:
+            key = obj["key"]
+            try:
+                with aws_errors(f"GetObject s3://{self.bucket}/{key}"):
+                    count, etag = self._read_object(hook, writer, key, envelope, origin)
+            except CorruptObjectError as exc:
+                # All-or-nothing: nothing of this object was handed to the writer.
+                self.log.warning("Quarantined s3://%s/%s: %s", self.bucket, key, exc)
+                quarantine.append(QuarantineEntry(source_ref=key, reason=str(exc)))
+                etag = getattr(exc, "etag", None) or obj.get("etag", "")
+                consumed.append(ConsumedObject(self.bucket, key, etag, 0, "quarantined"))
+                continue
+            except VendorApiError as exc:
+                if exc.status != 404 or not (exc.vendor_message or "").startswith("NoSuchKey"):
+                    raise  # fatal ones (403, NoSuchBucket) fail the task at once, others retry
+                # Deleted between listing and reading (e.g. a lifecycle rule): nothing left to read.
+                self.log.warning("s3://%s/%s disappeared after it was listed; skipped", self.bucket, key)
+                vanished.append(key)
+                continue
+            records += count
+            consumed.append(ConsumedObject(self.bucket, key, etag, count, "loaded"))
+        if quarantine:
+            self.log.warning(
+                "%d of %d object(s) quarantined (their records are not loaded): %s",
+                len(quarantine),
+                len(self.objects),
+                ", ".join(q.source_ref for q in quarantine),
+            )
+        self.log.info(
+            "Read %d object(s), %d record(s) of %s with %d GET request(s)",
+            len(consumed) - len(quarantine),
+            records,
+            self.sub_type,
+            hook.request_counts["GetObject"],
+        )
+        return {
+            "objects": len(self.objects),
+            "records": records,
+            "quarantine": [asdict(q) for q in quarantine],
+            "consumed": [asdict(c) for c in consumed],
+            "vanished": vanished,
+            "get_requests": hook.request_counts["GetObject"],
+        }

@@ -1,0 +1,43 @@
+"""The AWS DAG's shape: wait >> list >> mapped collect >> load, wired from the instance settings."""
+
+from __future__ import annotations
+
+from seccollect.config.instance import AwsCloudTrailInstance
+from seccollect.dag_factory.builder import build_dag
+
+
+def test_add_tasks_wires_sensor_list_mapped_collect_and_load():
+    instance = AwsCloudTrailInstance(
+        name="ct",
+        tenant="acme",
+        type="aws_cloudtrail",
+        conn_id="aws_prod",
+        sub_type="cloudtrail",
+        bucket="aws-controltower-logs-999988887777-us-east-1",
+        prefix="o-a1b2c3d4e5/AWSLogs/o-a1b2c3d4e5/*/CloudTrail/us-east-1",
+        region="us-east-1",
+        proxy="http://proxy.internal:3128",
+        lookback_minutes=45,
+        batch_size=25,
+        load_pool="aws_loads",
+    )
+    dag = build_dag(instance)
+    assert set(dag.task_ids) == {
+        "wait_cloudtrail",
+        "list_cloudtrail",
+        "collect_cloudtrail",
+        "load_cloudtrail",
+    }
+    wait, listing = dag.get_task("wait_cloudtrail"), dag.get_task("list_cloudtrail")
+    collect, load = dag.get_task("collect_cloudtrail"), dag.get_task("load_cloudtrail")
+    assert wait.downstream_task_ids == {"list_cloudtrail"}
+    assert listing.downstream_task_ids == {"collect_cloudtrail"}
+    assert collect.downstream_task_ids == {"load_cloudtrail"}
+
+    assert type(collect).__name__ == "MappedOperator"  # dynamic task mapping over the listed batches
+    assert collect.partial_kwargs["proxy"] == "http://proxy.internal:3128"
+    assert collect.partial_kwargs["aws_conn_id"] == "aws_prod"
+    assert (listing.lookback_minutes, listing.batch_size, listing.region_name) == (45, 25, "us-east-1")
+    assert wait.mode == "reschedule" and wait.prefix == instance.prefix
+    assert load.pool == "aws_loads" and load.source_task_ids == ["collect_cloudtrail"]
+    assert "Control Tower" in dag.doc_md and "45 min" in dag.doc_md and "object_ledger" in dag.doc_md
