@@ -88,6 +88,19 @@ def _task_specs(dag) -> list[dict]:
     """The tasks of one of our DAGs as dag-factory task dicts: same operators, same arguments."""
     specs = []
     for task in dag.tasks:
+        if hasattr(task, "partial_kwargs"):  # a mapped task: same operator, same partial/expand arguments
+            operator_class = task.operator_class
+            partial = {k: (list(v) if isinstance(v, tuple) else v) for k, v in task.partial_kwargs.items()
+                       if k != "task_id" and type(v) in (str, int, bool, list, tuple)}
+            (upstream_id,) = sorted(task.upstream_task_ids)
+            specs.append({
+                "task_id": task.task_id,
+                "operator": f"{operator_class.__module__}.{operator_class.__qualname__}",
+                "partial": partial,
+                "expand": {name: f"{upstream_id}.output" for name in task.expand_input.value},
+                "dependencies": [upstream_id],
+            })
+            continue
         spec = {"task_id": task.task_id, "operator": f"{type(task).__module__}.{type(task).__qualname__}"}
         names = [
             p for cls in type(task).__mro__ if cls.__module__.startswith("seccollect")
