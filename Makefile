@@ -37,6 +37,7 @@ bench: venv
 	$(PY) bench/dag_generation.py
 	$(PY) bench/load_throughput.py
 	$(PY) bench/alert_mapping.py
+	$(PY) bench/cloudtrail_throughput.py
 
 clean:
 	rm -rf .airflow .demo

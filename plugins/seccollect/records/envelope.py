@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,13 @@ def make_record_id(tenant: str, msg_class: str, vendor_id: str) -> str:
     """
     key = f"{tenant}\x1f{msg_class}\x1f{vendor_id}".encode()
     return hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+def make_record_ids(tenant: str, msg_class: str, vendor_ids: Sequence[str]) -> list[str]:
+    """:func:`make_record_id` of many vendor ids (same values, one call)."""
+    prefix = f"{tenant}\x1f{msg_class}\x1f"
+    blake2b = hashlib.blake2b
+    return [blake2b((prefix + vendor_id).encode(), digest_size=16).hexdigest() for vendor_id in vendor_ids]
 
 
 @dataclass(frozen=True)
@@ -81,3 +92,64 @@ class EnvelopeContext:
         if typed:
             row.update(typed)
         return row
+
+    def arrow_rows(
+        self,
+        table: str,
+        origin: MsgOrigin,
+        *,
+        vendor_ids: Sequence[str],
+        event_times: Sequence[datetime | None],
+        raw_texts: Sequence[str],
+        typed: Mapping[str, Any] | None = None,
+    ) -> pa.Table:
+        """The rows :meth:`wrap` builds, for many records at once, as an Arrow table of ``table``.
+
+        Built column by column instead of one dict per row, which is several times cheaper for large
+        volumes.  Two differences from :meth:`wrap`: every record must have a vendor id (a record
+        without one needs the hash of its canonical JSON: use :meth:`wrap`), and ``raw_texts`` are
+        stored as given, so each must be the JSON text of its record - e.g. its exact text in the
+        vendor's file, which :meth:`wrap` would have re-serialised as :func:`canonical_json`.
+
+        :param typed: the index's typed columns: a list or tuple of values per record, or one value for
+            every record (e.g. the object key); a column not given is null.
+        """
+        import pyarrow as pa
+
+        from seccollect.staging.store import arrow_schema
+
+        if not all(vendor_ids):
+            raise ValueError("arrow_rows needs a vendor id for every record; use wrap() for records without one")
+        n = len(raw_texts)
+        if len(vendor_ids) != n or len(event_times) != n:
+            raise ValueError("vendor_ids, event_times and raw_texts must have one entry per record")
+        columns: dict[str, Any] = {
+            "record_id": make_record_ids(self.tenant, origin.msg_class, vendor_ids),
+            "tenant": self.tenant,
+            "instance": self.instance,
+            "content_type": self.content_type,
+            "msg_class": origin.msg_class,
+            "msg_origin_source": origin.source,
+            "msg_origin_vendor": origin.vendor,
+            "msg_origin_category": origin.category,
+            "vendor_id": vendor_ids,
+            "event_time": event_times,
+            "ingest_time": self.ingest_time,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "raw": raw_texts,
+            **(typed or {}),
+        }
+        schema = arrow_schema(table)
+        arrays = []
+        for column in schema:
+            value = columns.get(column.name)
+            if isinstance(value, list | tuple):
+                if len(value) != n:
+                    raise ValueError(f"column {column.name} has {len(value)} values for {n} records")
+                arrays.append(pa.array(value, column.type))
+            elif value is None:
+                arrays.append(pa.nulls(n, column.type))
+            else:
+                arrays.append(pa.repeat(pa.scalar(value, column.type), n))
+        return pa.Table.from_arrays(arrays, schema=schema)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -89,8 +90,57 @@ def window_folder(dag_id: str, window_start: datetime, window_end: datetime, tas
     return staging_root() / dag_id / f"{_stamp(window_start)}--{_stamp(window_end)}" / task_id
 
 
+class _Pending:
+    """Rows of one table not written yet, in order: Arrow tables, then dict rows added after them."""
+
+    def __init__(self) -> None:
+        self.tables: list[pa.Table] = []
+        self.rows: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.count += 1
+
+    def add_table(self, table: str, data: pa.Table) -> None:
+        self._rows_to_table(table)
+        self.tables.append(data)
+        self.count += data.num_rows
+
+    def _rows_to_table(self, table: str) -> None:
+        if self.rows:
+            import pyarrow as pa
+
+            self.tables.append(pa.Table.from_pylist(self.rows, schema=arrow_schema(table)))
+            self.rows = []
+
+    def take(self, table: str, limit: int) -> pa.Table:
+        """Remove and return (up to) the first ``limit`` pending rows as one Arrow table."""
+        import pyarrow as pa
+
+        self._rows_to_table(table)
+        data = self.tables[0] if len(self.tables) == 1 else pa.concat_tables(self.tables)
+        head, rest = data.slice(0, limit), data.slice(limit)
+        self.tables = [rest] if rest.num_rows else []
+        self.count = rest.num_rows
+        return head
+
+
+@dataclass
+class _Scope:
+    """What :meth:`StagingWriter.atomic` tracks: its own pending rows and the parts it wrote."""
+
+    pending: dict[str, _Pending] = field(default_factory=dict)
+    batches: list[StagedBatch] = field(default_factory=list)
+    wrote: set[str] = field(default_factory=set)  # tables the block has written parts of
+
+
 class StagingWriter:
     """Buffers rows per table and writes them as bounded Parquet parts under one folder.
+
+    Rows come one dict at a time (:meth:`add`) or many at once as Arrow tables (:meth:`add_arrow`,
+    column by column, which is much cheaper for large volumes); parts hold ``part_rows`` rows either
+    way. Rows added inside :meth:`atomic` are staged all or nothing.
 
     Before the first part is written the folder is emptied, so a retried collect replaces what an
     earlier try left behind rather than adding a second copy.
@@ -99,7 +149,8 @@ class StagingWriter:
     def __init__(self, folder: ObjectStoragePath, *, part_rows: int = DEFAULT_PART_ROWS) -> None:
         self.folder = folder
         self.part_rows = part_rows
-        self._buffers: dict[str, list[dict[str, Any]]] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._scope: _Scope | None = None
         self._parts: dict[str, int] = {}
         self.batches: list[StagedBatch] = []
         self._cleared = False
@@ -113,30 +164,96 @@ class StagingWriter:
                 child.unlink()
         self.folder.mkdir(parents=True, exist_ok=True)
 
+    def _pending_of(self, table: str) -> _Pending:
+        pending = self._scope.pending if self._scope is not None else self._pending
+        if table not in pending:
+            pending[table] = _Pending()
+        return pending[table]
+
     def add(self, table: str, row: dict[str, Any]) -> None:
-        buf = self._buffers.setdefault(table, [])
-        buf.append(row)
-        if len(buf) >= self.part_rows:
-            self._flush(table)
+        pending = self._pending_of(table)
+        pending.add_row(row)
+        if pending.count >= self.part_rows:
+            self._write_full_parts(table, pending)
 
     def add_many(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
             self.add(table, row)
 
+    def add_arrow(self, table: str, data: pa.Table) -> None:
+        """Add many rows at once: an Arrow table with the columns of ``table`` (cast if its types differ).
+
+        Buffered and cut into parts of ``part_rows`` rows exactly as rows given to :meth:`add`.
+        """
+        schema = arrow_schema(table)
+        if not data.schema.equals(schema):
+            data = data.select(schema.names).cast(schema)
+        pending = self._pending_of(table)
+        pending.add_table(table, data)
+        if pending.count >= self.part_rows:
+            self._write_full_parts(table, pending)
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Stage the rows added inside the block all or nothing (e.g. one source object).
+
+        Inside the block rows are buffered apart from the others, and full parts of them are written
+        as usual, so memory stays bounded however many rows the block adds (before its first part, the
+        rows buffered before the block are written out, which keeps the parts in the order rows were
+        added).  If the block raises, the block's parts are deleted and its buffered rows dropped; the
+        exception propagates.  Otherwise its remaining rows join the writer's buffer (no extra small
+        part).  Blocks do not nest.
+        """
+        if self._scope is not None:
+            raise RuntimeError("StagingWriter.atomic() blocks do not nest")
+        scope = self._scope = _Scope()
+        try:
+            yield
+        except BaseException:
+            self._scope = None
+            for batch in scope.batches:
+                self.batches.remove(batch)
+                self._path(batch.path).unlink(missing_ok=True)
+            raise
+        self._scope = None
+        for table, rows in scope.pending.items():
+            pending = self._pending_of(table)
+            for data in rows.tables:
+                pending.add_table(table, data)
+            for row in rows.rows:
+                pending.add_row(row)
+            if pending.count >= self.part_rows:
+                self._write_full_parts(table, pending)
+
+    @staticmethod
+    def _path(path: str) -> ObjectStoragePath:
+        from airflow.sdk import ObjectStoragePath
+
+        conn_id = os.environ.get(STAGING_CONN_ENV)
+        return ObjectStoragePath(path, conn_id=conn_id) if conn_id else ObjectStoragePath(path)
+
     def write_table(self, table: str, data: pa.Table) -> None:
         """Stage an already-built Arrow table (e.g. the result of a DuckDB query) as one part."""
         self._write(table, data.cast(arrow_schema(table)))
 
-    def _flush(self, table: str) -> None:
-        rows = self._buffers.get(table)
-        if not rows:
-            return
-        import pyarrow as pa
+    def _write_full_parts(self, table: str, pending: _Pending) -> None:
+        scope = self._scope
+        if scope is not None and table not in scope.wrote:
+            # The block's first part: rows added before the block go out first, so parts keep the order
+            # rows were added in (the load keeps the first row of a duplicated record_id).
+            scope.wrote.add(table)
+            self._scope = None
+            try:
+                self._flush(table)
+            finally:
+                self._scope = scope
+        while pending.count >= self.part_rows:
+            self._write(table, pending.take(table, self.part_rows))
 
-        schema = arrow_schema(table)
-        data = pa.Table.from_pylist(rows, schema=schema)
-        self._buffers[table] = []
-        self._write(table, data)
+    def _flush(self, table: str) -> None:
+        pending = self._pending.get(table)
+        while pending is not None and pending.count:
+            self._write(table, pending.take(table, self.part_rows))
 
     def _write(self, table: str, data: pa.Table) -> None:
         import pyarrow.parquet as pq
@@ -147,11 +264,16 @@ class StagingWriter:
         path = self.folder / f"{table}-{part:05d}.parquet"
         with path.open("wb") as fh:
             pq.write_table(data, fh, compression="zstd")
-        self.batches.append(StagedBatch(table, str(path), data.num_rows))
+        batch = StagedBatch(table, str(path), data.num_rows)
+        self.batches.append(batch)
+        if self._scope is not None:
+            self._scope.batches.append(batch)
 
     def close(self) -> list[StagedBatch]:
         """Flush what is buffered and return every part written (an empty window writes none)."""
-        for table in list(self._buffers):
+        if self._scope is not None:
+            raise RuntimeError("StagingWriter.close() inside an atomic() block")
+        for table in list(self._pending):
             self._flush(table)
         self._clear()
         return self.batches

@@ -126,6 +126,22 @@ TABLES: dict[str, tuple[tuple[Column, ...], tuple[str, ...]]] = {
 }
 
 
+def first_row_mask(data: pa.Table, key: Sequence[str]) -> pa.Array | None:
+    """Which rows of ``data`` are the first of their ``key`` value (what ``ON CONFLICT DO NOTHING``
+    keeps of rows that repeat a key within one statement); ``None`` when every key is distinct."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(key) == 1 and pc.count_distinct(data.column(key[0])).as_py() == data.num_rows:
+        return None
+    positions = pa.array(range(data.num_rows), pa.int64())
+    keys = pa.table({**{k: data.column(k) for k in key}, "__row": positions})
+    first = keys.group_by(list(key), use_threads=False).aggregate([("__row", "min")]).column("__row_min")
+    if len(first) == data.num_rows:
+        return None
+    return pc.is_in(positions, value_set=first.combine_chunks())
+
+
 def create_table_sql(name: str, sql_types: dict[str, str], schema: str | None = None) -> str:
     columns, key = TABLES[name]
     qualified = f"{schema}.{name}" if schema else name
@@ -135,10 +151,16 @@ def create_table_sql(name: str, sql_types: dict[str, str], schema: str | None = 
 
 _RECORD_TABLES = tuple(INDICES)
 
+#: Alerts keys recomputed per statement at the end of a window's load (bounds its memory).
+RECOMPUTE_CHUNK = 50_000
+
 # Recomputes the Alerts rows of the keys a window touched from ALL their links. Because the result is a
 # function of the link set (and links are insert-if-absent), re-runs, overlaps and out-of-order
 # backfills cannot change first/last seen or counts. Written once for both backends (both support
 # DISTINCT ON and ON CONFLICT ... DO UPDATE).
+# The latest link of each key is chosen from the narrow columns only (alert_key, event_time,
+# record_id), and only that link's row is then fetched whole (by primary key): sorting every link of
+# the touched keys with its raw JSON cost 2-4x more, and far more once the links no longer fit in memory.
 _RECOMPUTE_ALERTS = """
 INSERT INTO alerts (record_id, tenant, instance, content_type, msg_class, msg_origin_source,
     msg_origin_vendor, msg_origin_category, vendor_id, event_time, ingest_time, window_start,
@@ -147,15 +169,16 @@ SELECT l.alert_key, l.tenant, l.instance, l.content_type, l.msg_class, l.msg_ori
     l.msg_origin_vendor, l.msg_origin_category, l.dedup_id, agg.last_seen, ?, ?, ?,
     l.raw, l.alert_kind, l.user_name, l.dedup_id, agg.first_seen, agg.last_seen, agg.raw_count, l.record_id
 FROM (
-    SELECT DISTINCT ON (alert_key) * FROM alert_sources
-    WHERE alert_key IN (SELECT DISTINCT alert_key FROM {staged})
-    ORDER BY alert_key, event_time DESC, record_id DESC
-) l
-JOIN (
     SELECT alert_key, min(event_time) AS first_seen, max(event_time) AS last_seen, count(*) AS raw_count
     FROM alert_sources WHERE alert_key IN (SELECT DISTINCT alert_key FROM {staged})
     GROUP BY alert_key
-) agg ON agg.alert_key = l.alert_key
+) agg
+JOIN (
+    SELECT DISTINCT ON (alert_key) alert_key, record_id FROM alert_sources
+    WHERE alert_key IN (SELECT DISTINCT alert_key FROM {staged})
+    ORDER BY alert_key, event_time DESC, record_id DESC
+) latest ON latest.alert_key = agg.alert_key
+JOIN alert_sources l ON l.alert_key = latest.alert_key AND l.record_id = latest.record_id
 ON CONFLICT (record_id) DO UPDATE SET
     event_time = excluded.event_time, ingest_time = excluded.ingest_time,
     window_start = excluded.window_start, window_end = excluded.window_end, raw = excluded.raw,
@@ -216,6 +239,29 @@ class Warehouse(abc.ABC):
         finally:
             self._unstage(staged)
 
+    def _recompute_alerts(self, alert_keys: Sequence[pa.Array], now: datetime, window: WindowKey) -> int:
+        """Recompute the Alerts rows of every key the window's links touched, once per key.
+
+        Runs after all links of the window are in, so a key whose links span several parts is computed
+        once from all of them (per part, every part would re-read the growing link set of its keys).
+        Keys go in chunks of :data:`RECOMPUTE_CHUNK`, which bounds the memory of one statement; the
+        result does not depend on the chunking, as each key is computed from its own links only.
+        """
+        import pyarrow as pa
+
+        keys = pa.chunked_array(alert_keys, pa.string()).unique()
+        touched = 0
+        for start in range(0, len(keys), RECOMPUTE_CHUNK):
+            chunk = pa.table({"alert_key": keys.slice(start, RECOMPUTE_CHUNK)})
+            staged = self._stage("stg_alert_keys", "alert_sources", chunk)
+            try:
+                touched += self._execute(
+                    _RECOMPUTE_ALERTS.format(staged=staged), (now, window.window_start, window.window_end)
+                )
+            finally:
+                self._unstage(staged)
+        return touched
+
     def load_window(
         self,
         window: WindowKey,
@@ -231,22 +277,19 @@ class Warehouse(abc.ABC):
 
         report = LoadReport()
         now = datetime.now(UTC)
+        alert_keys: list[pa.Array] = []
         with self.transaction():
             for batch in batches:
                 data = read_batch(batch)
                 if batch.table == "alert_sources":
                     self._insert_absent("alert_sources", data)
-                    staged = self._stage("stg_alert_keys", "alert_sources", data)
-                    try:
-                        report.alerts_touched += self._execute(
-                            _RECOMPUTE_ALERTS.format(staged=staged), (now, window.window_start, window.window_end)
-                        )
-                    finally:
-                        self._unstage(staged)
+                    alert_keys.append(data.column("alert_key").unique())
                     continue
                 stats = report.tables.setdefault(batch.table, TableLoad())
                 stats.staged += data.num_rows
                 stats.inserted += self._insert_absent(batch.table, data)
+            if alert_keys:
+                report.alerts_touched = self._recompute_alerts(alert_keys, now, window)
             for entry in quarantine:
                 self._execute(
                     "INSERT INTO quarantine (dag_id, content_type, source_ref, reason, raw, window_start, "

@@ -122,3 +122,48 @@ def test_wrap_merges_typed_columns() -> None:
     )
     assert set(row) == set(INDICES["assets"].column_names)
     assert row["hostname"] == "h1.acme"
+
+
+def test_arrow_rows_are_the_rows_wrap_builds() -> None:
+    import pyarrow as pa
+
+    from seccollect.records.envelope import make_record_ids
+    from seccollect.staging.store import arrow_schema
+
+    ctx = context(content_type="cloudtrail")
+    origin = MsgOrigin("cloudtrail", "cloudtrail", "aws", "paas")
+    raws = [{"eventID": f"e{i}", "n": i, "nested": {"b": 1, "a": [i]}} for i in range(5)]
+    times = [START + timedelta(seconds=i) if i != 3 else None for i in range(5)]
+    typed = {"account_id": ["1", None, "3", "4", "5"], "event_name": ("A", "B", "C", "D", "E"), "s3_key": "k/1.gz"}
+    expected = pa.Table.from_pylist(
+        [
+            ctx.wrap(origin, raw, vendor_id=raw["eventID"], event_time=t,
+                     typed={name: (v if isinstance(v, str) else v[i]) for name, v in typed.items()})
+            for i, (raw, t) in enumerate(zip(raws, times, strict=True))
+        ],
+        schema=arrow_schema("aws_events"),
+    )
+    table = ctx.arrow_rows(
+        "aws_events", origin, vendor_ids=[r["eventID"] for r in raws], event_times=times,
+        raw_texts=[canonical_json(r) for r in raws], typed=typed,
+    )
+    assert table.schema.equals(arrow_schema("aws_events"))
+    assert table.to_pylist() == expected.to_pylist()  # columns not given (aws_region …) are null
+    # raw texts are stored as given: the vendor's own text, not re-serialised
+    exact = ctx.arrow_rows("aws_events", origin, vendor_ids=["x"], event_times=[START],
+                           raw_texts=['{"eventID": "x", "z": 1}'])
+    assert exact.column("raw").to_pylist() == ['{"eventID": "x", "z": 1}']
+    assert make_record_ids("acme", "cloudtrail", ["x", "y"]) == [
+        make_record_id("acme", "cloudtrail", "x"), make_record_id("acme", "cloudtrail", "y")
+    ]
+
+
+def test_arrow_rows_need_a_vendor_id_and_one_value_per_record() -> None:
+    ctx = context()
+    with pytest.raises(ValueError, match="vendor id"):
+        ctx.arrow_rows("syslog", ORIGIN, vendor_ids=["a", ""], event_times=[None, None], raw_texts=["{}", "{}"])
+    with pytest.raises(ValueError, match="one entry per record"):
+        ctx.arrow_rows("syslog", ORIGIN, vendor_ids=["a"], event_times=[None, None], raw_texts=["{}", "{}"])
+    with pytest.raises(ValueError, match="account_id"):
+        ctx.arrow_rows("aws_events", ORIGIN, vendor_ids=["a"], event_times=[None], raw_texts=["{}"],
+                       typed={"account_id": ["1", "2"]})

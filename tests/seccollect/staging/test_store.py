@@ -200,3 +200,64 @@ def test_read_batch_of_a_deleted_part_raises() -> None:
     Path(batch.path.removeprefix("file://")).unlink()
     with pytest.raises(FileNotFoundError):
         read_batch(batch)
+
+
+# --- Arrow rows and all-or-nothing blocks ------------------------------------------------------------
+
+
+def arrow_rows(n: int, offset: int = 0) -> pa.Table:
+    return pa.Table.from_pylist(rows(n, offset), schema=arrow_schema("syslog"))
+
+
+def staged_ids(batches: list[StagedBatch]) -> list[str]:
+    return [r for b in batches for r in read_batch(b).column("vendor_id").to_pylist()]
+
+
+def test_add_arrow_is_cut_into_parts_like_rows_and_keeps_order() -> None:
+    writer = StagingWriter(folder(), part_rows=4)
+    writer.add_many("syslog", rows(3))
+    writer.add_arrow("syslog", arrow_rows(6, offset=3))
+    assert [b.rows for b in writer.batches] == [4, 4]  # full parts written at once, rows and tables mixed
+    writer.add("syslog", rows(1, offset=9)[0])
+    writer.add_arrow("syslog", arrow_rows(2, offset=10).cast(
+        pa.schema([f.with_type(pa.large_string()) if f.type == pa.string() else f for f in arrow_schema("syslog")])
+    ))  # other string types are cast to the table's schema
+    batches = writer.close()
+    assert [b.rows for b in batches] == [4, 4, 4]
+    assert staged_ids(batches) == [str(i) for i in range(12)]
+    assert all(read_batch(b).schema.equals(arrow_schema("syslog")) for b in batches)
+
+
+def test_atomic_block_that_fails_leaves_nothing_behind() -> None:
+    writer = StagingWriter(folder(), part_rows=4)
+    writer.add_many("syslog", rows(3))
+    with pytest.raises(ValueError, match="corrupt"):
+        with writer.atomic():
+            writer.add_arrow("syslog", arrow_rows(10, offset=100))
+            # the rows from before the block went out first, then two full parts of the block's rows
+            assert [b.rows for b in writer.batches] == [3, 4, 4]
+            raise ValueError("corrupt object")
+    assert [b.rows for b in writer.batches] == [3]
+    assert len(files(folder())) == 1  # the block's parts are deleted
+    with writer.atomic():
+        writer.add_many("syslog", rows(2, offset=200))  # below a part: joins the buffer at the end
+    writer.add_arrow("syslog", arrow_rows(1, offset=300))
+    batches = writer.close()
+    assert [b.rows for b in batches] == [3, 3]
+    assert staged_ids(batches) == ["0", "1", "2", "200", "201", "300"]
+    assert files(folder()) == ["syslog-00000.parquet", "syslog-00003.parquet"]
+
+
+def test_atomic_block_keeps_order_and_blocks_do_not_nest() -> None:
+    writer = StagingWriter(folder(), part_rows=4)
+    writer.add_many("syslog", rows(2))
+    with writer.atomic():
+        writer.add_arrow("syslog", arrow_rows(9, offset=2))
+        with pytest.raises(RuntimeError, match="nest"):
+            with writer.atomic():
+                pass
+        with pytest.raises(RuntimeError, match="inside"):
+            writer.close()
+    batches = writer.close()
+    assert [b.rows for b in batches] == [2, 4, 4, 1]
+    assert staged_ids(batches) == [str(i) for i in range(11)]

@@ -17,10 +17,11 @@ reported as ``consumed`` so the load commits it to the object ledger together wi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -254,6 +255,69 @@ def _arn_part(arn: Any, index: int) -> str | None:
     return _str(parts[index]) if len(parts) > index else None
 
 
+def _cloudtrail_values(raw: dict[str, Any]) -> tuple[Any, ...]:
+    get = raw.get
+    identity = get("userIdentity")
+    if not isinstance(identity, dict):
+        identity = {}
+    return (
+        _str(get("recipientAccountId")) or _str(identity.get("accountId")),
+        _str(get("awsRegion")),
+        _str(get("eventSource")),
+        _str(get("eventName")),
+        _str(get("sourceIPAddress")),
+        _str(identity.get("arn")),
+        _str(get("errorCode")),
+        None,
+    )
+
+
+def _waf_values(raw: dict[str, Any]) -> tuple[Any, ...]:
+    request = raw.get("httpRequest") if isinstance(raw.get("httpRequest"), dict) else {}
+    acl = raw.get("webaclId")
+    return (
+        _arn_part(acl, 4),
+        _arn_part(acl, 3),
+        _str(raw.get("httpSourceName")),
+        _str(raw.get("terminatingRuleId")),
+        _str(request.get("clientIp")),
+        None,
+        None,
+        _str(raw.get("action")),
+    )
+
+
+def _vpcflow_values(raw: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        _str(raw.get("account-id")),
+        _str(raw.get("interface-id")),
+        _str(raw.get("srcaddr")),
+        _str(raw.get("dstaddr")),
+        _int(raw.get("srcport")),
+        _int(raw.get("dstport")),
+        _int(raw.get("protocol")),
+        _int(raw.get("packets")),
+        _int(raw.get("bytes")),
+        _str(raw.get("action")),
+        _str(raw.get("log-status")),
+    )
+
+
+_EVENTS_COLUMNS = (
+    "account_id", "aws_region", "event_source", "event_name", "source_ip", "user_arn", "error_code", "action",
+)
+_TRAFFIC_COLUMNS = (
+    "account_id", "interface_id", "src_addr", "dst_addr", "src_port", "dst_port", "protocol", "packets",
+    "bytes", "action", "log_status",
+)
+#: Per sub type: the typed column names (``s3_key`` aside) and the function giving their values.
+_TYPED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[Any, ...]]]] = {
+    "cloudtrail": (_EVENTS_COLUMNS, _cloudtrail_values),
+    "waf": (_EVENTS_COLUMNS, _waf_values),
+    "vpcflow": (_TRAFFIC_COLUMNS, _vpcflow_values),
+}
+
+
 def typed_columns(sub_type: str, raw: dict[str, Any], key: str) -> dict[str, Any]:
     """The index's typed columns for one record (AWS Events or Traffic, see ``records/indices.py``).
 
@@ -266,49 +330,10 @@ def typed_columns(sub_type: str, raw: dict[str, Any], key: str) -> dict[str, Any
 
     ``s3_key`` is always the object the record was read from.
     """
-    if sub_type == "cloudtrail":
-        identity = raw.get("userIdentity") if isinstance(raw.get("userIdentity"), dict) else {}
-        return {
-            "account_id": _str(raw.get("recipientAccountId")) or _str(identity.get("accountId")),
-            "aws_region": _str(raw.get("awsRegion")),
-            "event_source": _str(raw.get("eventSource")),
-            "event_name": _str(raw.get("eventName")),
-            "source_ip": _str(raw.get("sourceIPAddress")),
-            "user_arn": _str(identity.get("arn")),
-            "error_code": _str(raw.get("errorCode")),
-            "action": None,
-            "s3_key": key,
-        }
-    if sub_type == "waf":
-        request = raw.get("httpRequest") if isinstance(raw.get("httpRequest"), dict) else {}
-        acl = raw.get("webaclId")
-        return {
-            "account_id": _arn_part(acl, 4),
-            "aws_region": _arn_part(acl, 3),
-            "event_source": _str(raw.get("httpSourceName")),
-            "event_name": _str(raw.get("terminatingRuleId")),
-            "source_ip": _str(request.get("clientIp")),
-            "user_arn": None,
-            "error_code": None,
-            "action": _str(raw.get("action")),
-            "s3_key": key,
-        }
-    if sub_type == "vpcflow":
-        return {
-            "account_id": _str(raw.get("account-id")),
-            "interface_id": _str(raw.get("interface-id")),
-            "src_addr": _str(raw.get("srcaddr")),
-            "dst_addr": _str(raw.get("dstaddr")),
-            "src_port": _int(raw.get("srcport")),
-            "dst_port": _int(raw.get("dstport")),
-            "protocol": _int(raw.get("protocol")),
-            "packets": _int(raw.get("packets")),
-            "bytes": _int(raw.get("bytes")),
-            "action": _str(raw.get("action")),
-            "log_status": _str(raw.get("log-status")),
-            "s3_key": key,
-        }
-    raise ValueError(f"unknown sub type {sub_type!r}")
+    if sub_type not in _TYPED:
+        raise ValueError(f"unknown sub type {sub_type!r}")
+    names, values = _TYPED[sub_type]
+    return {**dict(zip(names, values(raw), strict=True)), "s3_key": key}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -325,10 +350,12 @@ class S3LogBatchOperator(BaseCollectOperator):
     next object.  Network and permission errors are *not* quarantined: they fail the task, which
     retries.  Records keep their own event time (``eventTime``, flow ``end``, WAF ``timestamp``).
 
-    Memory: an object's rows are buffered until it has parsed completely.  An object with more than
-    ``max_buffered_records`` records is instead validated to the end without keeping rows and then
-    read a second time (pinned to the same ETag) straight into staging, so memory stays bounded
-    whatever the object size, at the price of a second GET for such objects only.
+    Speed and memory: each object is read once (one GET), streamed through the parser and staged in
+    an all-or-nothing block (:meth:`StagingWriter.atomic`): every ``max_buffered_records`` records
+    become one Arrow table, built column by column (no dict per row); CloudTrail records keep their
+    exact JSON text as ``raw`` (no re-serialisation).  Full Parquet parts of a large object are written
+    while it is read, so memory is bounded by the part size whatever the object size, and they are
+    deleted again if the object turns out to be corrupt.
 
     Returns (besides the staged batches) ``objects``, ``records``, ``quarantine`` (dicts of
     :class:`~seccollect.warehouse.base.QuarantineEntry`), ``consumed`` (dicts of
@@ -342,7 +369,7 @@ class S3LogBatchOperator(BaseCollectOperator):
     :param region_name: bucket region; the connection's otherwise.
     :param proxy: optional proxy URI.
     :param verify_ssl: verify TLS certificates.
-    :param max_buffered_records: records of one object held in memory before switching to two passes.
+    :param max_buffered_records: records of one object turned into one Arrow table at a time.
     :param kwargs: :class:`~seccollect.operators.collect.BaseCollectOperator` arguments (tenant,
         instance_name, window_start, window_end …); ``content_type`` defaults to ``sub_type``.
     """
@@ -359,7 +386,7 @@ class S3LogBatchOperator(BaseCollectOperator):
         region_name: str | None = None,
         proxy: str | None = None,
         verify_ssl: bool = True,
-        max_buffered_records: int = 100_000,
+        max_buffered_records: int = 10_000,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("content_type", sub_type)
@@ -375,58 +402,45 @@ class S3LogBatchOperator(BaseCollectOperator):
         self.verify_ssl = verify_ssl
         self.max_buffered_records = max_buffered_records
 
-    def _rows(
-        self, body: Any, key: str, envelope: EnvelopeContext, origin: MsgOrigin
-    ) -> Iterator[dict[str, Any]]:
-        from seccollect.vendors.aws.log_formats import parse_object
-
-        for record in parse_object(body, self.sub_type, key=key):
-            yield envelope.wrap(
-                origin,
-                record.raw,
-                vendor_id=record.vendor_id,
-                event_time=record.event_time,
-                typed=typed_columns(self.sub_type, record.raw, key),
-            )
-
     def _read_object(
         self, hook: S3LogHook, writer: StagingWriter, key: str, envelope: EnvelopeContext, origin: MsgOrigin
     ) -> tuple[int, str]:
         """Stage all records of one object, or none (raises CorruptObjectError); ``(records, etag)``."""
-        from seccollect.vendors.aws.log_formats import CorruptObjectError
+        from seccollect.records.envelope import canonical_json
+        from seccollect.vendors.aws.log_formats import CorruptObjectError, parse_object
 
         table = INDEX_OF[self.sub_type]
+        names, typed_values = _TYPED[self.sub_type]
         body, etag = hook.open_object(self.bucket, key)
-        rows: list[dict[str, Any]] | None = []
         count = 0
-        with closing(body):
+        with closing(body), writer.atomic():
             try:
-                for row in self._rows(body, key, envelope, origin):
-                    count += 1
-                    if rows is not None:
-                        rows.append(row)
-                        if len(rows) > self.max_buffered_records:
-                            rows = None  # too big to hold: just validate the rest of this pass
+                records = parse_object(body, self.sub_type, key=key)
+                while True:
+                    ids: list[str] = []
+                    times: list[datetime] = []
+                    texts: list[str] = []
+                    typed: list[tuple[Any, ...]] = []
+                    for record in islice(records, self.max_buffered_records):
+                        ids.append(record.vendor_id)
+                        times.append(record.event_time)
+                        texts.append(record.text if record.text is not None else canonical_json(record.raw))
+                        typed.append(typed_values(record.raw))
+                    if not ids:
+                        break
+                    count += len(ids)
+                    columns: dict[str, Any] = dict(zip(names, zip(*typed, strict=True), strict=True))
+                    columns["s3_key"] = key
+                    writer.add_arrow(
+                        table,
+                        envelope.arrow_rows(
+                            table, origin, vendor_ids=ids, event_times=times, raw_texts=texts, typed=columns
+                        ),
+                    )
             except CorruptObjectError as exc:
-                exc.etag = etag  # type: ignore[attr-defined] - the ledger records the version read
+                # Nothing of this object stays staged (atomic); the ledger records the version read.
+                exc.etag = etag  # type: ignore[attr-defined]
                 raise
-        if rows is not None:
-            writer.add_many(table, rows)
-            return count, etag
-        self.log.info("%s has %d records: validated, now staging it in a second read", key, count)
-        body, _ = hook.open_object(self.bucket, key, etag=etag)
-        staged = 0
-        with closing(body):
-            try:
-                for row in self._rows(body, key, envelope, origin):
-                    writer.add(table, row)
-                    staged += 1
-            except CorruptObjectError as exc:
-                # Same ETag, so the same bytes: this is a transport problem, and rows of the object are
-                # already staged - fail the task (a retry re-stages the whole batch from scratch).
-                raise RuntimeError(f"second read of {key} failed after a clean first read: {exc}") from exc
-        if staged != count:
-            raise RuntimeError(f"second read of {key} gave {staged} records, the first {count}")
         return count, etag
 
     def collect(self, writer: StagingWriter, envelope: EnvelopeContext, context: Context) -> dict[str, Any]:

@@ -26,23 +26,30 @@ if TYPE_CHECKING:
 MAPPED_KINDS = ("breach", "connection", "malsite")
 
 # DuckDB over the staged Arrow batch: JSON is parsed in C++, so a million alerts map in seconds.
+# Every raw alert is parsed ONCE, extracting all fields in one call into a MATERIALIZED CTE: DuckDB
+# inlines an ordinary CTE into each reference, and one json_extract_string per field and reference
+# parsed each document up to seven times (2.5x the time of the whole mapping).
 _MAP_SQL = """
-WITH typed AS (
-    SELECT *,
-        CASE
-            WHEN lower(json_extract_string(raw, '$.type')) IN ('breach', 'connection', 'malsite')
-                THEN lower(json_extract_string(raw, '$.type'))
-            WHEN lower(json_extract_string(raw, '$.alert_type')) = 'compromised credential' THEN 'breach'
-            WHEN lower(json_extract_string(raw, '$.alert_type')) = 'malsite' THEN 'malsite'
-        END AS alert_kind
+WITH parsed AS MATERIALIZED (
+    SELECT *, json_extract_string(
+        raw, ['$.type', '$.alert_type', '$.user', '$.breach_id', '$.connection_id', '$.malsite_id']
+    ) AS f
     FROM raw_alerts
+), typed AS (
+    SELECT * EXCLUDE (f),
+        CASE
+            WHEN lower(f[1]) IN ('breach', 'connection', 'malsite') THEN lower(f[1])
+            WHEN lower(f[2]) = 'compromised credential' THEN 'breach'
+            WHEN lower(f[2]) = 'malsite' THEN 'malsite'
+        END AS alert_kind,
+        f[3] AS user_name, f[4] AS breach_id, f[5] AS connection_id, f[6] AS malsite_id
+    FROM parsed
 ), keyed AS (
     SELECT *,
-        json_extract_string(raw, '$.user') AS user_name,
         CASE alert_kind
-            WHEN 'breach' THEN json_extract_string(raw, '$.breach_id')
-            WHEN 'connection' THEN json_extract_string(raw, '$.connection_id')
-            WHEN 'malsite' THEN json_extract_string(raw, '$.malsite_id')
+            WHEN 'breach' THEN breach_id
+            WHEN 'connection' THEN connection_id
+            WHEN 'malsite' THEN malsite_id
         END AS raw_dedup_id
     FROM typed WHERE alert_kind IS NOT NULL
 )

@@ -479,3 +479,82 @@ def test_corrupt_error_is_a_value_error() -> None:
     assert issubclass(CorruptObjectError, ValueError)
     err = CorruptObjectError("x")
     assert err.reason == "x" and str(err) == "corrupt object: x"
+
+
+# ------------------------------------------------------------------------------------------------
+# CloudTrail fast path (a buffer of records per msgspec call) against the exact path
+# ------------------------------------------------------------------------------------------------
+
+
+def _tricky_cloudtrail() -> tuple[bytes, list[str]]:
+    """A compact Records document whose texts hold every trap for cutting it at ``},{``."""
+    texts = []
+    for i in range(3000):
+        rec: dict[str, object] = {
+            "eventVersion": "1.09",
+            "eventTime": f"2025-01-01T00:{i % 60:02d}:00Z",
+            "eventID": f"e-{i}",
+            "requestParameters": {"items": [{"a": i}, {"b": "x},{y"}], "s": "}]", "q": 'say "},{" \\ },{'},
+        }
+        if i % 7 == 0:
+            rec["resources"] = [{"ARN": "arn:1"}, {"ARN": "arn:2"}, {}]
+        if i % 17 == 0:  # nested objects that start like a record
+            rec["nested"] = [{"eventVersion": "a"}, {"eventVersion": "b"}, {"eventVersion": '},{"eventVersion":'}]
+        if i % 11 == 0:
+            rec["userAgent"] = "é 漢字 🙂 \u2028"
+        if i % 13 == 0:
+            rec["big"] = 123456789012345678901234567890
+        if i == 1500:
+            rec["policy"] = "p" * 200_000  # larger than a read chunk
+        texts.append(json.dumps(rec, separators=(",", ":"), ensure_ascii=i % 2 == 0))
+    # values the json module accepts and msgspec does not, and whitespace between records
+    texts[100] = texts[100][:-1] + ',"x":NaN}'
+    texts[2000] = texts[2000][:-1] + ',"y":1e500,"z":"\\ud800"}'
+    doc = '{"Records":[' + ",".join(texts[:2500]) + ",\n  " + ",".join(texts[2500:]) + "]}"
+    return doc.encode(), texts
+
+
+def _outcome(doc: bytes) -> tuple[object, ...]:
+    recs = []
+    try:
+        for rec in parse_object(ReadOnly(gzip.compress(doc), step=5000), "cloudtrail"):  # type: ignore[arg-type]
+            recs.append((json.dumps(rec.raw, sort_keys=True), rec.event_time, rec.vendor_id, rec.text))
+    except CorruptObjectError as exc:
+        return ("corrupt", str(exc), exc.records_yielded, recs)
+    return ("ok", recs)
+
+
+def test_fast_path_gives_the_exact_paths_records_and_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import seccollect.vendors.aws.log_formats as log_formats
+
+    doc, texts = _tricky_cloudtrail()
+    calls = []
+    decode = log_formats._DECODE_VALUE
+    monkeypatch.setattr(log_formats, "_DECODE_VALUE", lambda element: calls.append(1) or decode(element))
+    fast = _outcome(doc)
+    assert len(calls) > 1000  # the fast path read all but the buffers around the traps
+    monkeypatch.setattr(log_formats, "_DECODE_ELEMENTS", None)
+    exact = _outcome(doc)
+    assert fast == exact
+    assert fast[0] == "ok" and [r[3] for r in fast[1]] == texts  # each record's exact source text
+    assert [r[2] for r in fast[1]] == [f"e-{i}" for i in range(3000)]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d[:150_000],  # truncated inside a record
+        lambda d: d[:-2],  # no closing ]}
+        lambda d: d.replace(b'"eventID":"e-700"', b'"eventID":"e-700",,'),  # invalid JSON mid-buffer
+        lambda d: d.replace(b'{"eventVersion":"1.09","eventTime":"2025-01-01T00:20:00Z","eventID":"e-80"', b"[42"),
+        lambda d: d.replace(b'"eventTime":"2025-01-01T00:10:00Z","eventID":"e-1210"', b'"eventID":"e-1210"'),
+    ],
+)
+def test_fast_path_reports_corruption_as_the_exact_path(damage, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import seccollect.vendors.aws.log_formats as log_formats
+
+    doc = damage(_tricky_cloudtrail()[0])
+    fast = _outcome(doc)
+    monkeypatch.setattr(log_formats, "_DECODE_ELEMENTS", None)
+    assert fast == _outcome(doc)
+    assert fast[0] == "corrupt"

@@ -240,8 +240,7 @@ def test_corrupt_object_is_quarantined_while_the_rest_loads(
     }
     assert result["records"] == len(rows) == sum(len(o.records) for o in good)
     assert all("/collect_cloudtrail/3/" in b["path"] for b in result["batches"])  # own folder per map index
-    two_reads = sum(1 for o in good if len(o.records) > max_buffered_records)
-    assert result["get_requests"] == len(keys) + two_reads
+    assert result["get_requests"] == len(keys)  # one GET per object, however many records it has
 
     row = next(r for r in rows if r["s3_key"] == good[0].key)
     raw = good[0].records[0]
@@ -260,6 +259,45 @@ def test_corrupt_object_is_quarantined_while_the_rest_loads(
     assert row["account_id"] in ACCOUNTS and row["aws_region"] == "eu-west-1"
     assert row["event_source"].endswith(".amazonaws.com") and row["event_name"] and row["source_ip"]
     assert row["user_arn"].startswith("arn:aws:") and raw.vendor_id in {r["vendor_id"] for r in rows}
+
+
+def test_large_objects_stream_into_parts_and_a_corrupt_ones_parts_are_deleted(aws_conn, s3, monkeypatch):
+    import gzip
+    import json
+    from pathlib import Path
+
+    from seccollect.staging.store import StagingWriter
+
+    monkeypatch.setitem(StagingWriter.__init__.__kwdefaults__, "part_rows", 4)
+    s3.create_bucket(Bucket="big-objects")
+    folder = f"{ORG_ID}/AWSLogs/{ORG_ID}/{ACCOUNTS[0]}/CloudTrail/us-east-1/2025/01/01"
+    texts: dict[str, list[str]] = {}
+    for name, n in (("a", 11), ("b", 25), ("c", 6)):
+        records = [
+            {"eventVersion": "1.09", "eventTime": f"2025-01-01T00:0{i % 10}:00Z", "eventID": f"{name}-{i}",
+             "recipientAccountId": ACCOUNTS[0], "resources": [{"ARN": "x"}, {"ARN": "y"}], "n": i}
+            for i in range(n)
+        ]
+        texts[name] = [json.dumps(r, separators=(",", ":")) for r in records]
+        end = ',{"eventTime":' if name == "b" else "]}"  # b breaks off after all its records
+        body = gzip.compress(('{"Records":[' + ",".join(texts[name]) + end).encode())
+        s3.put_object(Bucket="big-objects", Key=f"{folder}/{name}.json.gz", Body=body)
+    stream = type("S", (), {"bucket": "big-objects", "sub_type": "cloudtrail"})
+    objects = listed(s3, "big-objects", [f"{folder}/{name}.json.gz" for name in "abc"])
+    result = batch_op(aws_conn, stream, objects, max_buffered_records=3).execute({"ti": FakeTI(0)})
+
+    assert [q["source_ref"] for q in result["quarantine"]] == [f"{folder}/b.json.gz"]
+    assert result["records"] == 17 and result["get_requests"] == 3
+    rows = staged_rows(result, "aws_events")
+    assert [r["vendor_id"] for r in rows] == [f"a-{i}" for i in range(11)] + [f"c-{i}" for i in range(6)]
+    # CloudTrail rows keep the record's exact text from the object
+    assert [r["raw"] for r in rows] == texts["a"] + texts["c"]
+    # a: two full parts while it is read; before b's first part, a's last 3 rows go out (order kept);
+    # b's six full parts are deleted when it turns out truncated; c: one full part, 2 rows at close.
+    assert [b["rows"] for b in result["batches"]] == [4, 4, 3, 4, 2]
+    paths = [Path(b["path"].removeprefix("file://")) for b in result["batches"]]
+    assert sorted(p.name for p in paths[0].parent.glob("*.parquet")) == sorted(p.name for p in paths)
+    assert [p.name for p in paths] == [f"aws_events-{i:05d}.parquet" for i in (0, 1, 2, 9, 10)]
 
 
 def test_vpcflow_custom_columns_and_waf_text_objects(aws_conn, s3, scenario):

@@ -1,0 +1,387 @@
+"""Loading throughput: ``load_window`` beside the bare bulk-copy rate of the same rows, in one run.
+
+Generates Netskope-like records (raw JSON ~400-800 bytes, 2 % re-deliveries of the same ``_id``),
+wraps them in the record envelope and stages them as Syslog Parquet parts with ``StagingWriter``, then,
+for each backend, measures in fresh child processes:
+
+* DuckDB   bare: read the same Parquet parts (``read_batch``) and ``INSERT INTO t SELECT * FROM arrow``
+                 into a table with the same columns and no constraints, one transaction.
+           load: ``DuckDBWarehouse.load_window`` of the same parts into a fresh database file.
+* Postgres bare: read the same parts, encode the same CSV payload (``arrow_to_csv``) and plain ``COPY``
+                 it into a table with the same columns and no constraints, one transaction.
+           load: ``PostgresWarehouse.load_window`` into a fresh database (created and dropped here).
+
+The ratio is load rows/s over bare rows/s (target >= 70 %). Each load is then run a second time on
+the same database and must insert 0 rows (idempotency); that re-run is timed too.
+
+    .venv/bin/python bench/load_throughput.py            # 1,000,000 rows, DuckDB and PostgreSQL
+    .venv/bin/python bench/load_throughput.py --quick    # 100,000 rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import _common as common
+
+DAG_ID = "bench_netskope_acme"
+TABLE = "syslog"
+
+
+# --- measured steps (each runs in its own child process) ---------------------------------------------
+
+
+def _instrument(warehouse: Any, watch: common.Stopwatch) -> None:
+    """Time the parts of ``load_window`` (reading Parquet, staging, the SQL) without changing them.
+
+    Times are exclusive: "stage" is what staging costs besides encoding and COPY, which have their own.
+    """
+    import seccollect.staging.store as store
+
+    read_batch = store.read_batch
+
+    def timed_read(batch: Any) -> Any:
+        with watch("read parquet"):
+            return read_batch(batch)
+
+    store.read_batch = timed_read
+    import seccollect.warehouse.base as base
+
+    backend_module = sys.modules[type(warehouse).__module__]
+    first_row_mask = base.first_row_mask
+
+    def timed_first(*args: Any) -> Any:
+        with watch("dedupe"):
+            return first_row_mask(*args)
+
+    backend_module.first_row_mask = timed_first
+    if warehouse.kind == "postgres":
+        import seccollect.warehouse.postgres as pg
+
+        arrow_to_csv = pg.arrow_to_csv
+
+        def timed_csv(data: Any) -> bytes:
+            with watch("encode csv"):
+                return arrow_to_csv(data)
+
+        pg.arrow_to_csv = timed_csv
+        copy_in = pg._copy_in
+
+        def timed_copy(*args: Any) -> None:
+            with watch("copy"):
+                copy_in(*args)
+
+        pg._copy_in = timed_copy
+    methods = (
+        ("_stage", "stage"),
+        ("_execute", "sql"),
+        ("_unstage", "unstage"),
+        ("_absent_rows", "lookup"),
+        ("_table_rows", "table size"),
+    )
+    for name, label in methods:
+        original = getattr(warehouse, name, None)
+        if original is None:
+            continue
+
+        def timed(*args: Any, _original: Any = original, _label: str = label) -> Any:
+            with watch(_label):
+                return _original(*args)
+
+        setattr(warehouse, name, timed)
+
+
+def duckdb_bare(batches: list[dict[str, Any]], database: str) -> dict[str, Any]:
+    import duckdb
+
+    from seccollect.staging.store import read_batch
+    from seccollect.warehouse.base import TABLES
+    from seccollect.warehouse.duckdb import SQL_TYPES
+
+    staged = common.warm_up(batches)
+    con = duckdb.connect(database)
+    columns = ", ".join(f"{c.name} {SQL_TYPES[c.type]}" for c in TABLES[TABLE][0])
+    con.execute(f"CREATE TABLE bare ({columns})")
+    baseline = common.rss_now_mib()
+    watch = common.Stopwatch()
+    start = time.perf_counter()
+    con.execute("BEGIN TRANSACTION")
+    for batch in staged:
+        with watch("read parquet"):
+            arrow = read_batch(batch)
+        with watch("insert"):
+            # DuckDB's replacement scan finds the local variable ``arrow``. Not con.register(): inside a
+            # transaction DuckDB keeps every registered object alive until the commit, which would
+            # make the baseline hold the whole window in memory and page-fault through it.
+            con.execute("INSERT INTO bare SELECT * FROM arrow")
+        del arrow
+    with watch("commit"):
+        con.execute("COMMIT")
+    seconds = time.perf_counter() - start
+    rows = con.execute("SELECT count(*) FROM bare").fetchone()[0]
+    con.close()
+    return {"seconds": seconds, "rows": rows, "parts": watch.totals, "baseline_rss_mib": baseline}
+
+
+def duckdb_load(batches: list[dict[str, Any]], database: str) -> dict[str, Any]:
+    from seccollect.warehouse.duckdb import DuckDBWarehouse
+
+    staged = common.warm_up(batches)
+    warehouse = DuckDBWarehouse(database)
+    warehouse.ensure_schema()
+    return _load_and_reload(warehouse, staged)
+
+
+def pg_bare(batches: list[dict[str, Any]], dbname: str) -> dict[str, Any]:
+    import psycopg
+
+    from seccollect.staging.store import read_batch
+    from seccollect.warehouse.base import TABLES
+    from seccollect.warehouse.postgres import SQL_TYPES, arrow_to_csv
+
+    staged = common.warm_up(batches)
+    names = [c.name for c in TABLES[TABLE][0]]
+    conn = psycopg.connect(**common.pg_params(dbname))
+    columns = ", ".join(f"{c.name} {SQL_TYPES[c.type]}" for c in TABLES[TABLE][0])
+    conn.execute(f"CREATE TABLE bare ({columns})")
+    conn.commit()  # created beforehand, so COPY is WAL-logged like any load into an existing table
+    baseline = common.rss_now_mib()
+    watch = common.Stopwatch()
+    start = time.perf_counter()
+    with conn.cursor() as cur:
+        for batch in staged:
+            with watch("read parquet"):
+                data = read_batch(batch)
+            with watch("encode csv"):
+                payload = arrow_to_csv(data.select(names))
+            with (
+                watch("copy"),
+                cur.copy(f"COPY bare ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)") as copy,
+            ):
+                copy.write(payload)
+    with watch("commit"):
+        conn.commit()
+    seconds = time.perf_counter() - start
+    rows = conn.execute("SELECT count(*) FROM bare").fetchone()[0]
+    conn.close()
+    return {"seconds": seconds, "rows": rows, "parts": watch.totals, "baseline_rss_mib": baseline}
+
+
+def pg_load(batches: list[dict[str, Any]], dbname: str) -> dict[str, Any]:
+    import psycopg
+
+    from seccollect.warehouse.postgres import PostgresWarehouse
+
+    staged = common.warm_up(batches)
+    warehouse = PostgresWarehouse(psycopg.connect(**common.pg_params(dbname)))
+    warehouse.ensure_schema()
+    return _load_and_reload(warehouse, staged)
+
+
+def _load_and_reload(warehouse: Any, staged: list[Any]) -> dict[str, Any]:
+    window = common.window_key(DAG_ID, "alert")
+    baseline = common.rss_now_mib()
+    watch = common.Stopwatch()
+    _instrument(warehouse, watch)
+    start = time.perf_counter()
+    report = warehouse.load_window(window, staged, run_id="bench-1")
+    seconds = time.perf_counter() - start
+    parts = dict(watch.totals)
+    parts["commit+ledger"] = seconds - sum(parts.values())
+    rows = warehouse.query(f"SELECT count(*) FROM {TABLE}")[0][0]
+    # Idempotency: the same window loaded again adds nothing.
+    start = time.perf_counter()
+    again = warehouse.load_window(window, staged, run_id="bench-2")
+    rerun_seconds = time.perf_counter() - start
+    rows_after = warehouse.query(f"SELECT count(*) FROM {TABLE}")[0][0]
+    ledger = warehouse.query("SELECT inserted_rows, staged_rows FROM collection_ledger")
+    warehouse.close()
+    first = report.tables[TABLE]
+    return {
+        "seconds": seconds,
+        "staged": first.staged,
+        "inserted": first.inserted,
+        "rows": rows,
+        "parts": parts,
+        "rerun_seconds": rerun_seconds,
+        "rerun_inserted": again.tables[TABLE].inserted,
+        "rows_after_rerun": rows_after,
+        "ledger": [list(r) for r in ledger],
+        "baseline_rss_mib": baseline,
+    }
+
+
+# --- driver -----------------------------------------------------------------------------------------
+
+
+def _seconds(runs: list[dict[str, Any]], field: str = "seconds") -> str:
+    return ", ".join(f"{r[field]:.2f}" for r in runs)
+
+
+def _parts_text(parts: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000, help="records to generate (default 1,000,000)")
+    parser.add_argument("--part-rows", type=int, default=50_000, help="rows per staged Parquet part")
+    parser.add_argument("--duplicate-fraction", type=float, default=0.02, help="re-delivered records")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="measure bare and load this many times, alternating which goes first (best run reported)",
+    )
+    parser.add_argument("--backends", default="duckdb,postgres", help="comma-separated: duckdb, postgres")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="100,000 rows (a smoke run)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows = min(args.rows, 100_000)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+
+    load_at_start = common.load_average()
+    with common.work_dir(args.keep) as root:
+        common.prepare_environment(root)
+        print(f"Generating and staging {args.rows:,} rows in {root} ...", file=sys.stderr)
+        start = time.perf_counter()
+        staged = common.run_step(
+            "load_throughput",
+            "stage_step",
+            rows=args.rows,
+            seed=args.seed,
+            part_rows=args.part_rows,
+            duplicate_fraction=args.duplicate_fraction,
+        )
+        batches, facts = staged["batches"], staged["facts"]
+        print(f"  staged in {time.perf_counter() - start:.1f} s: {facts}", file=sys.stderr)
+        results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for backend in backends:
+            runs: dict[str, list[dict[str, Any]]] = {"bare": [], "load": []}
+            for rep in range(args.repeat):
+                # Alternate which path runs first, so neither always meets a cold server or cache.
+                order = ("bare", "load") if rep % 2 == 0 else ("load", "bare")
+                if backend == "duckdb":
+                    for kind in order:
+                        db = str(root / f"{kind}-{rep}.duckdb")
+                        print(f"  duckdb {kind} #{rep + 1} ...", file=sys.stderr)
+                        runs[kind].append(
+                            common.run_step("load_throughput", f"duckdb_{kind}", batches=batches, database=db)
+                        )
+                        Path(db).unlink(missing_ok=True)
+                        Path(db + ".wal").unlink(missing_ok=True)
+                else:
+                    with common.postgres_database("seccollect_bench") as dbname:
+                        for kind in order:
+                            common.pg_checkpoint()
+                            print(f"  postgres {kind} #{rep + 1} ...", file=sys.stderr)
+                            runs[kind].append(
+                                common.run_step(
+                                    "load_throughput", f"pg_{kind}", batches=batches, dbname=dbname
+                                )
+                            )
+            results[backend] = runs
+        print(_markdown(args, facts, results, backends, load_at_start))
+        return _check(facts, results)
+
+
+def stage_step(rows: int, seed: int, part_rows: int, duplicate_fraction: float) -> dict[str, Any]:
+    """(child) Generate and stage the rows; 60 % page/application events, 40 % alerts."""
+    staged, facts = common.stage_netskope(
+        rows,
+        seed=seed,
+        content_type="alert",
+        dag_id=DAG_ID,
+        task_id="collect_alert",
+        part_rows=part_rows,
+        event_fraction=0.6,
+        duplicate_fraction=duplicate_fraction,
+    )
+    facts["machine"] = common.machine()
+    return {"batches": common.batches_to_json(staged), "facts": facts}
+
+
+def _check(facts: dict[str, Any], results: dict[str, dict[str, list[dict[str, Any]]]]) -> int:
+    ok = True
+    for backend, runs in results.items():
+        for run in runs["bare"]:
+            ok &= run["rows"] == facts["rows"]
+        for run in runs["load"]:
+            ok &= run["rows"] == facts["distinct_record_ids"] == run["inserted"] == run["rows_after_rerun"]
+            ok &= run["rerun_inserted"] == 0
+        if not ok:
+            print(f"CORRECTNESS CHECK FAILED on {backend}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _markdown(
+    args: argparse.Namespace,
+    facts: dict[str, Any],
+    results: dict[str, dict[str, list[dict[str, Any]]]],
+    backends: list[str],
+    load_at_start: str,
+) -> str:
+    rows = facts["rows"]
+    lines = [
+        f"Command: `{common.command_line()}`  ",
+        f"Date: {common.today()}; 1-minute load average {load_at_start} before the run, "
+        f"{common.load_average()} after it  ",
+        f"Machine: {facts['machine']}"
+        + (f"; {common.pg_version()}" if "postgres" in backends else "")
+        + "  ",
+        "Timing: `time.perf_counter` around the measured call, inside a fresh child process per step; "
+        "memory: the child's peak RSS (`ru_maxrss` from `os.wait4` when the parent reaps it).",
+        "",
+        f"Data: {rows:,} envelope rows ({facts['distinct_record_ids']:,} distinct record_ids, "
+        f"{facts['duplicates']:,} re-deliveries), raw JSON {facts['avg_raw_bytes']:.0f} bytes on average, "
+        f"{facts['parts']} Parquet parts ({facts['parquet_mib']:.0f} MiB zstd), one window, one transaction.",
+        "",
+        "| backend | path | seconds (best) | rows/s (best) | every run, s | ratio load/bare | peak RSS | "
+        "breakdown of the best run |",
+        "|---|---|---:|---:|---|---:|---:|---|",
+    ]
+    for backend in backends:
+        runs = results[backend]
+        best_bare = min(runs["bare"], key=lambda r: r["seconds"])
+        best_load = min(runs["load"], key=lambda r: r["seconds"])
+        bare, load = best_bare["seconds"], best_load["seconds"]
+        pairs = ", ".join(
+            f"{b['seconds'] / ld['seconds']:.0%}" for b, ld in zip(runs["bare"], runs["load"], strict=True)
+        )
+        bare_desc = "bare `INSERT INTO t SELECT * FROM arrow`" if backend == "duckdb" else "bare CSV `COPY`"
+        lines.append(
+            f"| {backend} | {bare_desc} | {bare:.2f} | {rows / bare:,.0f} | {_seconds(runs['bare'])} | | "
+            f"{max(r['peak_rss_mib'] for r in runs['bare']):,.0f} MiB | {_parts_text(best_bare['parts'])} |"
+        )
+        lines.append(
+            f"| {backend} | `load_window` | {load:.2f} | {rows / load:,.0f} | {_seconds(runs['load'])} | "
+            f"**{bare / load:.0%}** (per repetition: {pairs}) | "
+            f"{max(r['peak_rss_mib'] for r in runs['load']):,.0f} MiB | {_parts_text(best_load['parts'])} |"
+        )
+        rerun = min(r["rerun_seconds"] for r in runs["load"])
+        lines.append(
+            f"| {backend} | `load_window` again (all duplicates) | {rerun:.2f} | {rows / rerun:,.0f} | "
+            f"{_seconds(runs['load'], 'rerun_seconds')} | | | "
+            f"inserted {', '.join(str(r['rerun_inserted']) for r in runs['load'])} |"
+        )
+    lines += [
+        "",
+        f"{args.repeat} repetition(s) per backend, alternating which path runs first (bare, load / load, bare, ...); "
+        "the headline figures are the best run of each path (the least disturbed by anything else on the "
+        "machine), and the ratio of those; the ratio of each adjacent bare/load pair is shown beside it. "
+        "Breakdown: exclusive time in the warehouse's own steps, timed by wrapping them; commit+ledger is "
+        "the rest (quarantine, ledger rows, COMMIT).",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
