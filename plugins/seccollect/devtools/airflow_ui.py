@@ -16,6 +16,8 @@ from seccollect.devtools.demo import AIRFLOW_HOME, demo_environment, prepare_air
 
 def main() -> int:
     env = {**os.environ, **demo_environment()}
+    # `airflow standalone` starts its components as `airflow <command>` found on PATH: the venv's.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     prepare_airflow(env)
     password_file = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
     with services(env):
