@@ -179,8 +179,9 @@ def run_dags(span: timedelta) -> list[dict[str, Any]]:
         if any(t.task_id in ("collect_pops", "collect_tunnels") for t in dag.tasks):
             # Daily snapshots run in the interval that holds 00:00 UTC; include the latest one.
             midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            windows = [w for w in intervals(dag, midnight + timedelta(hours=1), timedelta(hours=2))
-                       if w[0] <= midnight < w[1]] + windows
+            snapshot = [w for w in intervals(dag, midnight + timedelta(hours=1), timedelta(hours=2))
+                        if w[0] <= midnight < w[1] and w not in windows]
+            windows = snapshot + windows
         print(f"  {dag_id}: {len(windows)} interval(s)", flush=True)
         for start, end in windows:
             began = time.monotonic()
