@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="duckdb,postgres", help="comma-separated: duckdb, postgres")
     parser.add_argument(
         "--duckdb-memory-limits",
-        default="default,700MB",
+        default="default,600MB",
         help="DuckDB runs to make, by the load connection's memory_limit ('default' = DuckDB's own)",
     )
     parser.add_argument("--seed", type=int, default=11)

@@ -490,9 +490,15 @@ def child_ours(endpoint: str, backend: str, target: str, staging: str, batch_siz
     start = time.perf_counter()
     run = run_window(BUCKET, WAREHOUSE_CONN_ID, batch_size, phases)
     seconds = time.perf_counter() - start
-    parts["collect: GET, gunzip, parse, envelope, Arrow"] = phases["collect"] - parts["collect: Parquet write"]
-    parts["load: commit, ledgers, connect"] = (phases["load"] - parts["load: Parquet read"]
-                                               - parts["load: insert absent rows"])
+    parts = {
+        "list task": phases["list"],
+        "collect: GET, gunzip, parse, envelope, Arrow": phases["collect"] - parts["collect: Parquet write"],
+        "collect: Parquet write": parts["collect: Parquet write"],
+        "load: Parquet read": parts["load: Parquet read"],
+        "load: insert absent rows": parts["load: insert absent rows"],
+        "load: commit, ledgers, connect": (phases["load"] - parts["load: Parquet read"]
+                                           - parts["load: insert absent rows"]),
+    }
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -738,7 +744,8 @@ def main(argv: list[str] | None = None) -> int:
     from seccollect.devtools.moto_server import s3_client, start_moto_server
 
     endpoint, stop = start_moto_server()
-    report: dict[str, Any] = {"machine": machine(backends), "args": vars(args), "backends": backends}
+    report: dict[str, Any] = {"machine": machine(backends), "args": vars(args), "backends": backends,
+                              "load_before": os.getloadavg()[0]}
     try:
         client = s3_client(endpoint)
         if "throughput" not in skip:
@@ -886,6 +893,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Command: `{' '.join(['.venv/bin/python', 'bench/cloudtrail_throughput.py', *sys.argv[1:]])}`  ",
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  ",
         f"Machine: {report['machine']}  ",
+        f"Load average (1 min) before / after the run: {report['load_before']:.2f} / {os.getloadavg()[0]:.2f} "
+        "(2 cores: above ~1 something else was running beside the benchmark)  ",
         "Every measured step runs in a fresh child process; seconds are `time.perf_counter` around the "
         "measured work only; peak RSS is the child's own high-water mark (`VmHWM` in /proc/self/status, "
         "read when the step has returned; not `ru_maxrss`, which Linux inflates with the parent's peak), "
