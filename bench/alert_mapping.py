@@ -124,8 +124,12 @@ def _instrument(warehouse: Any, watch: common.Stopwatch) -> Any:
             return originals["read_batch"](batch)
 
     store.read_batch = timed_read
+    wrapped = []
     for name, label in (("_insert_absent", "insert links"), ("_recompute_alerts", "recompute Alerts")):
-        original = getattr(warehouse, name)
+        original = getattr(warehouse, name, None)
+        if original is None:  # an older warehouse (the recompute used to run per part, inside the SQL)
+            continue
+        wrapped.append(name)
 
         def timed(*args: Any, _original: Any = original, _label: str = label) -> Any:
             with watch(_label):
@@ -133,9 +137,25 @@ def _instrument(warehouse: Any, watch: common.Stopwatch) -> Any:
 
         setattr(warehouse, name, timed)
 
+    execute = warehouse._execute
+
+    def timed_execute(sql: str, params: Any = ()) -> Any:
+        # An older warehouse recomputed Alerts per part, straight from load_window.
+        if "INSERT INTO alerts" in sql:
+            label = "recompute Alerts"
+        elif "alert_sources" in sql:
+            label = "insert links"
+        else:
+            label = "other SQL"
+        with watch(label):
+            return execute(sql, params)
+
+    warehouse._execute = timed_execute
+    wrapped.append("_execute")
+
     def restore() -> None:
         store.read_batch = originals["read_batch"]
-        for name in ("_insert_absent", "_recompute_alerts"):
+        for name in wrapped:
             delattr(warehouse, name)
 
     return restore

@@ -39,52 +39,23 @@ def _instrument(warehouse: Any, watch: common.Stopwatch) -> None:
     """Time the parts of ``load_window`` (reading Parquet, staging, the SQL) without changing them.
 
     Times are exclusive: "stage" is what staging costs besides encoding and COPY, which have their own.
+    Only what the warehouse code has is wrapped, so the same script also measures older versions of it.
     """
     import seccollect.staging.store as store
 
-    read_batch = store.read_batch
-
-    def timed_read(batch: Any) -> Any:
-        with watch("read parquet"):
-            return read_batch(batch)
-
-    store.read_batch = timed_read
-    import seccollect.warehouse.base as base
-
     backend_module = sys.modules[type(warehouse).__module__]
-    first_row_mask = base.first_row_mask
-
-    def timed_first(*args: Any) -> Any:
-        with watch("dedupe"):
-            return first_row_mask(*args)
-
-    backend_module.first_row_mask = timed_first
+    functions = [(store, "read_batch", "read parquet"), (backend_module, "first_row_mask", "dedupe")]
     if warehouse.kind == "postgres":
-        import seccollect.warehouse.postgres as pg
-
-        arrow_to_csv = pg.arrow_to_csv
-
-        def timed_csv(data: Any) -> bytes:
-            with watch("encode csv"):
-                return arrow_to_csv(data)
-
-        pg.arrow_to_csv = timed_csv
-        copy_in = pg._copy_in
-
-        def timed_copy(*args: Any) -> None:
-            with watch("copy"):
-                copy_in(*args)
-
-        pg._copy_in = timed_copy
-    methods = (
-        ("_stage", "stage"),
-        ("_execute", "sql"),
-        ("_unstage", "unstage"),
-        ("_absent_rows", "lookup"),
-        ("_table_rows", "table size"),
-    )
-    for name, label in methods:
-        original = getattr(warehouse, name, None)
+        functions += [(backend_module, "arrow_to_csv", "encode csv"), (backend_module, "_copy_in", "copy")]
+    methods = [
+        (warehouse, "_stage", "stage"),
+        (warehouse, "_execute", "sql"),
+        (warehouse, "_unstage", "unstage"),
+        (warehouse, "_absent_rows", "lookup"),
+        (warehouse, "_table_rows", "table size"),
+    ]
+    for owner, name, label in functions + methods:
+        original = getattr(owner, name, None)
         if original is None:
             continue
 
@@ -92,7 +63,7 @@ def _instrument(warehouse: Any, watch: common.Stopwatch) -> None:
             with watch(_label):
                 return _original(*args)
 
-        setattr(warehouse, name, timed)
+        setattr(owner, name, timed)
 
 
 def duckdb_bare(batches: list[dict[str, Any]], database: str) -> dict[str, Any]:
