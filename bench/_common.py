@@ -43,6 +43,14 @@ PG_USER = os.environ.get("SECCOLLECT_BENCH_PGUSER", "postgres")
 # --- environment ------------------------------------------------------------------------------------
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so the temporary folder and database are removed on the way out
+    (a benchmark started in the background ignores SIGINT)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def prepare_environment(root: Path) -> None:
     """Point Airflow and the staging root at ``root`` before anything imports Airflow.
 
@@ -449,7 +457,12 @@ def run_step(module: str, function: str, **kwargs: Any) -> dict[str, Any]:
     cmd = [sys.executable, str(BENCH_DIR / "_common.py"), "child", module, function, json.dumps(kwargs)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    out = proc.stdout.read()
+    try:
+        out = proc.stdout.read()
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): do not leave the step running
+        proc.kill()
+        proc.wait()
+        raise
     proc.stdout.close()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)

@@ -288,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
 
     load_at_start = common.load_average()
+    common.exit_on_sigterm()
     with common.work_dir(args.keep) as root:
         common.prepare_environment(root)
         print(f"Generating and staging {args.rows:,} raw alerts in {root} ...", file=sys.stderr)
