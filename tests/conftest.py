@@ -147,3 +147,24 @@ def netskope_sim(netskope_dataset, monkeypatch: pytest.MonkeyPatch):
                 ),
             )
         yield app
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """A moto server (S3 and STS) in this process, on a free port of 127.0.0.1, shared by the session."""
+    from seccollect.devtools.moto_server import start_moto_server
+
+    url, stop = start_moto_server()
+    try:
+        yield url
+    finally:
+        stop()
+
+
+@pytest.fixture
+def s3(moto_url: str):
+    """A boto3 S3 client on an emptied moto server."""
+    from seccollect.devtools.moto_server import reset_moto_server, s3_client
+
+    reset_moto_server(moto_url)
+    return s3_client(moto_url)

@@ -1,4 +1,4 @@
 """Fixtures of the end-to-end tests: the AWS ones (moto server, connections, scenario) are shared with
-the AWS unit tests, which define them."""
+the AWS unit tests, which define them (moto_url and s3 live in tests/conftest.py)."""
 
-from tests.seccollect.vendors.aws.conftest import aws_conn, moto_url, s3, scenario  # noqa: F401
+from tests.seccollect.vendors.aws.conftest import aws_conn, scenario  # noqa: F401

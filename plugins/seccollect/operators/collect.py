@@ -7,7 +7,8 @@ files without calling the vendor again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,22 @@ def parse_window_bound(value: Any) -> datetime:
     else:
         moment = datetime.fromisoformat(str(value))
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """Turn a fatal :class:`~seccollect.http.errors.VendorApiError` (400/401/403/404) into
+    ``AirflowFailException``: bad credentials or configuration fail the task without Airflow retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from seccollect.http.errors import VendorApiError
+
+    try:
+        yield
+    except VendorApiError as exc:
+        if exc.fatal:
+            raise AirflowFailException(str(exc)) from exc
+        raise
 
 
 #: By default a run collects its data interval; a manual run may name any other window in its conf
@@ -80,7 +97,6 @@ class BaseCollectOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from seccollect.http.errors import VendorApiError
         from seccollect.records.envelope import EnvelopeContext
         from seccollect.staging.store import StagingWriter, window_folder
 
@@ -103,13 +119,8 @@ class BaseCollectOperator(BaseOperator):
         map_index = getattr(context.get("ti"), "map_index", -1)
         folder = self.task_id if map_index is None or map_index < 0 else f"{self.task_id}/{map_index}"
         writer = StagingWriter(window_folder(self.dag_id, start, end, folder))
-        try:
+        with fail_fast():
             extra = self.collect(writer, envelope, context)
-        except VendorApiError as exc:
-            if exc.fatal:
-                # Bad credentials or configuration: retrying the task would only repeat the failure.
-                raise AirflowFailException(str(exc)) from exc
-            raise
         batches = writer.close()
         result = {
             "content_type": self.content_type,

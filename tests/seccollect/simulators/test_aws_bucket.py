@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-
-from seccollect.devtools.moto_server import reset_moto_server, s3_client, start_moto_server
+from seccollect.devtools.moto_server import reset_moto_server
 from seccollect.simulators.aws_bucket import (
     ACCOUNTS,
     CORRUPT,
@@ -30,21 +28,6 @@ from seccollect.simulators.aws_bucket import (
 )
 from seccollect.vendors.aws.log_formats import CorruptObjectError, parse_object
 from seccollect.vendors.aws.prefix_pattern import expand_all, is_log_object, parse_prefix
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    url, stop = start_moto_server()
-    try:
-        yield url
-    finally:
-        stop()
-
-
-@pytest.fixture
-def s3(moto_url: str) -> Any:
-    reset_moto_server(moto_url)
-    return s3_client(moto_url)
 
 
 @dataclass

@@ -17,8 +17,8 @@ reported as ``consumed`` so the load commits it to the object ledger together wi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from itertools import islice
@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from seccollect.operators.collect import DEFAULT_WINDOW_END, DEFAULT_WINDOW_START, BaseCollectOperator
+from seccollect.operators.collect import (
+    DEFAULT_WINDOW_END,
+    DEFAULT_WINDOW_START,
+    BaseCollectOperator,
+    fail_fast,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -39,7 +44,6 @@ __all__ = [
     "INDEX_OF",
     "S3LogBatchOperator",
     "S3LogListOperator",
-    "fail_fast",
     "split_batches",
     "typed_columns",
 ]
@@ -52,22 +56,6 @@ def _hook(aws_conn_id: str | None, region_name: str | None, proxy: str | None, v
     from seccollect.vendors.aws.hook import S3LogHook
 
     return S3LogHook(aws_conn_id, region_name=region_name, proxy=proxy, verify=None if verify_ssl else False)
-
-
-@contextmanager
-def fail_fast() -> Iterator[None]:
-    """A fatal :class:`~seccollect.http.errors.VendorApiError` (400/401/403/404) fails the task without
-    retries, exactly as :class:`~seccollect.operators.collect.BaseCollectOperator` does."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from seccollect.http.errors import VendorApiError
-
-    try:
-        yield
-    except VendorApiError as exc:
-        if exc.fatal:
-            raise AirflowFailException(str(exc)) from exc
-        raise
 
 
 def split_batches(items: Sequence[Any], batch_size: int, max_batches: int | None = None) -> list[list[Any]]:

@@ -128,8 +128,8 @@ class S3LogWindowSensor(BaseSensorOperator):
     # --- sensor -----------------------------------------------------------------------------------
 
     def poke(self, context: Context) -> bool:
+        from seccollect.operators.collect import fail_fast
         from seccollect.vendors.aws.hook import aws_errors
-        from seccollect.vendors.aws.operators import fail_fast
         from seccollect.vendors.aws.triggers import find_window_object
 
         start, end = self._window()

@@ -6,35 +6,15 @@ endpoint is the local server, and the credentials are dummies moto accepts.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from seccollect.devtools.moto_server import reset_moto_server, s3_client, start_moto_server
-
 AWS_CONN_ID = "aws_test"
 AWS_ROLE_CONN_ID = "aws_test_role"
 SOURCE_ACCESS_KEY = "AKIASOURCEKEYEXAMPLE"
 ROLE_ARN = "arn:aws:iam::999988887777:role/seccollect-reader"
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """A moto server (S3 and STS) in this process, on a free port of 127.0.0.1."""
-    url, stop = start_moto_server()
-    try:
-        yield url
-    finally:
-        stop()
-
-
-@pytest.fixture
-def s3(moto_url: str) -> Any:
-    """A boto3 S3 client on an emptied moto server."""
-    reset_moto_server(moto_url)
-    return s3_client(moto_url)
 
 
 def aws_connection(moto_url: str, **extra: Any) -> str:
