@@ -124,6 +124,16 @@ def _instrument(warehouse: Any, watch: common.Stopwatch) -> Any:
             return originals["read_batch"](batch)
 
     store.read_batch = timed_read
+    import seccollect.warehouse.base as base
+
+    latest_links = getattr(base, "latest_link_per_key", None)  # absent in older warehouse code
+    if latest_links is not None:
+
+        def timed_latest(links: Any) -> Any:
+            with watch("latest link per key"):
+                return latest_links(links)
+
+        base.latest_link_per_key = timed_latest
     wrapped = []
     for name, label in (("_insert_absent", "insert links"), ("_recompute_alerts", "recompute Alerts")):
         original = getattr(warehouse, name, None)
@@ -155,6 +165,8 @@ def _instrument(warehouse: Any, watch: common.Stopwatch) -> Any:
 
     def restore() -> None:
         store.read_batch = originals["read_batch"]
+        if latest_links is not None:
+            base.latest_link_per_key = latest_links
         for name in wrapped:
             delattr(warehouse, name)
 
@@ -181,7 +193,7 @@ def _facts(warehouse: Any) -> dict[str, Any]:
         "SELECT count(*), coalesce(sum(raw_count), 0), count(dedup_id) FROM alerts"
     )[0]
     checksum = warehouse.query(
-        "SELECT coalesce(sum(length(latest_record_id)), 0), min(first_seen), max(last_seen) FROM alerts"
+        "SELECT count(DISTINCT latest_record_id), min(first_seen), max(last_seen) FROM alerts"
     )[0]
     return {
         "links": int(links),

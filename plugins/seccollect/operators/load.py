@@ -39,10 +39,12 @@ class WarehouseLoadOperator(BaseOperator):
         self.warehouse_conn_id = warehouse_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from seccollect.operators.collect import parse_window_bound
         from seccollect.staging.store import StagedBatch
         from seccollect.warehouse import open_warehouse
-        from seccollect.warehouse.base import ConsumedObject, QuarantineEntry, WindowKey
+        from seccollect.warehouse.base import ConsumedObject, QuarantineEntry, WarehouseSchemaError, WindowKey
 
         ti = context["ti"]
         batches: list[StagedBatch] = []
@@ -69,7 +71,10 @@ class WarehouseLoadOperator(BaseOperator):
             window_end=parse_window_bound(window[1]),
         )
         with open_warehouse(self.warehouse_conn_id) as warehouse:
-            warehouse.ensure_schema()
+            try:
+                warehouse.ensure_schema()
+            except WarehouseSchemaError as exc:
+                raise AirflowFailException(str(exc)) from exc  # retrying cannot fix a table's columns
             report = warehouse.load_window(
                 key, batches, run_id=context["run_id"], quarantine=quarantine, consumed=consumed
             )

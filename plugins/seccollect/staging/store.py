@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from seccollect.records.indices import ALERT_SOURCES, INDICES, Column
+from seccollect.records.indices import ALERT_LINKS_STAGED, INDICES, Column
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -32,7 +32,7 @@ STAGING_CONN_ENV = "SECCOLLECT_STAGING_CONN_ID"
 DEFAULT_PART_ROWS = 50_000
 
 #: Tables that are not record indices but are staged the same way.
-EXTRA_TABLES: dict[str, tuple[Column, ...]] = {"alert_sources": ALERT_SOURCES}
+EXTRA_TABLES: dict[str, tuple[Column, ...]] = {"alert_sources": ALERT_LINKS_STAGED}
 
 
 def table_columns(table: str) -> tuple[Column, ...]:
@@ -47,6 +47,7 @@ def arrow_schema(table: str) -> pa.Schema:
     types = {
         "text": pa.string(),
         "json": pa.string(),
+        "uuid": pa.string(),
         "timestamp": pa.timestamp("us", tz="UTC"),
         "bigint": pa.int64(),
         "double": pa.float64(),

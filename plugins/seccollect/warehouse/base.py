@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+class WarehouseSchemaError(RuntimeError):
+    """The warehouse's existing tables do not match the schema this version writes."""
+
+
 @dataclass(frozen=True)
 class WindowKey:
     """Identifies one collected window of one content type of one instance (DAG)."""
@@ -126,6 +130,46 @@ TABLES: dict[str, tuple[tuple[Column, ...], tuple[str, ...]]] = {
 }
 
 
+#: What :meth:`Warehouse._recompute_alerts` stages: per touched Alerts key, the latest link the window
+#: brought (by event time, then record_id) with its raw alert. Not a warehouse table.
+ALERT_LATEST_LINKS: tuple[Column, ...] = (
+    Column("alert_key", "uuid", nullable=False),
+    Column("event_time", "timestamp", nullable=False),
+    Column("record_id", "uuid", nullable=False),
+    Column("raw", "json", nullable=False),
+)
+
+
+def staged_columns(name: str) -> tuple[Column, ...]:
+    """Columns of what may be staged under ``name``: a pipeline table or the latest alert links."""
+    return ALERT_LATEST_LINKS if name == "alert_latest_links" else TABLES[name][0]
+
+
+def latest_link_per_key(links: pa.Table) -> pa.Table:
+    """The latest of each ``alert_key``'s links (:data:`ALERT_LATEST_LINKS` columns): greatest
+    ``event_time``, ties broken by the greatest ``record_id`` (32 hex characters order as the UUIDs
+    do), exactly the order the recompute's ``DISTINCT ON`` uses."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    links = links.select([c.name for c in ALERT_LATEST_LINKS])
+    if links.num_rows <= 1:
+        return links
+    order = pc.sort_indices(
+        links, sort_keys=[("alert_key", "ascending"), ("event_time", "descending"), ("record_id", "descending")]
+    )
+    links = links.take(order)
+    keys = links.column("alert_key").combine_chunks()
+    starts = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
+    return links.filter(pa.concat_arrays([pa.array([True]), starts]))
+
+
+#: Tables whose rows are only ever added by :meth:`Warehouse._insert_absent` (never updated): the
+#: record indices whose rows come from collect tasks, and the alert links. Alerts rows are upserted by
+#: the recompute instead, and the state tables by their own statements.
+APPEND_ONLY_TABLES: tuple[str, ...] = (*(name for name in INDICES if name != "alerts"), "alert_sources")
+
+
 def first_row_mask(data: pa.Table, key: Sequence[str]) -> pa.Array | None:
     """Which rows of ``data`` are the first of their ``key`` value (what ``ON CONFLICT DO NOTHING``
     keeps of rows that repeat a key within one statement); ``None`` when every key is distinct."""
@@ -142,11 +186,38 @@ def first_row_mask(data: pa.Table, key: Sequence[str]) -> pa.Array | None:
     return pc.is_in(positions, value_set=first.combine_chunks())
 
 
-def create_table_sql(name: str, sql_types: dict[str, str], schema: str | None = None) -> str:
+def select_list(table: str, qualifier: str = "") -> str:
+    """The columns of ``table`` as read from a staged part: ``uuid`` columns are staged as 32 hex
+    characters and cast here, so each backend stores its native ``UUID`` (PostgreSQL's staged temp
+    tables already have the table's types: the cast is then a no-op)."""
+    prefix = f"{qualifier}." if qualifier else ""
+    return ", ".join(
+        f"CAST({prefix}{c.name} AS UUID) AS {c.name}" if c.type == "uuid" else f"{prefix}{c.name}"
+        for c in TABLES[table][0]
+    )
+
+
+def key_match(table: str, target: str, source: str) -> str:
+    """``target`` row has the key of the staged ``source`` row (``uuid`` key columns cast as in
+    :func:`select_list`, so the comparison is between UUIDs, not text)."""
+    columns = {c.name: c for c in TABLES[table][0]}
+    return " AND ".join(
+        f"{target}.{k} = CAST({source}.{k} AS UUID)" if columns[k].type == "uuid" else f"{target}.{k} = {source}.{k}"
+        for k in TABLES[table][1]
+    )
+
+
+def create_table_sql(
+    name: str, sql_types: dict[str, str], schema: str | None = None, *, primary_key: bool = True
+) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for a pipeline table, with its primary key unless told otherwise."""
     columns, key = TABLES[name]
     qualified = f"{schema}.{name}" if schema else name
-    cols = ",\n  ".join(f"{c.name} {sql_types[c.type]}{'' if c.nullable else ' NOT NULL'}" for c in columns)
-    return f"CREATE TABLE IF NOT EXISTS {qualified} (\n  {cols},\n  PRIMARY KEY ({', '.join(key)})\n)"
+    cols = [f"{c.name} {sql_types[c.type]}{'' if c.nullable else ' NOT NULL'}" for c in columns]
+    if primary_key:
+        cols.append(f"PRIMARY KEY ({', '.join(key)})")
+    body = ",\n  ".join(cols)
+    return f"CREATE TABLE IF NOT EXISTS {qualified} (\n  {body}\n)"
 
 
 _RECORD_TABLES = tuple(INDICES)
@@ -158,27 +229,32 @@ RECOMPUTE_CHUNK = 50_000
 # function of the link set (and links are insert-if-absent), re-runs, overlaps and out-of-order
 # backfills cannot change first/last seen or counts. Written once for both backends (both support
 # DISTINCT ON and ON CONFLICT ... DO UPDATE).
-# The latest link of each key is chosen from the narrow columns only (alert_key, event_time,
-# record_id), and only that link's row is then fetched whole (by primary key): sorting every link of
-# the touched keys with its raw JSON cost 2-4x more, and far more once the links no longer fit in memory.
+# The latest link of each key is chosen from the narrow link columns; its raw alert comes from the
+# window's own staged links when the latest link is one of them ({staged}, one row per touched key),
+# and otherwise from the Alerts row itself: a latest link from an earlier window was already the latest
+# when that window's load recomputed the row, in the same transaction as it inserted the link. Links do
+# not store raw alerts (Syslog has them), which keeps a large window's transaction small.
 _RECOMPUTE_ALERTS = """
 INSERT INTO alerts (record_id, tenant, instance, content_type, msg_class, msg_origin_source,
     msg_origin_vendor, msg_origin_category, vendor_id, event_time, ingest_time, window_start,
     window_end, raw, alert_kind, user_name, dedup_id, first_seen, last_seen, raw_count, latest_record_id)
 SELECT l.alert_key, l.tenant, l.instance, l.content_type, l.msg_class, l.msg_origin_source,
     l.msg_origin_vendor, l.msg_origin_category, l.dedup_id, agg.last_seen, ?, ?, ?,
-    l.raw, l.alert_kind, l.user_name, l.dedup_id, agg.first_seen, agg.last_seen, agg.raw_count, l.record_id
+    CASE WHEN c.record_id IS NOT NULL THEN c.raw WHEN a.latest_record_id = l.record_id THEN a.raw END,
+    l.alert_kind, l.user_name, l.dedup_id, agg.first_seen, agg.last_seen, agg.raw_count, l.record_id
 FROM (
     SELECT alert_key, min(event_time) AS first_seen, max(event_time) AS last_seen, count(*) AS raw_count
-    FROM alert_sources WHERE alert_key IN (SELECT DISTINCT alert_key FROM {staged})
+    FROM alert_sources WHERE alert_key IN (SELECT CAST(alert_key AS UUID) FROM {staged})
     GROUP BY alert_key
 ) agg
 JOIN (
     SELECT DISTINCT ON (alert_key) alert_key, record_id FROM alert_sources
-    WHERE alert_key IN (SELECT DISTINCT alert_key FROM {staged})
+    WHERE alert_key IN (SELECT CAST(alert_key AS UUID) FROM {staged})
     ORDER BY alert_key, event_time DESC, record_id DESC
 ) latest ON latest.alert_key = agg.alert_key
 JOIN alert_sources l ON l.alert_key = latest.alert_key AND l.record_id = latest.record_id
+LEFT JOIN {staged} c ON CAST(c.alert_key AS UUID) = l.alert_key AND CAST(c.record_id AS UUID) = l.record_id
+LEFT JOIN alerts a ON a.record_id = l.alert_key
 ON CONFLICT (record_id) DO UPDATE SET
     event_time = excluded.event_time, ingest_time = excluded.ingest_time,
     window_start = excluded.window_start, window_end = excluded.window_end, raw = excluded.raw,
@@ -198,6 +274,9 @@ class Warehouse(abc.ABC):
     kind: str
     #: SQL type per :data:`~seccollect.records.indices.ColumnType`.
     sql_types: dict[str, str]
+    #: Whether :data:`APPEND_ONLY_TABLES` get a ``PRIMARY KEY``. A backend that does without one
+    #: must make :meth:`_insert_absent` exact on its own (see DuckDB's).
+    append_only_primary_keys: bool = True
 
     # --- backend mechanics ----------------------------------------------------------------------
 
@@ -224,36 +303,74 @@ class Warehouse(abc.ABC):
     # --- shared semantics -----------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        """Create every table if missing (idempotent)."""
+        """Create every table if missing (idempotent), then check that existing tables have the
+        columns this version writes (:class:`WarehouseSchemaError` otherwise)."""
         with self.transaction():
+            self._lock_schema()
             for name in TABLES:
-                self._execute(create_table_sql(name, self.sql_types))
+                primary_key = self.append_only_primary_keys or name not in APPEND_ONLY_TABLES
+                self._execute(create_table_sql(name, self.sql_types, primary_key=primary_key))
+        self._check_schema()
+
+    def _lock_schema(self) -> None:  # noqa: B027 - optional: only a backend with concurrent writers needs it
+        """Serialise concurrent :meth:`ensure_schema` calls inside the current transaction."""
+
+    def _check_schema(self) -> None:
+        """Fail clearly on a table created by an earlier version of the schema.
+
+        ``CREATE TABLE IF NOT EXISTS`` leaves an existing table as it is. A ``record_id`` still stored
+        as text would silently stop matching the ids this version writes (every record loaded again),
+        and a missing or extra ``NOT NULL`` column would fail the window with a bare constraint error.
+        """
+        found: dict[str, dict[str, str]] = {}
+        for table, column, data_type in self.query(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema()"
+        ):
+            found.setdefault(table, {})[column] = str(data_type).lower()
+        problems = []
+        for name, (columns, _) in TABLES.items():
+            actual = found.get(name, {})
+            expected = {c.name for c in columns}
+            missing, extra = sorted(expected - set(actual)), sorted(set(actual) - expected)
+            if missing:
+                problems.append(f"{name}: missing column(s) {', '.join(missing)}")
+            if extra:
+                problems.append(f"{name}: column(s) {', '.join(extra)} this version does not write")
+            for c in columns:
+                if c.type == "uuid" and c.name in actual and actual[c.name] != "uuid":
+                    problems.append(f"{name}.{c.name} is {actual[c.name].upper()}, expected UUID")
+        if problems:
+            raise WarehouseSchemaError(
+                f"The {self.kind} warehouse has tables from an earlier seccollect schema: "
+                + "; ".join(problems)
+                + ". Point the warehouse connection at a new database (DuckDB: a new file; PostgreSQL: a new "
+                "database or schema) and reload the windows you need (they are replayable), or migrate "
+                "those tables to the columns above."
+            )
 
     def _insert_absent(self, table: str, data: pa.Table) -> int:
         columns = ", ".join(c.name for c in TABLES[table][0])
         staged = self._stage(f"stg_{table}", table, data)
         try:
             return self._execute(
-                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staged} ON CONFLICT DO NOTHING"
+                f"INSERT INTO {table} ({columns}) SELECT {select_list(table)} FROM {staged} ON CONFLICT DO NOTHING"
             )
         finally:
             self._unstage(staged)
 
-    def _recompute_alerts(self, alert_keys: Sequence[pa.Array], now: datetime, window: WindowKey) -> int:
+    def _recompute_alerts(self, latest: pa.Table, now: datetime, window: WindowKey) -> int:
         """Recompute the Alerts rows of every key the window's links touched, once per key.
 
-        Runs after all links of the window are in, so a key whose links span several parts is computed
-        once from all of them (per part, every part would re-read the growing link set of its keys).
-        Keys go in chunks of :data:`RECOMPUTE_CHUNK`, which bounds the memory of one statement; the
-        result does not depend on the chunking, as each key is computed from its own links only.
+        ``latest`` holds one row per touched key: the window's latest link of it, with its raw alert
+        (:func:`latest_link_per_key`). Runs after all links of the window are in, so a key whose links
+        span several parts is computed once from all of them. Keys go in chunks of
+        :data:`RECOMPUTE_CHUNK`, which bounds the memory of one statement; the result does not depend
+        on the chunking, as each key is computed from its own links only.
         """
-        import pyarrow as pa
-
-        keys = pa.chunked_array(alert_keys, pa.string()).unique()
         touched = 0
-        for start in range(0, len(keys), RECOMPUTE_CHUNK):
-            chunk = pa.table({"alert_key": keys.slice(start, RECOMPUTE_CHUNK)})
-            staged = self._stage("stg_alert_keys", "alert_sources", chunk)
+        for start in range(0, latest.num_rows, RECOMPUTE_CHUNK):
+            staged = self._stage("stg_alert_latest", "alert_latest_links", latest.slice(start, RECOMPUTE_CHUNK))
             try:
                 touched += self._execute(
                     _RECOMPUTE_ALERTS.format(staged=staged), (now, window.window_start, window.window_end)
@@ -273,23 +390,26 @@ class Warehouse(abc.ABC):
         cursor: str | None = None,
     ) -> LoadReport:
         """Load a window's staged batches, quarantine, consumed objects and ledger in one transaction."""
+        import pyarrow as pa
+
         from seccollect.staging.store import read_batch
 
         report = LoadReport()
         now = datetime.now(UTC)
-        alert_keys: list[pa.Array] = []
+        latest: pa.Table | None = None  # the window's latest link per Alerts key, with its raw alert
         with self.transaction():
             for batch in batches:
                 data = read_batch(batch)
                 if batch.table == "alert_sources":
                     self._insert_absent("alert_sources", data)
-                    alert_keys.append(data.column("alert_key").unique())
+                    part = latest_link_per_key(data)
+                    latest = part if latest is None else latest_link_per_key(pa.concat_tables([latest, part]))
                     continue
                 stats = report.tables.setdefault(batch.table, TableLoad())
                 stats.staged += data.num_rows
                 stats.inserted += self._insert_absent(batch.table, data)
-            if alert_keys:
-                report.alerts_touched = self._recompute_alerts(alert_keys, now, window)
+            if latest is not None:
+                report.alerts_touched = self._recompute_alerts(latest, now, window)
             for entry in quarantine:
                 self._execute(
                     "INSERT INTO quarantine (dag_id, content_type, source_ref, reason, raw, window_start, "

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from seccollect.warehouse.base import TABLES, Warehouse, first_row_mask
+from seccollect.warehouse.base import TABLES, Warehouse, first_row_mask, key_match, select_list
 
 if TYPE_CHECKING:
     import duckdb
@@ -24,6 +24,7 @@ SQL_TYPES = {
     # considers ZSTD for strings of 4 KB or more by default and otherwise tries FSST/dictionary, which is
     # about twice as slow to write for such text and compresses JSON about 3x worse than ZSTD.
     "json": "VARCHAR USING COMPRESSION zstd",
+    "uuid": "UUID",
     "timestamp": "TIMESTAMPTZ",
     "bigint": "BIGINT",
     "double": "DOUBLE",
@@ -48,12 +49,6 @@ def connect_with_lock_wait(
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
-
-
-#: Anti-join (scan of the key column) instead of ON CONFLICT while the table has at most this many
-#: times the part's rows. Measured on 2 cores: the scan reads ~20 M keys/s, ON CONFLICT costs ~4 us
-#: per row more than a plain insert, so they break even near 80x; 50x leaves a margin.
-ANTI_JOIN_MAX_RATIO = 50
 
 
 class _ArrowSlot:
@@ -85,6 +80,7 @@ class DuckDBWarehouse(Warehouse):
 
     kind = "duckdb"
     sql_types = SQL_TYPES
+    append_only_primary_keys = False  # see _insert_absent
 
     def __init__(
         self, database: str, *, lock_timeout: float = 300.0, connection: duckdb.DuckDBPyConnection | None = None
@@ -92,47 +88,37 @@ class DuckDBWarehouse(Warehouse):
         self.database = database
         self.con = connection or connect_with_lock_wait(database, lock_timeout=lock_timeout)
         self._slots: dict[str, _ArrowSlot] = {}
-        self._inserted: dict[str, int] = {}  # rows added per table by the open transaction
 
     def _insert_absent(self, table: str, data: pa.Table) -> int:
-        """Insert the rows whose key is absent.
+        """Insert the rows whose key is absent: first row per key (in Arrow), then an anti-join.
 
-        ``INSERT ... ON CONFLICT DO NOTHING`` probes the index once per row on a single thread, about
-        2.5x the cost of a plain insert. While the table is small next to the part, it is cheaper to
-        keep the first row per key (in Arrow), drop the keys the table holds with an anti-join (a scan of
-        the key column only; it sees the rows earlier parts of the transaction inserted) and insert the
-        rest plainly. That scan grows with the table, the probes do not: past
-        :data:`ANTI_JOIN_MAX_RATIO` times the part's rows the generic path is used. DuckDB has one
-        writer per file (loads also run in a one-slot pool), so no other transaction can insert one of
-        these keys in between; should one anyway, the primary key fails the window, which is retried.
+        The anti-join reads only the table's key column and sees the rows earlier parts of the same
+        transaction inserted, so a window's parts never duplicate each other either. DuckDB builds the
+        join's hash table from the part and streams the key column past it: ~0.1 s for a 50,000-row part
+        against 20 million rows (16-byte UUID keys, 2 cores), about what ``ON CONFLICT DO NOTHING``'s
+        single-threaded index probe per row costs, and without the index.
+
+        That is why the append-only tables (:data:`~seccollect.warehouse.base.APPEND_ONLY_TABLES`) have
+        no ``PRIMARY KEY`` here: maintaining DuckDB's ART index on a random 128-bit key costs more than the
+        whole duplicate check (with it, this load of 1,000,000 rows took a third longer, insert and
+        checkpoint; bench/RESULTS.md), and DuckDB's own guide advises against indexes on bulk-loaded tables. Uniqueness
+        holds without it because DuckDB has ONE writer per file (the file lock; loads also run in a
+        one-slot pool): no other transaction can add a key between this check and the commit. Files
+        created before this change keep their primary key, which the anti-join does not need.
         """
-        columns, key = TABLES[table]
-        if self._table_rows(table) > ANTI_JOIN_MAX_RATIO * max(data.num_rows, 1):
-            inserted = super()._insert_absent(table, data)
-        else:
-            first = first_row_mask(data, key)
-            if first is not None:
-                data = data.filter(first)
-            names = ", ".join(c.name for c in columns)
-            match = " AND ".join(f"t.{k} = s.{k}" for k in key)
-            staged = self._stage(f"stg_{table}", table, data)
-            try:
-                inserted = self._execute(
-                    f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} s "
-                    f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {match})"
-                )
-            finally:
-                self._unstage(staged)
-        self._inserted[table] = self._inserted.get(table, 0) + inserted
-        return inserted
-
-    def _table_rows(self, table: str) -> int:
-        """Rows of ``table``: committed (DuckDB's estimate) plus those the open transaction added."""
-        rows = self.con.execute(
-            "SELECT estimated_size FROM duckdb_tables() WHERE table_name = ? AND schema_name = current_schema()",
-            [table],
-        ).fetchall()
-        return (int(rows[0][0]) if rows and rows[0][0] is not None else 0) + self._inserted.get(table, 0)
+        columns, _ = TABLES[table]
+        first = first_row_mask(data, TABLES[table][1])
+        if first is not None:
+            data = data.filter(first)
+        names = ", ".join(c.name for c in columns)
+        staged = self._stage(f"stg_{table}", table, data)
+        try:
+            return self._execute(
+                f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM {staged} s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {key_match(table, 't', 's')})"
+            )
+        finally:
+            self._unstage(staged)
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         result = self.con.execute(sql, list(params)).fetchall()
@@ -154,14 +140,11 @@ class DuckDBWarehouse(Warehouse):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         self.con.execute("BEGIN TRANSACTION")
-        self._inserted.clear()
         try:
             yield
         except BaseException:
-            self._inserted.clear()
             self.con.execute("ROLLBACK")
             raise
-        self._inserted.clear()
         self.con.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

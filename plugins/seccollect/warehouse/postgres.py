@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import io
 import re
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from seccollect.warehouse.base import TABLES, Warehouse, first_row_mask
+from seccollect.warehouse.base import TABLES, Warehouse, WindowKey, first_row_mask, staged_columns
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pyarrow as pa
 
 SQL_TYPES = {
@@ -23,6 +26,7 @@ SQL_TYPES = {
     # JSON, not JSONB: JSONB rejects the \u0000 escape some vendor records carry (one such record would
     # fail its whole window), and JSON keeps the vendor's text exactly while still supporting ->/->>.
     "json": "JSON",
+    "uuid": "UUID",
     "timestamp": "TIMESTAMPTZ",
     "bigint": "BIGINT",
     "double": "DOUBLE PRECISION",
@@ -59,6 +63,11 @@ def _sqlstate(exc: BaseException) -> str | None:
     return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
 
 
+def _uuid_hex(value: Any) -> str:
+    """A uuid column's value (``uuid.UUID`` from psycopg 3, dashed text from psycopg2) as 32 hex characters."""
+    return value.hex if isinstance(value, uuid.UUID) else str(value).replace("-", "")
+
+
 _UNIQUE_VIOLATION = "23505"
 #: Keys per existence lookup of :meth:`PostgresWarehouse._absent_rows`.
 _LOOKUP_CHUNK = 10_000
@@ -84,14 +93,13 @@ class PostgresWarehouse(Warehouse):
             return max(cur.rowcount, 0)
 
     def _stage(self, name: str, table: str, data: pa.Table) -> str:
-        # The columns of ``table`` that ``data`` has (all of them, or e.g. only the keys to recompute),
-        # with the table's types.
-        columns = [c.name for c in TABLES[table][0] if c.name in data.column_names]
+        # The columns of ``table`` that ``data`` has (a staged link part also carries its raw alert,
+        # which the table does not store), with their warehouse types.
+        columns = [c for c in staged_columns(table) if c.name in data.column_names]
+        ddl = ", ".join(f"{c.name} {self.sql_types[c.type]}" for c in columns)
         with self.conn.cursor() as cur:
-            cur.execute(
-                f"CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {', '.join(columns)} FROM {table} WITH NO DATA"
-            )
-            _copy_in(cur, name, columns, data)
+            cur.execute(f"CREATE TEMP TABLE {name} ({ddl}) ON COMMIT DROP")
+            _copy_in(cur, name, [c.name for c in columns], data)
         return name
 
     def _insert_absent(self, table: str, data: pa.Table) -> int:
@@ -137,16 +145,19 @@ class PostgresWarehouse(Warehouse):
         if keep is not None:
             keys = keys.filter(keep)
         values = keys.to_pylist()
+        # A uuid key comes back as uuid.UUID: compared with the staged keys as the same 32 hex characters.
+        is_uuid = next(c.type for c in TABLES[table][0] if c.name == key) == "uuid"
+        array_type = "text[]::uuid[]" if is_uuid else "text[]"
         existing: list[str] = []
         with self.conn.cursor() as cur:
             # psycopg 3 sends the keys as a binary text[] (%b): far cheaper than quoting an array literal.
             placeholder = "%s" if hasattr(cur, "copy_expert") else "%b"
             for i in range(0, len(values), _LOOKUP_CHUNK):
                 cur.execute(
-                    f"SELECT {key} FROM {table} WHERE {key} = ANY({placeholder}::text[])",
+                    f"SELECT {key} FROM {table} WHERE {key} = ANY({placeholder}::{array_type})",
                     (values[i : i + _LOOKUP_CHUNK],),
                 )
-                existing.extend(row[0] for row in cur.fetchall())
+                existing.extend(_uuid_hex(row[0]) if is_uuid else row[0] for row in cur.fetchall())
         if existing:
             absent = pc.invert(pc.is_in(data.column(key), value_set=pa.array(existing, pa.string())))
             keep = absent if keep is None else pc.and_(keep, absent)
@@ -165,15 +176,19 @@ class PostgresWarehouse(Warehouse):
             raise
         self.conn.commit()
 
-    def ensure_schema(self) -> None:
+    def _lock_schema(self) -> None:
         # Concurrent first runs may race on CREATE TABLE IF NOT EXISTS (a known PostgreSQL race on the
         # catalog's unique index); a transaction-scoped advisory lock serialises them.
-        with self.transaction():
-            self._execute("SELECT pg_advisory_xact_lock(4242001)")
-            from seccollect.warehouse.base import create_table_sql
+        self._execute("SELECT pg_advisory_xact_lock(4242001)")
 
-            for name in TABLES:
-                self._execute(create_table_sql(name, self.sql_types))
+    def _recompute_alerts(self, latest: pa.Table, now: datetime, window: WindowKey) -> int:
+        # Loads may run concurrently here (unlike DuckDB's single writer). Two windows touching the same
+        # Alerts key would each recompute it from the links their own snapshot sees, and the later
+        # commit would drop the other's links from the count. Holding this lock from the recompute to
+        # the commit makes the second recompute wait for the first commit and see its links (READ
+        # COMMITTED: each statement sees what committed before it started).
+        self._execute("SELECT pg_advisory_xact_lock(4242002)")
+        return super()._recompute_alerts(latest, now, window)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.conn.cursor() as cur:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from seccollect.records.envelope import EnvelopeContext, MsgOrigin
-from seccollect.records.indices import ALERT_SOURCES, INDICES
+from seccollect.records.indices import ALERT_LINKS_STAGED, INDICES
 from seccollect.staging.store import (
     StagedBatch,
     StagingWriter,
@@ -134,7 +134,7 @@ def test_xcom_round_trip_is_plain_json() -> None:
 
 @pytest.mark.parametrize("table", [*INDICES, "alert_sources"])
 def test_arrow_schema_follows_the_index_description(table: str) -> None:
-    columns = INDICES[table].columns if table in INDICES else ALERT_SOURCES
+    columns = INDICES[table].columns if table in INDICES else ALERT_LINKS_STAGED
     schema = arrow_schema(table)
     assert schema.names == [c.name for c in columns]
     for column in columns:
@@ -143,6 +143,7 @@ def test_arrow_schema_follows_the_index_description(table: str) -> None:
         expected = {
             "text": pa.string(),
             "json": pa.string(),
+            "uuid": pa.string(),  # 32 hex characters; the warehouse casts to its UUID type
             "bigint": pa.int64(),
             "double": pa.float64(),
             "boolean": pa.bool_(),
@@ -169,7 +170,7 @@ def test_write_table_casts_to_the_table_schema() -> None:
             **{
                 c.name: pa.array(["x"], pa.large_string())
                 for c in INDICES["syslog"].columns
-                if c.type in ("text", "json")
+                if c.type in ("text", "json", "uuid")
             },
             "event_time": pa.array([datetime(2026, 3, 1, 0, 6)], pa.timestamp("ns", tz="UTC")),
             "ingest_time": pa.array([datetime(2026, 3, 2)], pa.timestamp("ms", tz="UTC")),

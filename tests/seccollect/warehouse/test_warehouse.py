@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,7 +173,7 @@ def test_values_round_trip_exactly(wh: Warehouse) -> None:
     )
     wh.load_window(key, stage(key, {"syslog": [with_empty_vendor_id, regular]}))
     rows = {
-        r[0]: r[1:] for r in wh.query("SELECT record_id, vendor_id, event_time, raw, window_end FROM syslog")
+        hex_id(r[0]): r[1:] for r in wh.query("SELECT record_id, vendor_id, event_time, raw, window_end FROM syslog")
     }
     vendor_id, event_time, raw, window_end = rows[with_empty_vendor_id["record_id"]]
     assert vendor_id == "" and event_time is None  # empty string stays empty, NULL stays NULL
@@ -257,6 +258,16 @@ def test_empty_window_still_records_its_ledger_row(wh: Warehouse) -> None:
     assert ledger(wh) == [("event", key.window_start, "r", 0, 0, 0, 0)]
 
 
+def hex_id(value: Any) -> str:
+    """A ``uuid`` column's value as the 32 hex characters the pipeline computed it as."""
+    assert isinstance(value, uuid.UUID), f"uuid columns are stored as UUID, got {type(value).__name__}"
+    return value.hex
+
+
+#: Alert keys are 128-bit digests (md5 of the key's parts in the mapping); readable names here.
+K, OTHER = (uuid.uuid5(uuid.NAMESPACE_OID, name).hex for name in ("K", "OTHER"))
+
+
 # --- alerts --------------------------------------------------------------------------------------
 
 
@@ -293,45 +304,45 @@ def alerts(wh: Warehouse) -> dict[str, tuple[Any, ...]]:
         "SELECT record_id, raw_count, first_seen, last_seen, latest_record_id, raw, event_time, alert_kind, "
         "dedup_id, user_name FROM alerts"
     )
-    return {r[0]: r[1:] for r in rows}
+    return {hex_id(r[0]): (*r[1:4], hex_id(r[4]), *r[5:]) for r in rows}
 
 
 def test_alerts_recomputed_from_all_links_in_any_load_order(wh: Warehouse) -> None:
     keys = {n: window(n, "alert") for n in (1, 2, 3)}
     times = {n: keys[n].window_start + timedelta(minutes=1) for n in keys}
-    links = {n: alert_link(keys[n], "K", n, times[n]) for n in keys}
+    links = {n: alert_link(keys[n], K, n, times[n]) for n in keys}
     batches = {n: stage(keys[n], {"alert_sources": [links[n]]}) for n in keys}
     # Another key in window 2 must not be touched by the recompute of "K".
-    other = alert_link(keys[2], "OTHER", 9, times[2], "bob")
+    other = alert_link(keys[2], OTHER, 9, times[2], "bob")
     batches[2] = stage(keys[2], {"alert_sources": [links[2], other]})
 
     assert wh.load_window(keys[3], batches[3]).alerts_touched == 1
-    assert alerts(wh)["K"][:4] == (1, times[3], times[3], links[3]["record_id"])
+    assert alerts(wh)[K][:4] == (1, times[3], times[3], links[3]["record_id"])
 
     wh.load_window(keys[1], batches[1])
-    assert alerts(wh)["K"][:4] == (2, times[1], times[3], links[3]["record_id"])
+    assert alerts(wh)[K][:4] == (2, times[1], times[3], links[3]["record_id"])
 
     assert wh.load_window(keys[2], batches[2]).alerts_touched == 2
     wh.load_window(keys[1], batches[1])  # a re-run of window 1 changes nothing
 
     rows = alerts(wh)
-    assert set(rows) == {"K", "OTHER"}
-    raw_count, first_seen, last_seen, latest, raw, event_time, kind, dedup_id, user = rows["K"]
+    assert set(rows) == {K, OTHER}
+    raw_count, first_seen, last_seen, latest, raw, event_time, kind, dedup_id, user = rows[K]
     assert (raw_count, first_seen, last_seen, latest) == (3, times[1], times[3], links[3]["record_id"])
     assert as_json(raw) == json.loads(links[3]["raw"])  # the latest raw alert behind the key
     assert event_time == times[3] and (kind, dedup_id, user) == ("breach", "B-1", "alice")
-    assert rows["OTHER"][:4] == (1, times[2], times[2], other["record_id"])
-    assert rows["OTHER"][-1] == "bob"
+    assert rows[OTHER][:4] == (1, times[2], times[2], other["record_id"])
+    assert rows[OTHER][-1] == "bob"
     assert count(wh, "alert_sources") == 4
 
 
 def test_alerts_several_links_of_one_key_in_one_batch_and_ties(wh: Warehouse) -> None:
     key = window(1, "alert")
     t = key.window_start
-    a, b, c = (alert_link(key, "K", n, t + timedelta(seconds=s)) for n, s in ((1, 10), (2, 30), (3, 30)))
+    a, b, c = (alert_link(key, K, n, t + timedelta(seconds=s)) for n, s in ((1, 10), (2, 30), (3, 30)))
     report = wh.load_window(key, stage(key, {"alert_sources": [a, b, c, a]}))
     assert report.alerts_touched == 1
-    raw_count, first_seen, last_seen, latest, *_ = alerts(wh)["K"]
+    raw_count, first_seen, last_seen, latest, *_ = alerts(wh)[K]
     assert (raw_count, first_seen, last_seen) == (3, a["event_time"], b["event_time"])
     # Equal event times: the highest record_id wins, deterministically.
     assert latest == max(b["record_id"], c["record_id"])
@@ -341,11 +352,80 @@ def test_alerts_several_links_of_one_key_in_one_batch_and_ties(wh: Warehouse) ->
 
 def test_alert_links_in_two_batches_of_one_window(wh: Warehouse) -> None:
     key = window(1, "alert")
-    links = [alert_link(key, "K", n, key.window_start + timedelta(seconds=n)) for n in range(1, 6)]
+    links = [alert_link(key, K, n, key.window_start + timedelta(seconds=n)) for n in range(1, 6)]
     batches = stage(key, {"alert_sources": links}, part_rows=2)
     assert len(batches) == 3
     wh.load_window(key, batches)
-    assert alerts(wh)["K"][:2] == (5, links[0]["event_time"])
+    assert alerts(wh)[K][:2] == (5, links[0]["event_time"])
+
+
+def test_alert_row_keeps_the_latest_raw_alert_though_links_store_none(wh: Warehouse) -> None:
+    """Links do not store raw alerts: the Alerts row takes the latest one from the window that brought
+    it, and keeps it when a later load (a backfill of an earlier window) brings only older links."""
+    keys = {n: window(n, "alert") for n in (1, 2, 3)}
+    link = {n: alert_link(keys[n], K, n, keys[n].window_start + timedelta(minutes=1)) for n in keys}
+    assert "raw" not in {c for (c,) in wh.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'alert_sources'")}
+    loaded: set[int] = set()
+    for n in (2, 1, 3, 1, 2):  # out of order, with re-runs
+        wh.load_window(keys[n], stage(keys[n], {"alert_sources": [link[n]]}))
+        loaded.add(n)
+        newest = max(loaded)
+        raw_count, *_, latest, raw = alerts(wh)[K][:5]
+        assert latest == link[newest]["record_id"] and as_json(raw) == json.loads(link[newest]["raw"])
+    assert raw_count == 3
+
+
+def test_tables_of_an_earlier_schema_are_refused(wh: Warehouse) -> None:
+    from seccollect.warehouse.base import WarehouseSchemaError, create_table_sql
+
+    with wh.transaction():
+        wh._execute("DROP TABLE syslog")
+        # record_id as text, as before it became a UUID: new ids would never match the stored ones.
+        wh._execute(create_table_sql("syslog", {**wh.sql_types, "uuid": wh.sql_types["text"]}))
+    with pytest.raises(WarehouseSchemaError, match=r"syslog\.record_id is (VARCHAR|TEXT), expected UUID"):
+        wh.ensure_schema()
+
+
+@pytest.mark.postgres
+def test_postgres_concurrent_windows_of_one_alert_key_both_count(postgres_database: dict[str, Any]) -> None:
+    """Two loads touching one Alerts key at once: the second recompute waits for the first commit and
+    counts its links too (without the lock it would overwrite the row with its own count of 1)."""
+    import threading
+
+    import psycopg
+
+    from seccollect.staging.store import read_batch
+    from seccollect.warehouse.base import latest_link_per_key
+
+    first, second = (PostgresWarehouse(psycopg.connect(**postgres_database)) for _ in range(2))
+    first.ensure_schema()
+    keys = {n: window(n, "alert") for n in (1, 2)}
+    link = {n: alert_link(keys[n], K, n, keys[n].window_start + timedelta(minutes=1)) for n in keys}
+    batches = {n: stage(keys[n], {"alert_sources": [link[n]]}) for n in keys}
+    errors: list[BaseException] = []
+
+    def load_second() -> None:
+        try:
+            second.load_window(keys[2], batches[2])
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    with first.transaction():  # window 1, held open after its recompute as a slow commit would be
+        data = read_batch(batches[1][0])
+        first._insert_absent("alert_sources", data)
+        first._recompute_alerts(latest_link_per_key(data), datetime.now(UTC), keys[1])
+        thread = threading.Thread(target=load_second)
+        thread.start()
+        time.sleep(1.0)
+    thread.join(30)
+    assert not thread.is_alive() and not errors
+    raw_count, first_seen, last_seen, latest = alerts(first)[K][:4]
+    assert (raw_count, first_seen, last_seen, latest) == (
+        2, link[1]["event_time"], link[2]["event_time"], link[2]["record_id"]
+    )
+    first.close()
+    second.close()
 
 
 # --- quarantine and objects ----------------------------------------------------------------------
@@ -486,3 +566,58 @@ def test_duckdb_other_io_errors_are_not_waited_out(tmp_path: Path) -> None:
     with pytest.raises(duckdb.IOException):
         connect_with_lock_wait(str(tmp_path / "no" / "such" / "dir" / "w.duckdb"), lock_timeout=30)
     assert time.monotonic() - started < 2
+
+
+def _duckdb_constraints(wh: DuckDBWarehouse) -> dict[str, list[str]]:
+    rows = wh.query(
+        "SELECT table_name, constraint_type FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+    )
+    out: dict[str, list[str]] = {}
+    for table, kind in rows:
+        out.setdefault(table, []).append(kind)
+    return out
+
+
+def test_duckdb_append_only_tables_have_no_primary_key_and_stay_unique(tmp_path: Path) -> None:
+    from seccollect.warehouse.base import APPEND_ONLY_TABLES
+
+    with DuckDBWarehouse(str(tmp_path / "w.duckdb")) as wh:
+        wh.ensure_schema()
+        keyed = _duckdb_constraints(wh)
+        assert not set(keyed) & set(APPEND_ONLY_TABLES), "no ART index to maintain on bulk-loaded tables"
+        # Upserted tables keep theirs: ON CONFLICT ... DO UPDATE needs it.
+        assert {"alerts", "collection_ledger", "quarantine", "object_ledger"} <= set(keyed)
+        (column_type,) = wh.query(
+            "SELECT data_type FROM duckdb_columns() WHERE table_name = 'syslog' AND column_name = 'record_id'"
+        )[0]
+        assert column_type == "UUID"
+        # Uniqueness without the index: repeats within a part, across parts, and across loads collapse.
+        key = window(1)
+        rows = events(key, [1, 2, 3, 4])
+        for _ in range(2):
+            wh.load_window(key, stage(key, {"syslog": rows + rows[::-1] + rows[:2]}, part_rows=3))
+        wh.load_window(window(2), stage(window(2), {"syslog": events(window(2), [3, 4, 5])}))
+        assert wh.query("SELECT count(*), count(DISTINCT record_id) FROM syslog") == [(5, 5)]
+
+
+def test_duckdb_file_created_with_primary_keys_still_loads(tmp_path: Path) -> None:
+    """Warehouse files created before the append-only tables lost their primary key keep working."""
+    import duckdb
+
+    from seccollect.warehouse.base import TABLES, create_table_sql
+    from seccollect.warehouse.duckdb import SQL_TYPES
+
+    path = str(tmp_path / "old.duckdb")
+    con = duckdb.connect(path)
+    for name in TABLES:
+        con.execute(create_table_sql(name, SQL_TYPES))
+    con.close()
+    with DuckDBWarehouse(path) as wh:
+        wh.ensure_schema()
+        assert "syslog" in _duckdb_constraints(wh)
+        key = window(1)
+        rows = events(key, [1, 2, 3])
+        report = wh.load_window(key, stage(key, {"syslog": rows + rows}, part_rows=2))
+        assert report.tables["syslog"].inserted == 3
+        assert wh.load_window(key, stage(key, {"syslog": rows})).tables["syslog"].inserted == 0
+        assert count(wh, "syslog") == 3

@@ -223,6 +223,7 @@ def _alerts(wh) -> dict[tuple[str, str, str | None, str | None], tuple]:
         "event_time, record_id FROM alerts"
     ):
         raw = raw if isinstance(raw, dict) else json.loads(raw)
+        latest, record_id = latest.hex, record_id.hex  # uuid columns come back as uuid.UUID
         # The row carries the latest raw alert behind the key, and is dated by it.
         assert make_record_id(tenant, MSG_CLASS, raw["_id"]) == latest
         assert event_time == last
@@ -230,7 +231,7 @@ def _alerts(wh) -> dict[tuple[str, str, str | None, str | None], tuple]:
         assert key not in out, f"two Alerts rows for {key}"
         out[key] = (first, last, count, latest)
         record_ids.add(record_id)
-    keys = {r[0] for r in wh.query("SELECT DISTINCT alert_key FROM alert_sources")}
+    keys = {r[0].hex for r in wh.query("SELECT DISTINCT alert_key FROM alert_sources")}
     assert record_ids == keys, "every key with links has exactly one Alerts row, identified by the key"
     return out
 
