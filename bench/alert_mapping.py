@@ -5,9 +5,10 @@ all users, so keys repeat across users and over time; other alert types; mapped 
 empty or missing), stages them as Syslog Parquet parts with ``StagingWriter`` exactly as the collect
 task does, then measures, in one fresh child process per backend, what the mapping and load tasks do:
 
-1. ``map_alerts`` over each staged Syslog part (one DuckDB connection, as
-   ``NetskopeAlertMappingOperator``), staging the resulting ``alert_sources`` rows;
-2. ``load_window`` of those ``alert_sources`` parts (links inserted, Alerts rows recomputed).
+1. ``map_window`` over the staged Syslog parts (one DuckDB connection, as
+   ``NetskopeAlertMappingOperator``): ``map_alerts`` per part, the links staged (``alert_sources``), then
+   each key's latest link with its raw alert (``alert_latest``, raw alerts read back from the parts);
+2. ``load_window`` of those parts (links inserted, Alerts rows recomputed).
 
 Reported: seconds of 1, 2 and 1+2, and the child's peak RSS. The result is checked against keys
 computed independently in Python, and a second ``load_window`` must add no link and change no alert.
@@ -35,39 +36,50 @@ TARGET_MIB = 1024.0
 
 
 def map_step(batches: list[dict[str, Any]], task_id: str) -> dict[str, Any]:
-    """What ``NetskopeAlertMappingOperator`` does: map every staged Syslog part, stage the links."""
+    """What ``NetskopeAlertMappingOperator`` does: ``map_window`` over every staged Syslog part (links,
+    and each key's latest raw alert), timed by wrapping the functions it calls."""
     import duckdb
 
-    from seccollect.staging.store import StagingWriter, iter_batches, window_folder
-    from seccollect.vendors.netskope.alert_mapping import map_alerts
+    import seccollect.staging.store as store
+    import seccollect.vendors.netskope.alert_mapping as alert_mapping
+    from seccollect.staging.store import StagingWriter, window_folder
 
     staged = common.warm_up(batches)
     baseline = common.rss_now_mib()
     watch = common.Stopwatch()
-    start = time.perf_counter()
+    read_batch, map_alerts = store.read_batch, alert_mapping.map_alerts
+
+    def timed_read(*args: Any, **kwargs: Any) -> Any:
+        with watch("read parquet"):
+            return read_batch(*args, **kwargs)
+
+    def timed_map(*args: Any, **kwargs: Any) -> Any:
+        with watch("map_alerts"):
+            return map_alerts(*args, **kwargs)
+
+    store.read_batch, alert_mapping.map_alerts = timed_read, timed_map
     writer = StagingWriter(window_folder(DAG_ID, common.WINDOW_START, common.WINDOW_END, task_id))
-    mapped = 0
+    write_table = writer.write_table
+
+    def timed_write(table: str, data: Any) -> None:
+        with watch(f"stage {table}"):
+            write_table(table, data)
+
+    writer.write_table = timed_write  # type: ignore[method-assign]
+    start = time.perf_counter()
     con = duckdb.connect()
     try:
-        parts = iter_batches(staged, "syslog")
-        while True:
-            with watch("read parquet"):
-                raw = next(parts, None)
-            if raw is None:
-                break
-            with watch("map_alerts"):
-                links = map_alerts(raw, con)
-            mapped += links.num_rows
-            if links.num_rows:
-                with watch("stage links"):
-                    writer.write_table("alert_sources", links)
+        mapped = alert_mapping.map_window(staged, writer, con)
     finally:
         con.close()
     link_batches = writer.close()
     seconds = time.perf_counter() - start
+    store.read_batch, alert_mapping.map_alerts = read_batch, map_alerts
+    parts = dict(watch.totals)
+    parts["latest link per key, other"] = seconds - sum(parts.values())
     return {
         "seconds": seconds,
-        "parts": watch.totals,
+        "parts": parts,
         "mapped": mapped,
         "batches": common.batches_to_json(link_batches),
         "baseline_rss_mib": baseline,
@@ -124,16 +136,6 @@ def _instrument(warehouse: Any, watch: common.Stopwatch) -> Any:
             return originals["read_batch"](batch)
 
     store.read_batch = timed_read
-    import seccollect.warehouse.base as base
-
-    latest_links = getattr(base, "latest_link_per_key", None)  # absent in older warehouse code
-    if latest_links is not None:
-
-        def timed_latest(links: Any) -> Any:
-            with watch("latest link per key"):
-                return latest_links(links)
-
-        base.latest_link_per_key = timed_latest
     wrapped = []
     for name, label in (("_insert_absent", "insert links"), ("_recompute_alerts", "recompute Alerts")):
         original = getattr(warehouse, name, None)
@@ -165,8 +167,6 @@ def _instrument(warehouse: Any, watch: common.Stopwatch) -> Any:
 
     def restore() -> None:
         store.read_batch = originals["read_batch"]
-        if latest_links is not None:
-            base.latest_link_per_key = latest_links
         for name in wrapped:
             delattr(warehouse, name)
 

@@ -137,7 +137,12 @@ ALERT_SOURCES: tuple[Column, ...] = (
     # Mapped alerts always have an event time (the raw alert's timestamp), unlike envelope rows.
     Column("event_time", "timestamp", nullable=False),
 )
-#: Links as the mapping task stages them: with the raw alert, which the load needs only for the latest
-#: link of each key (the Alerts row's ``raw``). The stored links leave it out: every raw alert is
-#: already in Syslog, and a copy per link was most of the load's memory and bytes.
-ALERT_LINKS_STAGED: tuple[Column, ...] = (*ALERT_SOURCES, _ENVELOPE_BY_NAME["raw"])
+#: Staged by the mapping task beside the links: per Alerts key the window touched, its latest link (by
+#: event time, then record_id) with the raw alert, which the load gives the Alerts row. Links do not
+#: store raw alerts (every raw alert is in Syslog already; a copy per link was most of the load's memory).
+ALERT_LATEST_LINKS: tuple[Column, ...] = (
+    Column("alert_key", "uuid", nullable=False),
+    Column("event_time", "timestamp", nullable=False),
+    Column("record_id", "uuid", nullable=False),
+    _ENVELOPE_BY_NAME["raw"],
+)

@@ -11,13 +11,13 @@ a function of the window, so re-collecting a window overwrites its files instead
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from seccollect.records.indices import ALERT_LINKS_STAGED, INDICES, Column
+from seccollect.records.indices import ALERT_LATEST_LINKS, ALERT_SOURCES, INDICES, Column
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -32,7 +32,7 @@ STAGING_CONN_ENV = "SECCOLLECT_STAGING_CONN_ID"
 DEFAULT_PART_ROWS = 50_000
 
 #: Tables that are not record indices but are staged the same way.
-EXTRA_TABLES: dict[str, tuple[Column, ...]] = {"alert_sources": ALERT_LINKS_STAGED}
+EXTRA_TABLES: dict[str, tuple[Column, ...]] = {"alert_sources": ALERT_SOURCES, "alert_latest": ALERT_LATEST_LINKS}
 
 
 def table_columns(table: str) -> tuple[Column, ...]:
@@ -280,18 +280,21 @@ class StagingWriter:
         return self.batches
 
 
-def read_batch(batch: StagedBatch) -> pa.Table:
-    """Read one staged part back; raises if the file is gone (the collect task must be re-run)."""
+def read_batch(batch: StagedBatch, columns: Sequence[str] | None = None) -> pa.Table:
+    """Read one staged part back (only ``columns`` if given); raises if the file is gone (the collect
+    task must be re-run)."""
     import pyarrow.parquet as pq
     from airflow.sdk import ObjectStoragePath
 
     conn_id = os.environ.get(STAGING_CONN_ENV)
     path = ObjectStoragePath(batch.path, conn_id=conn_id) if conn_id else ObjectStoragePath(batch.path)
     with path.open("rb") as fh:
-        return pq.read_table(fh, schema=arrow_schema(batch.table))
+        return pq.read_table(fh, columns=list(columns) if columns else None, schema=arrow_schema(batch.table))
 
 
-def iter_batches(batches: Iterable[StagedBatch], table: str) -> Iterator[pa.Table]:
+def iter_batches(
+    batches: Iterable[StagedBatch], table: str, columns: Sequence[str] | None = None
+) -> Iterator[pa.Table]:
     for batch in batches:
         if batch.table == table:
-            yield read_batch(batch)
+            yield read_batch(batch, columns)

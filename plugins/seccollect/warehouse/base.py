@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from seccollect.records.indices import ALERT_SOURCES, INDICES, Column
+from seccollect.records.indices import ALERT_LATEST_LINKS, ALERT_SOURCES, INDICES, Column
 from seccollect.staging.store import StagedBatch
 
 if TYPE_CHECKING:
@@ -130,38 +130,9 @@ TABLES: dict[str, tuple[tuple[Column, ...], tuple[str, ...]]] = {
 }
 
 
-#: What :meth:`Warehouse._recompute_alerts` stages: per touched Alerts key, the latest link the window
-#: brought (by event time, then record_id) with its raw alert. Not a warehouse table.
-ALERT_LATEST_LINKS: tuple[Column, ...] = (
-    Column("alert_key", "uuid", nullable=False),
-    Column("event_time", "timestamp", nullable=False),
-    Column("record_id", "uuid", nullable=False),
-    Column("raw", "json", nullable=False),
-)
-
-
 def staged_columns(name: str) -> tuple[Column, ...]:
     """Columns of what may be staged under ``name``: a pipeline table or the latest alert links."""
-    return ALERT_LATEST_LINKS if name == "alert_latest_links" else TABLES[name][0]
-
-
-def latest_link_per_key(links: pa.Table) -> pa.Table:
-    """The latest of each ``alert_key``'s links (:data:`ALERT_LATEST_LINKS` columns): greatest
-    ``event_time``, ties broken by the greatest ``record_id`` (32 hex characters order as the UUIDs
-    do), exactly the order the recompute's ``DISTINCT ON`` uses."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    links = links.select([c.name for c in ALERT_LATEST_LINKS])
-    if links.num_rows <= 1:
-        return links
-    order = pc.sort_indices(
-        links, sort_keys=[("alert_key", "ascending"), ("event_time", "descending"), ("record_id", "descending")]
-    )
-    links = links.take(order)
-    keys = links.column("alert_key").combine_chunks()
-    starts = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
-    return links.filter(pa.concat_arrays([pa.array([True]), starts]))
+    return ALERT_LATEST_LINKS if name == "alert_latest" else TABLES[name][0]
 
 
 #: Tables whose rows are only ever added by :meth:`Warehouse._insert_absent` (never updated): the
@@ -223,7 +194,7 @@ def create_table_sql(
 _RECORD_TABLES = tuple(INDICES)
 
 #: Alerts keys recomputed per statement at the end of a window's load (bounds its memory).
-RECOMPUTE_CHUNK = 50_000
+RECOMPUTE_CHUNK = 20_000
 
 # Recomputes the Alerts rows of the keys a window touched from ALL their links. Because the result is a
 # function of the link set (and links are insert-if-absent), re-runs, overlaps and out-of-order
@@ -360,17 +331,17 @@ class Warehouse(abc.ABC):
             self._unstage(staged)
 
     def _recompute_alerts(self, latest: pa.Table, now: datetime, window: WindowKey) -> int:
-        """Recompute the Alerts rows of every key the window's links touched, once per key.
+        """Recompute the Alerts rows of the keys in ``latest`` (staged ``alert_latest`` rows: one per key
+        the window's links touched, its latest link with the raw alert).
 
-        ``latest`` holds one row per touched key: the window's latest link of it, with its raw alert
-        (:func:`latest_link_per_key`). Runs after all links of the window are in, so a key whose links
-        span several parts is computed once from all of them. Keys go in chunks of
-        :data:`RECOMPUTE_CHUNK`, which bounds the memory of one statement; the result does not depend
-        on the chunking, as each key is computed from its own links only.
+        Runs after all links of the window are in, so a key whose links span several parts is computed
+        once from all of them. Keys go in chunks of :data:`RECOMPUTE_CHUNK`, which bounds the memory of
+        one statement; the result does not depend on the chunking, as each key is computed from its
+        own links only.
         """
         touched = 0
         for start in range(0, latest.num_rows, RECOMPUTE_CHUNK):
-            staged = self._stage("stg_alert_latest", "alert_latest_links", latest.slice(start, RECOMPUTE_CHUNK))
+            staged = self._stage("stg_alert_latest", "alert_latest", latest.slice(start, RECOMPUTE_CHUNK))
             try:
                 touched += self._execute(
                     _RECOMPUTE_ALERTS.format(staged=staged), (now, window.window_start, window.window_end)
@@ -390,26 +361,24 @@ class Warehouse(abc.ABC):
         cursor: str | None = None,
     ) -> LoadReport:
         """Load a window's staged batches, quarantine, consumed objects and ledger in one transaction."""
-        import pyarrow as pa
-
         from seccollect.staging.store import read_batch
 
         report = LoadReport()
         now = datetime.now(UTC)
-        latest: pa.Table | None = None  # the window's latest link per Alerts key, with its raw alert
         with self.transaction():
             for batch in batches:
+                if batch.table == "alert_latest":
+                    continue  # after every link of the window is in
                 data = read_batch(batch)
                 if batch.table == "alert_sources":
                     self._insert_absent("alert_sources", data)
-                    part = latest_link_per_key(data)
-                    latest = part if latest is None else latest_link_per_key(pa.concat_tables([latest, part]))
                     continue
                 stats = report.tables.setdefault(batch.table, TableLoad())
                 stats.staged += data.num_rows
                 stats.inserted += self._insert_absent(batch.table, data)
-            if latest is not None:
-                report.alerts_touched = self._recompute_alerts(latest, now, window)
+            for batch in batches:
+                if batch.table == "alert_latest":
+                    report.alerts_touched += self._recompute_alerts(read_batch(batch), now, window)
             for entry in quarantine:
                 self._execute(
                     "INSERT INTO quarantine (dag_id, content_type, source_ref, reason, raw, window_start, "

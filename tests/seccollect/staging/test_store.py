@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from seccollect.records.envelope import EnvelopeContext, MsgOrigin
-from seccollect.records.indices import ALERT_LINKS_STAGED, INDICES
+from seccollect.records.indices import INDICES
 from seccollect.staging.store import (
+    EXTRA_TABLES,
     StagedBatch,
     StagingWriter,
     arrow_schema,
@@ -132,9 +133,9 @@ def test_xcom_round_trip_is_plain_json() -> None:
     assert read_batch(StagedBatch.from_xcom(payload)).num_rows == 3
 
 
-@pytest.mark.parametrize("table", [*INDICES, "alert_sources"])
+@pytest.mark.parametrize("table", [*INDICES, *EXTRA_TABLES])
 def test_arrow_schema_follows_the_index_description(table: str) -> None:
-    columns = INDICES[table].columns if table in INDICES else ALERT_LINKS_STAGED
+    columns = INDICES[table].columns if table in INDICES else EXTRA_TABLES[table]
     schema = arrow_schema(table)
     assert schema.names == [c.name for c in columns]
     for column in columns:

@@ -155,7 +155,8 @@ class NetskopeAlertMappingOperator(BaseOperator):
     """Derive the Alerts-index key of every Breach, Connection and Malsite alert a collect task staged.
 
     Runs between collect and load as its own task (so a mapping failure never re-calls the API); its
-    output, staged ``alert_sources`` rows, is loaded with the raw alerts in one transaction.
+    output, staged ``alert_sources`` links and each key's latest raw alert (``alert_latest``), is loaded
+    with the raw alerts in one transaction.
 
     :param collect_task_id: the task that staged the raw alerts.
     """
@@ -170,22 +171,17 @@ class NetskopeAlertMappingOperator(BaseOperator):
         import duckdb
 
         from seccollect.operators.collect import parse_window_bound
-        from seccollect.staging.store import StagedBatch, StagingWriter, iter_batches, window_folder
-        from seccollect.vendors.netskope.alert_mapping import map_alerts
+        from seccollect.staging.store import StagedBatch, StagingWriter, window_folder
+        from seccollect.vendors.netskope.alert_mapping import map_window
 
         collected = context["ti"].xcom_pull(task_ids=self.collect_task_id)
         window = collected["window"]
         start, end = parse_window_bound(window[0]), parse_window_bound(window[1])
         writer = StagingWriter(window_folder(self.dag_id, start, end, self.task_id))
         batches = [StagedBatch.from_xcom(b) for b in collected["batches"]]
-        mapped = 0
         con = duckdb.connect()
         try:
-            for raw in iter_batches(batches, "syslog"):
-                links = map_alerts(raw, con)
-                mapped += links.num_rows
-                if links.num_rows:
-                    writer.write_table("alert_sources", links)
+            mapped = map_window(batches, writer, con)
         finally:
             con.close()
         staged = writer.close()

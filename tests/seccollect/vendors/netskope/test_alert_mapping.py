@@ -153,6 +153,43 @@ def test_same_user_and_id_share_a_key_another_user_or_tenant_does_not() -> None:
     assert other_tenant["c1"]["alert_key"] == other_tenant["c2"]["alert_key"]
 
 
+def test_map_window_stages_links_without_raw_and_each_keys_latest_raw_alert_once(tmp_path) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    from seccollect.staging.store import StagingWriter, iter_batches
+    from seccollect.vendors.netskope.alert_mapping import map_window
+
+    ana = "ana@example.org"
+    raws = [
+        _alert("k1-old", ana, _at(0, 1), type="breach", breach_id="b-1"),
+        _alert("dlp", ana, _at(0, 2), type="nspolicy", alert_type="DLP"),
+        _alert("k1-new", ana, _at(0, 9), type="breach", breach_id="b-1"),  # latest of K1, in part 2
+        _alert("k2-a", ana, _at(0, 5), type="malsite", malsite_id="m-9"),
+        _alert("k2-b", ana, _at(0, 5), type="malsite", malsite_id="m-9"),  # K2: a tie on event time
+        _alert("k1-new", ana, _at(0, 9), type="breach", breach_id="b-1"),  # re-delivered in part 3
+        _alert("k1-mid", ana, _at(0, 4), type="breach", breach_id="b-1"),
+    ]
+    collect = StagingWriter(ObjectStoragePath(f"file://{tmp_path}/collect"), part_rows=2)
+    collect.add_many("syslog", _syslog_rows(raws))
+    syslog = collect.close()
+    assert len(syslog) == 4
+    writer = StagingWriter(ObjectStoragePath(f"file://{tmp_path}/map"))
+    assert map_window(syslog, writer) == 6  # every mapped raw alert, the re-delivery too
+    staged = writer.close()
+    links = [row for part in iter_batches(staged, "alert_sources") for row in part.to_pylist()]
+    latest = [row for part in iter_batches(staged, "alert_latest") for row in part.to_pylist()]
+    assert len(links) == 6 and "raw" not in links[0]
+    by_key = {row["alert_key"]: row for row in latest}
+    assert len(by_key) == len(latest) == 2, "one latest link per key, a re-delivered record taken once"
+    k1 = next(link["alert_key"] for link in links if link["record_id"] == _rid("k1-old"))
+    k2 = next(link["alert_key"] for link in links if link["record_id"] == _rid("k2-a"))
+    assert by_key[k1]["record_id"] == _rid("k1-new") and json.loads(by_key[k1]["raw"])["_id"] == "k1-new"
+    assert by_key[k1]["event_time"] == _at(0, 9)
+    tie = max(_rid("k2-a"), _rid("k2-b"))  # the greatest record_id, as the warehouse's recompute
+    assert by_key[k2]["record_id"] == tie
+    assert json.loads(by_key[k2]["raw"])["_id"] == ("k2-a" if tie == _rid("k2-a") else "k2-b")
+
+
 # --- warehouse scenario ---------------------------------------------------------------------------
 
 ANA, BO = "ana@example.org", "bo@example.org"
@@ -195,8 +232,8 @@ def _stage_and_load(wh, tmp_path, window_no: int, attempt: int):
     """Stage one window like collect + map_alerts do, then load it (one transaction)."""
     from airflow.sdk import ObjectStoragePath
 
-    from seccollect.staging.store import StagingWriter, iter_batches
-    from seccollect.vendors.netskope.alert_mapping import map_alerts
+    from seccollect.staging.store import StagingWriter
+    from seccollect.vendors.netskope.alert_mapping import map_window
     from seccollect.warehouse.base import WindowKey
 
     window = WINDOWS[window_no]
@@ -206,10 +243,7 @@ def _stage_and_load(wh, tmp_path, window_no: int, attempt: int):
         collect.add_many("syslog", _syslog_rows([raw], tenant, window))
     raw_batches = collect.close()
     mapping = StagingWriter(ObjectStoragePath(f"{base}/map_alerts"))
-    for raw in iter_batches(raw_batches, "syslog"):
-        links = map_alerts(raw)
-        if links.num_rows:
-            mapping.write_table("alert_sources", links)
+    map_window(raw_batches, mapping)
     batches = raw_batches + mapping.close()
     key = WindowKey("acme-netskope-unit", "alert", *window)
     return wh.load_window(key, batches, run_id=f"w{window_no}-{attempt}")
