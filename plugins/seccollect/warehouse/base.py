@@ -147,7 +147,8 @@ def first_row_mask(data: pa.Table, key: Sequence[str]) -> pa.Array | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if len(key) == 1 and pc.count_distinct(data.column(key[0])).as_py() == data.num_rows:
+    # A key with one all-distinct column is all-distinct (e.g. alert links: record_id): no grouping.
+    if any(pc.count_distinct(data.column(k)).as_py() == data.num_rows for k in key):
         return None
     positions = pa.array(range(data.num_rows), pa.int64())
     keys = pa.table({**{k: data.column(k) for k in key}, "__row": positions})
@@ -200,7 +201,8 @@ RECOMPUTE_CHUNK = 20_000
 # function of the link set (and links are insert-if-absent), re-runs, overlaps and out-of-order
 # backfills cannot change first/last seen or counts. Written once for both backends (both support
 # DISTINCT ON and ON CONFLICT ... DO UPDATE).
-# The latest link of each key is chosen from the narrow link columns; its raw alert comes from the
+# The latest link of each key is chosen in the same filtered scan that reads its columns (links are
+# narrow: joining them back by key instead scanned the whole link table per chunk); its raw alert comes from the
 # window's own staged links when the latest link is one of them ({staged}, one row per touched key),
 # and otherwise from the Alerts row itself: a latest link from an earlier window was already the latest
 # when that window's load recomputed the row, in the same transaction as it inserted the link. Links do
@@ -219,11 +221,10 @@ FROM (
     GROUP BY alert_key
 ) agg
 JOIN (
-    SELECT DISTINCT ON (alert_key) alert_key, record_id FROM alert_sources
+    SELECT DISTINCT ON (alert_key) * FROM alert_sources
     WHERE alert_key IN (SELECT CAST(alert_key AS UUID) FROM {staged})
     ORDER BY alert_key, event_time DESC, record_id DESC
-) latest ON latest.alert_key = agg.alert_key
-JOIN alert_sources l ON l.alert_key = latest.alert_key AND l.record_id = latest.record_id
+) l ON l.alert_key = agg.alert_key
 LEFT JOIN {staged} c ON CAST(c.alert_key AS UUID) = l.alert_key AND CAST(c.record_id AS UUID) = l.record_id
 LEFT JOIN alerts a ON a.record_id = l.alert_key
 ON CONFLICT (record_id) DO UPDATE SET
