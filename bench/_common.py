@@ -51,6 +51,18 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
+def add_run_arguments(parser: Any, *, seed: int, quick_help: str) -> None:
+    """The options every data-generating benchmark has: --backends, --seed, --quick, --keep."""
+    parser.add_argument("--backends", default="duckdb,postgres", help="comma-separated: duckdb, postgres")
+    parser.add_argument("--seed", type=int, default=seed)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+
+
+def backend_list(args: Any) -> list[str]:
+    return [b.strip() for b in args.backends.split(",") if b.strip()]
+
+
 def prepare_environment(root: Path) -> None:
     """Point Airflow and the staging root at ``root`` before anything imports Airflow.
 

@@ -285,19 +285,16 @@ def main(argv: list[str] | None = None) -> int:
         default=0.06,
         help="mapped alerts whose id is 0, empty or missing",
     )
-    parser.add_argument("--backends", default="duckdb,postgres", help="comma-separated: duckdb, postgres")
     parser.add_argument(
         "--duckdb-memory-limits",
         default="default,600MB",
         help="DuckDB runs to make, by the load connection's memory_limit ('default' = DuckDB's own)",
     )
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--quick", action="store_true", help="100,000 raw alerts (a smoke run)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    common.add_run_arguments(parser, seed=11, quick_help="100,000 raw alerts (a smoke run)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rows = min(args.rows, 100_000)
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    backends = common.backend_list(args)
 
     load_at_start = common.load_average()
     common.exit_on_sigterm()

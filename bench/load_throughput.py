@@ -112,36 +112,15 @@ def duckdb_load(batches: list[dict[str, Any]], database: str) -> dict[str, Any]:
 def pg_bare(batches: list[dict[str, Any]], dbname: str) -> dict[str, Any]:
     import psycopg
 
-    from seccollect.staging.store import read_batch
     from seccollect.warehouse.base import TABLES
-    from seccollect.warehouse.postgres import SQL_TYPES, arrow_to_csv
+    from seccollect.warehouse.postgres import SQL_TYPES
 
     staged = common.warm_up(batches)
-    names = [c.name for c in TABLES[TABLE][0]]
     conn = psycopg.connect(**common.pg_params(dbname))
     columns = ", ".join(f"{c.name} {SQL_TYPES[c.type]}" for c in TABLES[TABLE][0])
     conn.execute(f"CREATE TABLE bare ({columns})")
     conn.commit()  # created beforehand, so COPY is WAL-logged like any load into an existing table
-    baseline = common.rss_now_mib()
-    watch = common.Stopwatch()
-    start = time.perf_counter()
-    with conn.cursor() as cur:
-        for batch in staged:
-            with watch("read parquet"):
-                data = read_batch(batch)
-            with watch("encode csv"):
-                payload = arrow_to_csv(data.select(names))
-            with (
-                watch("copy"),
-                cur.copy(f"COPY bare ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)") as copy,
-            ):
-                copy.write(payload)
-    with watch("commit"):
-        conn.commit()
-    seconds = time.perf_counter() - start
-    rows = conn.execute("SELECT count(*) FROM bare").fetchone()[0]
-    conn.close()
-    return {"seconds": seconds, "rows": rows, "parts": watch.totals, "baseline_rss_mib": baseline}
+    return _pg_copy_parts(conn, "bare", staged)
 
 
 def _first_occurrences(staged: list[Any]) -> list[Any]:
@@ -177,41 +156,58 @@ def duckdb_load_pk(batches: list[dict[str, Any]], database: str) -> dict[str, An
 
 
 def pg_floor(batches: list[dict[str, Any]], dbname: str) -> dict[str, Any]:
-    """As :func:`duckdb_floor`: the new rows, known in advance, COPYed into the table with its PRIMARY KEY."""
+    """The new rows, known in advance (first of their record_id, before the timer), sorted by key as the
+    load does and COPYed into the table with its PRIMARY KEY: what the index alone costs."""
     import psycopg
     import pyarrow.compute as pc
 
-    from seccollect.staging.store import read_batch
-    from seccollect.warehouse.base import TABLES, create_table_sql
-    from seccollect.warehouse.postgres import SQL_TYPES, arrow_to_csv
+    from seccollect.warehouse.base import create_table_sql
+    from seccollect.warehouse.postgres import SQL_TYPES
 
     staged = common.warm_up(batches)
     masks = _first_occurrences(staged)
-    names = [c.name for c in TABLES[TABLE][0]]
     conn = psycopg.connect(**common.pg_params(dbname))
     conn.execute("CREATE SCHEMA IF NOT EXISTS floor")
     conn.execute(create_table_sql(TABLE, SQL_TYPES, schema="floor"))
     conn.commit()
+
+    def new_rows_in_key_order(part: int, data: Any, watch: common.Stopwatch) -> Any:
+        with watch("read parquet"):
+            data = data.filter(masks[part])
+        with watch("sort"):  # key order, as the load does: kinder to the primary-key index
+            return data.take(pc.sort_indices(data.column("record_id")))
+
+    return _pg_copy_parts(conn, f"floor.{TABLE}", staged, new_rows_in_key_order)
+
+
+def _pg_copy_parts(conn: Any, target: str, staged: list[Any], prepare: Any = None) -> dict[str, Any]:
+    """(child) Plain CSV ``COPY`` of every staged part into ``target``, one transaction, timed per step;
+    ``prepare(part_number, data, watch)`` may reduce a part first. Closes ``conn``."""
+    from seccollect.staging.store import read_batch
+    from seccollect.warehouse.base import TABLES
+    from seccollect.warehouse.postgres import arrow_to_csv
+
+    names = [c.name for c in TABLES[TABLE][0]]
     baseline = common.rss_now_mib()
     watch = common.Stopwatch()
     start = time.perf_counter()
     with conn.cursor() as cur:
-        for batch, mask in zip(staged, masks, strict=True):
+        for part, batch in enumerate(staged):
             with watch("read parquet"):
-                data = read_batch(batch).filter(mask)
-            with watch("sort"):  # key order, as the load does: kinder to the primary-key index
-                data = data.take(pc.sort_indices(data.column("record_id")))
+                data = read_batch(batch)
+            if prepare is not None:
+                data = prepare(part, data, watch)
             with watch("encode csv"):
                 payload = arrow_to_csv(data.select(names))
             with (
                 watch("copy"),
-                cur.copy(f"COPY floor.{TABLE} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)") as copy,
+                cur.copy(f"COPY {target} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)") as copy,
             ):
                 copy.write(payload)
     with watch("commit"):
         conn.commit()
     seconds = time.perf_counter() - start
-    rows = conn.execute(f"SELECT count(*) FROM floor.{TABLE}").fetchone()[0]
+    rows = conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
     conn.close()
     return {"seconds": seconds, "rows": rows, "parts": watch.totals, "baseline_rss_mib": baseline}
 
@@ -282,16 +278,13 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat",
         type=int,
         default=2,
-        help="measure bare, load and floor this many times, rotating which goes first (best run reported)",
+        help="measure bare, load and the third path this many times, rotating which goes first (best run reported)",
     )
-    parser.add_argument("--backends", default="duckdb,postgres", help="comma-separated: duckdb, postgres")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="100,000 rows (a smoke run)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    common.add_run_arguments(parser, seed=7, quick_help="100,000 rows (a smoke run)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rows = min(args.rows, 100_000)
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    backends = common.backend_list(args)
 
     load_at_start = common.load_average()
     common.exit_on_sigterm()
@@ -443,7 +436,7 @@ def _markdown(
         f"{args.repeat} repetition(s) per backend, rotating which path runs first (bare, load, third / "
         "load, third, bare / ...); the headline figures are the best run of each path (the least disturbed by "
         "anything else on the machine), and the ratio of those; the ratio of each adjacent bare/load pair is "
-        "shown beside it. Rows/s are staged rows (1,000,000) per second for every path. "
+        f"shown beside it. Rows/s are staged rows ({rows:,}) per second for every path. "
         "Breakdown: exclusive time in the warehouse's own steps, timed by wrapping them; commit+ledger is "
         "the rest (quarantine, ledger rows, COMMIT).",
     ]

@@ -61,6 +61,21 @@ class EnvelopeContext:
     window_end: datetime
     ingest_time: datetime
 
+    def _shared_columns(self, origin: MsgOrigin) -> dict[str, Any]:
+        """The envelope columns every record of this task and origin has in common."""
+        return {
+            "tenant": self.tenant,
+            "instance": self.instance,
+            "content_type": self.content_type,
+            "msg_class": origin.msg_class,
+            "msg_origin_source": origin.source,
+            "msg_origin_vendor": origin.vendor,
+            "msg_origin_category": origin.category,
+            "ingest_time": self.ingest_time,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+        }
+
     def wrap(
         self,
         origin: MsgOrigin,
@@ -75,18 +90,9 @@ class EnvelopeContext:
         identity = vendor_id if vendor_id else hashlib.blake2b(raw_text.encode(), digest_size=16).hexdigest()
         row = {
             "record_id": make_record_id(self.tenant, origin.msg_class, identity),
-            "tenant": self.tenant,
-            "instance": self.instance,
-            "content_type": self.content_type,
-            "msg_class": origin.msg_class,
-            "msg_origin_source": origin.source,
-            "msg_origin_vendor": origin.vendor,
-            "msg_origin_category": origin.category,
+            **self._shared_columns(origin),
             "vendor_id": vendor_id,
             "event_time": event_time,
-            "ingest_time": self.ingest_time,
-            "window_start": self.window_start,
-            "window_end": self.window_end,
             "raw": raw_text,
         }
         if typed:
@@ -125,18 +131,9 @@ class EnvelopeContext:
             raise ValueError("vendor_ids, event_times and raw_texts must have one entry per record")
         columns: dict[str, Any] = {
             "record_id": make_record_ids(self.tenant, origin.msg_class, vendor_ids),
-            "tenant": self.tenant,
-            "instance": self.instance,
-            "content_type": self.content_type,
-            "msg_class": origin.msg_class,
-            "msg_origin_source": origin.source,
-            "msg_origin_vendor": origin.vendor,
-            "msg_origin_category": origin.category,
+            **self._shared_columns(origin),
             "vendor_id": vendor_ids,
             "event_time": event_times,
-            "ingest_time": self.ingest_time,
-            "window_start": self.window_start,
-            "window_end": self.window_end,
             "raw": raw_texts,
             **(typed or {}),
         }

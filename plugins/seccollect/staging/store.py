@@ -36,6 +36,7 @@ EXTRA_TABLES: dict[str, tuple[Column, ...]] = {"alert_sources": ALERT_SOURCES, "
 
 
 def table_columns(table: str) -> tuple[Column, ...]:
+    """Columns of what is staged under ``table``: an index, the alert links or ``alert_latest``."""
     if table in INDICES:
         return INDICES[table].columns
     return EXTRA_TABLES[table]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from seccollect.records.indices import ALERT_LATEST_LINKS, ALERT_SOURCES, INDICES, Column
+from seccollect.records.indices import ALERT_SOURCES, INDICES, Column
 from seccollect.staging.store import StagedBatch
 
 if TYPE_CHECKING:
@@ -128,11 +128,6 @@ TABLES: dict[str, tuple[tuple[Column, ...], tuple[str, ...]]] = {
     "quarantine": (QUARANTINE_COLUMNS, ("dag_id", "content_type", "source_ref")),
     "object_ledger": (OBJECT_LEDGER_COLUMNS, ("dag_id", "bucket", "key", "etag")),
 }
-
-
-def staged_columns(name: str) -> tuple[Column, ...]:
-    """Columns of what may be staged under ``name``: a pipeline table or the latest alert links."""
-    return ALERT_LATEST_LINKS if name == "alert_latest" else TABLES[name][0]
 
 
 #: Tables whose rows are only ever added by :meth:`Warehouse._insert_absent` (never updated): the

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from seccollect.warehouse.base import TABLES, Warehouse, WindowKey, first_row_mask, staged_columns
+from seccollect.staging.store import table_columns
+from seccollect.warehouse.base import TABLES, Warehouse, WindowKey, first_row_mask
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -93,9 +94,9 @@ class PostgresWarehouse(Warehouse):
             return max(cur.rowcount, 0)
 
     def _stage(self, name: str, table: str, data: pa.Table) -> str:
-        # The columns of ``table`` that ``data`` has (a staged link part also carries its raw alert,
-        # which the table does not store), with their warehouse types.
-        columns = [c for c in staged_columns(table) if c.name in data.column_names]
+        # The staged columns of ``table`` (a record table, the alert links, or ``alert_latest``, which is
+        # only ever staged) that ``data`` has, with their warehouse types.
+        columns = [c for c in table_columns(table) if c.name in data.column_names]
         ddl = ", ".join(f"{c.name} {self.sql_types[c.type]}" for c in columns)
         with self.conn.cursor() as cur:
             cur.execute(f"CREATE TEMP TABLE {name} ({ddl}) ON COMMIT DROP")
