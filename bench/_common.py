@@ -352,10 +352,13 @@ def stage_netskope(
     part_rows: int = 50_000,
     **generator_options: Any,
 ) -> tuple[list[Any], dict[str, Any]]:
-    """Generate ``n`` records, wrap them in the envelope exactly as the collect operator does, and stage
-    them as Syslog Parquet parts with :class:`StagingWriter`. Returns the batches and data facts."""
+    """Generate ``n`` records, wrap them in the envelope exactly as the collect operator does (for
+    alerts with the ``alert_fields`` derived from each Syslog part), and stage them with
+    :class:`StagingWriter`. Returns the batches and data facts (``alert_fields_seconds``: what deriving
+    the alert fields added to the collect side)."""
     from seccollect.records.envelope import EnvelopeContext, MsgOrigin
     from seccollect.staging.store import StagingWriter, window_folder
+    from seccollect.vendors.netskope.alert_mapping import alert_fields
     from seccollect.vendors.netskope.operators import MSG_CLASS
 
     envelope = EnvelopeContext(
@@ -369,7 +372,19 @@ def stage_netskope(
     origin = MsgOrigin(MSG_CLASS[content_type], "netskope", "netskope", "web_security")
     writer = StagingWriter(window_folder(dag_id, WINDOW_START, WINDOW_END, task_id), part_rows=part_rows)
     raw_bytes = 0
+    fields_seconds = 0.0
     record_ids: set[str] = set()
+
+    def timed_alert_fields(part: Any) -> Any:
+        nonlocal fields_seconds
+        started = time.perf_counter()
+        try:
+            return alert_fields(part)
+        finally:
+            fields_seconds += time.perf_counter() - started
+
+    if content_type == "alert":
+        writer.derive("syslog", "alert_fields", timed_alert_fields)
     for raw in NetskopeLikeGenerator(seed, **generator_options).records(n):
         row = envelope.wrap(
             origin, raw, vendor_id=str(raw["_id"]), event_time=datetime.fromtimestamp(raw["timestamp"], UTC)
@@ -378,14 +393,16 @@ def stage_netskope(
         record_ids.add(row["record_id"])
         writer.add("syslog", row)
     batches = writer.close()
-    staged_bytes = sum(Path(b.path.removeprefix("file://")).stat().st_size for b in batches)
+    syslog = [b for b in batches if b.table == "syslog"]
+    staged_bytes = sum(Path(b.path.removeprefix("file://")).stat().st_size for b in syslog)
     facts = {
         "rows": n,
         "distinct_record_ids": len(record_ids),
         "duplicates": n - len(record_ids),
         "avg_raw_bytes": raw_bytes / max(n, 1),
-        "parts": len(batches),
+        "parts": len(syslog),
         "parquet_mib": staged_bytes / 2**20,
+        "alert_fields_seconds": fields_seconds,
     }
     return batches, facts
 

@@ -98,6 +98,7 @@ class BaseCollectOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from seccollect.records.envelope import EnvelopeContext
+        from seccollect.records.indices import INDICES
         from seccollect.staging.store import StagingWriter, window_folder
 
         start, end = parse_window_bound(self.window_start), parse_window_bound(self.window_end)
@@ -126,7 +127,7 @@ class BaseCollectOperator(BaseOperator):
             "content_type": self.content_type,
             "window": [start.isoformat(), end.isoformat()],
             "batches": [b.to_xcom() for b in batches],
-            "rows": sum(b.rows for b in batches if b.table != "alert_sources"),
+            "rows": sum(b.rows for b in batches if b.table in INDICES),  # records, not side tables
             **extra,
         }
         self.log.info(

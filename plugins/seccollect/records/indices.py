@@ -146,3 +146,13 @@ ALERT_LATEST_LINKS: tuple[Column, ...] = (
     Column("record_id", "uuid", nullable=False),
     _ENVELOPE_BY_NAME["raw"],
 )
+#: The fields the alert mapping reads from a raw alert, named ``raw_<field>`` in ``alert_fields``.
+ALERT_MAPPING_FIELDS: tuple[str, ...] = ("type", "alert_type", "user", "breach_id", "connection_id", "malsite_id")
+#: Staged by the Netskope collect task beside every raw alert (which it has parsed already), row for
+#: row in the order of the Syslog rows, so the mapping task reads these narrow rows instead of reading
+#: and parsing every raw alert again. ``vendor_id`` repeats the Syslog row's (it proves the two are in
+#: step); each field is the text ``json_extract_string`` gives for it (null when absent). Never loaded.
+ALERT_FIELDS: tuple[Column, ...] = (
+    _ENVELOPE_BY_NAME["vendor_id"],
+    *(Column(f"raw_{name}", "text") for name in ALERT_MAPPING_FIELDS),
+)

@@ -11,13 +11,13 @@ a function of the window, so re-collecting a window overwrites its files instead
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from seccollect.records.indices import ALERT_LATEST_LINKS, ALERT_SOURCES, INDICES, Column
+from seccollect.records.indices import ALERT_FIELDS, ALERT_LATEST_LINKS, ALERT_SOURCES, INDICES, Column
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -32,11 +32,17 @@ STAGING_CONN_ENV = "SECCOLLECT_STAGING_CONN_ID"
 DEFAULT_PART_ROWS = 50_000
 
 #: Tables that are not record indices but are staged the same way.
-EXTRA_TABLES: dict[str, tuple[Column, ...]] = {"alert_sources": ALERT_SOURCES, "alert_latest": ALERT_LATEST_LINKS}
+EXTRA_TABLES: dict[str, tuple[Column, ...]] = {
+    "alert_sources": ALERT_SOURCES,
+    "alert_latest": ALERT_LATEST_LINKS,
+    "alert_fields": ALERT_FIELDS,
+}
+#: Staged for a downstream task (the alert mapping), not for the warehouse: the load skips them.
+INTERMEDIATE_TABLES: frozenset[str] = frozenset({"alert_fields"})
 
 
 def table_columns(table: str) -> tuple[Column, ...]:
-    """Columns of what is staged under ``table``: an index, the alert links or ``alert_latest``."""
+    """Columns of what is staged under ``table``: an index or one of :data:`EXTRA_TABLES`."""
     if table in INDICES:
         return INDICES[table].columns
     return EXTRA_TABLES[table]
@@ -156,6 +162,18 @@ class StagingWriter:
         self._parts: dict[str, int] = {}
         self.batches: list[StagedBatch] = []
         self._cleared = False
+        self._derived: dict[str, tuple[str, Callable[[pa.Table], pa.Table]]] = {}
+
+    def derive(self, table: str, derived_table: str, derive: Callable[[pa.Table], pa.Table]) -> None:
+        """Stage ``derive(part)`` as a part of ``derived_table`` beside every part of ``table``.
+
+        The derived parts are cut exactly as the parts they come from (the n-th of each holds the same
+        records) and computed from the Arrow part about to be written, so e.g. fields parsed from the
+        raw JSON cost one vectorised pass instead of a Python pass per record.
+        """
+        if table in self._parts:
+            raise RuntimeError(f"derive() after parts of {table!r} were written")
+        self._derived[table] = (derived_table, derive)
 
     def _clear(self) -> None:
         if self._cleared:
@@ -270,6 +288,9 @@ class StagingWriter:
         self.batches.append(batch)
         if self._scope is not None:
             self._scope.batches.append(batch)
+        if table in self._derived:
+            derived_table, derive = self._derived[table]
+            self._write(derived_table, derive(data).cast(arrow_schema(derived_table)))
 
     def close(self) -> list[StagedBatch]:
         """Flush what is buffered and return every part written (an empty window writes none)."""

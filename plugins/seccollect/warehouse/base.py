@@ -357,7 +357,7 @@ class Warehouse(abc.ABC):
         cursor: str | None = None,
     ) -> LoadReport:
         """Load a window's staged batches, quarantine, consumed objects and ledger in one transaction."""
-        from seccollect.staging.store import read_batch
+        from seccollect.staging.store import INTERMEDIATE_TABLES, read_batch
 
         report = LoadReport()
         now = datetime.now(UTC)
@@ -365,6 +365,8 @@ class Warehouse(abc.ABC):
             for batch in batches:
                 if batch.table == "alert_latest":
                     continue  # after every link of the window is in
+                if batch.table in INTERMEDIATE_TABLES:
+                    continue  # a downstream task's input (e.g. the alert mapping's), not warehouse rows
                 data = read_batch(batch)
                 if batch.table == "alert_sources":
                     self._insert_absent("alert_sources", data)

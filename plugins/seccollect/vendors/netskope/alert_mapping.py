@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from seccollect.records.indices import ALERT_MAPPING_FIELDS
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -29,31 +31,69 @@ if TYPE_CHECKING:
 
 MAPPED_KINDS = ("breach", "connection", "malsite")
 
-# DuckDB over the staged Arrow batch: JSON is parsed in C++, so a million alerts map in seconds.
-# Every raw alert is parsed ONCE, extracting all fields in one call into a MATERIALIZED CTE: DuckDB
-# inlines an ordinary CTE into each reference, and one json_extract_string per field and reference
-# parsed each document up to seven times (2.5x the time of the whole mapping).
+
+#: The Syslog columns a link needs besides the mapping fields.
+_LINK_ENVELOPE = ("record_id", "tenant", "instance", "content_type", "msg_origin_source", "msg_origin_vendor",
+                  "msg_origin_category", "event_time", "window_end")
+
+# The mapping fields of raw alerts, parsed in C++ once per alert with every path in one call; the
+# other columns of the relation pass through. The one place the fields are read from a raw alert.
+_FIELDS_SQL = f"""
+SELECT * EXCLUDE (raw, f), {", ".join(f"f[{i}] AS raw_{name}" for i, name in enumerate(ALERT_MAPPING_FIELDS, 1))}
+FROM (SELECT *, json_extract_string(raw, {["$." + name for name in ALERT_MAPPING_FIELDS]}) AS f FROM raw_alerts)
+"""
+
+
+def _extract_fields(rows: pa.Table, con: duckdb.DuckDBPyConnection | None) -> pa.Table:
+    import duckdb
+
+    own = con is None
+    con = con or duckdb.connect()
+    try:
+        con.register("raw_alerts", rows)
+        return con.sql(_FIELDS_SQL).to_arrow_table()
+    finally:
+        con.unregister("raw_alerts")
+        if own:
+            con.close()
+
+
+def alert_fields(syslog_part: pa.Table) -> pa.Table:
+    """The ``alert_fields`` of a Syslog part of raw alerts, row for row: what the collect task stages
+    beside each part (:meth:`StagingWriter.derive`) so that the mapping task never reads or parses the
+    raw alerts again."""
+    from seccollect.staging.store import arrow_schema
+
+    return _extract_fields(syslog_part.select(["vendor_id", "raw"]), None).cast(arrow_schema("alert_fields"))
+
+
+def with_fields(syslog_part: pa.Table, fields_part: pa.Table) -> pa.Table:
+    """A Syslog part's link columns beside its staged ``alert_fields`` (the mapping's input); raises if
+    the two are not row for row the same records."""
+    if fields_part.num_rows != syslog_part.num_rows or not fields_part["vendor_id"].equals(syslog_part["vendor_id"]):
+        raise ValueError("Staged alert_fields are out of step with their Syslog part; re-run the window's collect task")
+    data = syslog_part.select(list(_LINK_ENVELOPE))
+    for name in fields_part.column_names[1:]:
+        data = data.append_column(name, fields_part[name])
+    return data
+
+
+# Links from the mapping fields: kind, user and id, then the key (md5 of its parts = 32 hex characters).
 _MAP_SQL = """
-WITH parsed AS MATERIALIZED (
-    SELECT *, json_extract_string(
-        raw, ['$.type', '$.alert_type', '$.user', '$.breach_id', '$.connection_id', '$.malsite_id']
-    ) AS f
-    FROM raw_alerts
-), typed AS (
-    SELECT * EXCLUDE (f),
-        CASE
-            WHEN lower(f[1]) IN ('breach', 'connection', 'malsite') THEN lower(f[1])
-            WHEN lower(f[2]) = 'compromised credential' THEN 'breach'
-            WHEN lower(f[2]) = 'malsite' THEN 'malsite'
-        END AS alert_kind,
-        f[3] AS user_name, f[4] AS breach_id, f[5] AS connection_id, f[6] AS malsite_id
-    FROM parsed
-), keyed AS (
+WITH typed AS (
     SELECT *,
+        CASE
+            WHEN lower(raw_type) IN ('breach', 'connection', 'malsite') THEN lower(raw_type)
+            WHEN lower(raw_alert_type) = 'compromised credential' THEN 'breach'
+            WHEN lower(raw_alert_type) = 'malsite' THEN 'malsite'
+        END AS alert_kind
+    FROM alert_fields
+), keyed AS (
+    SELECT *, raw_user AS user_name,
         CASE alert_kind
-            WHEN 'breach' THEN breach_id
-            WHEN 'connection' THEN connection_id
-            WHEN 'malsite' THEN malsite_id
+            WHEN 'breach' THEN raw_breach_id
+            WHEN 'connection' THEN raw_connection_id
+            WHEN 'malsite' THEN raw_malsite_id
         END AS raw_dedup_id
     FROM typed WHERE alert_kind IS NOT NULL
 )
@@ -65,94 +105,127 @@ SELECT
     'netskopewsg_alert' AS msg_class, msg_origin_source, msg_origin_vendor, msg_origin_category,
     alert_kind, user_name,
     CASE WHEN raw_dedup_id IS NULL OR trim(raw_dedup_id) IN ('', '0') THEN NULL ELSE raw_dedup_id END AS dedup_id,
-    coalesce(event_time, window_end) AS event_time, raw
+    coalesce(event_time, window_end) AS event_time{keep}
 FROM keyed
 """
 
 
-def map_alerts(
-    raw_alerts: pa.Table, con: duckdb.DuckDBPyConnection | None = None, *, with_raw: bool = True
+def _keep(columns: Sequence[str]) -> str:
+    return "".join(f", {column}" for column in columns)
+
+
+def map_fields(
+    fields: pa.Table, con: duckdb.DuckDBPyConnection | None = None, *, keep: Sequence[str] = ()
 ) -> pa.Table:
-    """``alert_sources`` rows for the mapped kinds among ``raw_alerts`` (staged Syslog rows), each with
-    its raw alert unless ``with_raw`` is false."""
+    """``alert_sources`` rows (links, without the raw alert) for the mapped kinds among ``fields``
+    (see :func:`with_fields`); ``keep`` names further columns of ``fields`` to pass through."""
     import duckdb
 
     own = con is None
     con = con or duckdb.connect()
-    sql = _MAP_SQL if with_raw else f"SELECT * EXCLUDE (raw) FROM ({_MAP_SQL})"
     try:
-        con.register("raw_alerts", raw_alerts)
-        return con.sql(sql).to_arrow_table()
+        con.register("alert_fields", fields)
+        return con.sql(_MAP_SQL.format(keep=_keep(keep))).to_arrow_table()
     finally:
-        con.unregister("raw_alerts")
+        con.unregister("alert_fields")
         if own:
             con.close()
 
 
+def fields_from_raw(syslog_rows: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    """The mapping's input (as :func:`with_fields` gives it, and every other column of ``syslog_rows``)
+    extracted from staged Syslog rows' raw alerts, for parts staged without ``alert_fields``."""
+    return _extract_fields(syslog_rows, con)
+
+
+def map_alerts(raw_alerts: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    """``alert_sources`` rows for the mapped kinds among ``raw_alerts`` (staged Syslog rows)."""
+    return map_fields(fields_from_raw(raw_alerts, con), con)
+
+
 # The window's latest link per key: greatest event time, ties broken by the greatest record_id, the
 # order the warehouse's recompute uses (32 hex characters sort as their UUIDs do); a record delivered
-# in several parts is taken from the first.
+# twice is taken where it was first staged (the Syslog row the load keeps).
 _WINNERS_SQL = """
 CREATE OR REPLACE TEMP TABLE alert_winners AS
-SELECT alert_key, event_time, record_id, part_no FROM alert_candidates
-QUALIFY row_number() OVER (PARTITION BY alert_key ORDER BY event_time DESC, record_id DESC, part_no) = 1
-"""
-# The raw alerts of one part's winners (a record repeated within the part is taken once).
-_WINNER_RAW_SQL = """
-SELECT w.alert_key, w.event_time, w.record_id, any_value(p.raw) AS raw
-FROM alert_winners w JOIN syslog_part p ON p.record_id = w.record_id
-WHERE w.part_no = ?
-GROUP BY w.alert_key, w.event_time, w.record_id
+SELECT alert_key, event_time, record_id, row_no FROM alert_candidates
+QUALIFY row_number() OVER (PARTITION BY alert_key ORDER BY event_time DESC, record_id DESC, row_no) = 1
 """
 
 
 def map_window(
-    syslog_batches: Sequence[StagedBatch], writer: StagingWriter, con: duckdb.DuckDBPyConnection | None = None
+    staged: Sequence[StagedBatch], writer: StagingWriter, con: duckdb.DuckDBPyConnection | None = None
 ) -> int:
-    """Map a window's staged Syslog parts: stage its links (``alert_sources``, one per mapped raw alert)
+    """Map a window's staged raw alerts: stage its links (``alert_sources``, one per mapped raw alert)
     and, per Alerts key, its latest link with the raw alert (``alert_latest``). Returns the links.
 
-    Links are staged without the raw alert. Only the narrow key columns of every link are kept (in
-    DuckDB, ~100 bytes each) to pick each key's latest link; the winners' raw alerts are then read back
-    from the Syslog parts that hold them (``record_id`` and ``raw`` only), so neither this task nor the
-    load ever holds a raw alert per link.
+    ``staged`` is what the collect task staged: Syslog parts and, beside them, ``alert_fields`` parts
+    (the mapping fields of every raw alert, row for row in the same order). Links come from the fields;
+    only the narrow key columns of every link and its row number in the window are kept (in DuckDB,
+    ~100 bytes each) to pick each key's latest link, whose raw alert is then taken by position from
+    the Syslog part holding it (``record_id`` and ``raw`` read, the record_ids checked). Neither this
+    task nor the load ever holds a raw alert per link. Syslog parts staged without their fields (by an
+    earlier release) are mapped from their raw alerts instead, with the same result.
     """
     import duckdb
+    import pyarrow as pa
 
     from seccollect.staging.store import arrow_schema, read_batch
 
     own = con is None
     con = con or duckdb.connect()
     link_columns = arrow_schema("alert_sources").names
-    parts = [batch for batch in syslog_batches if batch.table == "syslog"]
-    mapped = 0
+    parts = [batch for batch in staged if batch.table == "syslog"]
+    fields = [batch for batch in staged if batch.table == "alert_fields"]
+    if [b.rows for b in fields] != [b.rows for b in parts]:
+        fields = []  # staged without (all of) their fields: extract them from the raw alerts
+    mapped = offset = 0
     try:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE alert_candidates "
-            "(alert_key VARCHAR, event_time TIMESTAMPTZ, record_id VARCHAR, part_no INTEGER)"
+            "(alert_key VARCHAR, event_time TIMESTAMPTZ, record_id VARCHAR, row_no BIGINT)"
         )
         for part_no, batch in enumerate(parts):
-            links = map_alerts(read_batch(batch), con, with_raw=False)
+            if fields:
+                data = with_fields(
+                    read_batch(batch, columns=(*_LINK_ENVELOPE, "vendor_id")), read_batch(fields[part_no])
+                )
+            else:
+                data = read_batch(batch, columns=(*_LINK_ENVELOPE, "raw"))
+            data = data.append_column("row_no", pa.array(range(offset, offset + data.num_rows), pa.int64()))
+            offset += data.num_rows
+            if not fields:
+                data = fields_from_raw(data, con)
+            links = map_fields(data, con, keep=("row_no",))
             if not links.num_rows:
                 continue
             mapped += links.num_rows
             writer.write_table("alert_sources", links.select(link_columns))
             con.register("part_links", links)
             try:
-                con.execute(
-                    "INSERT INTO alert_candidates SELECT alert_key, event_time, record_id, ? FROM part_links",
-                    [part_no],
-                )
+                con.execute("INSERT INTO alert_candidates SELECT alert_key, event_time, record_id, row_no FROM part_links")
             finally:
                 con.unregister("part_links")
         if mapped:
             con.execute(_WINNERS_SQL)
-            for (part_no,) in con.execute("SELECT DISTINCT part_no FROM alert_winners ORDER BY 1").fetchall():
-                con.register("syslog_part", read_batch(parts[part_no], columns=("record_id", "raw")))
-                try:
-                    writer.add_arrow("alert_latest", con.sql(_WINNER_RAW_SQL, params=[part_no]).to_arrow_table())
-                finally:
-                    con.unregister("syslog_part")
+            offset = 0
+            for batch in parts:
+                start, offset = offset, offset + batch.rows
+                winners = con.sql(
+                    "SELECT alert_key, event_time, record_id, row_no - ? AS pos FROM alert_winners "
+                    "WHERE row_no >= ? AND row_no < ?",
+                    params=[start, start, offset],
+                ).to_arrow_table()
+                if not winners.num_rows:
+                    continue
+                part = read_batch(batch, columns=("record_id", "raw"))
+                if not part["record_id"].take(winners["pos"]).equals(winners["record_id"]):
+                    raise RuntimeError(
+                        f"Syslog part {batch.path} changed while its alerts were mapped (collect re-run?); "
+                        "re-run this task"
+                    )
+                latest = winners.drop_columns("pos").append_column("raw", part["raw"].take(winners["pos"]))
+                writer.add_arrow("alert_latest", latest)
     finally:
         if own:
             con.close()

@@ -44,7 +44,8 @@ class NetskopeCollectOperator(BaseCollectOperator):
     snapshots taken once a day, in the run whose window holds UTC midnight. An item whose content equals
     its latest loaded version reuses that version's id (so it is not loaded again); an item that changed
     — including back to an earlier state — gets a new id stamped with the window, so the warehouse's
-    latest row per item is always its current state.
+    latest row per item is always its current state. Beside every raw alert the task stages the fields
+    the alert mapping reads (``alert_fields``), so the mapping never parses raw alerts again.
 
     :param netskope_conn_id: Airflow connection with the API key.
     :param netskope_tenant: tenant name (host ``<tenant>.goskope.com``).
@@ -88,6 +89,7 @@ class NetskopeCollectOperator(BaseCollectOperator):
 
     def collect(self, writer: StagingWriter, envelope: EnvelopeContext, context: Context) -> dict[str, Any]:
         from seccollect.records.envelope import MsgOrigin, content_hash
+        from seccollect.vendors.netskope.alert_mapping import alert_fields
         from seccollect.vendors.netskope.hook import ENDPOINTS, NetskopeHook
 
         hook = NetskopeHook(
@@ -104,6 +106,9 @@ class NetskopeCollectOperator(BaseCollectOperator):
             lag = timedelta(seconds=self.settle_lag_seconds)
             query_start, query_end = envelope.window_start - lag, envelope.window_end - lag
             self.log.info("Querying %s inserted in (%s, %s]", self.content_type, query_start, query_end)
+            if self.content_type == "alert":
+                # The mapping task's input, extracted from each Syslog part as it is written.
+                writer.derive("syslog", "alert_fields", alert_fields)
             for page in hook.iter_window(self.content_type, query_start, query_end):
                 fetched += len(page)
                 for raw in page:

@@ -1,7 +1,9 @@
 """Netskope alert mapping: keys from ``map_alerts`` and the Alerts rows the warehouse derives from them.
 
-The unit tests feed hand-built staged Syslog rows to :func:`map_alerts`. The warehouse scenario stages
-three windows exactly as the DAG does (StagingWriter -> map_alerts -> load_window, no Airflow), loads
+The unit tests feed hand-built raw alerts to both :func:`map_fields` (over the ``alert_fields`` the collect
+task stages) and :func:`map_alerts` (over staged Syslog rows) and require the same links. The warehouse
+scenario stages three windows exactly as the DAG does (StagingWriter -> map_window -> load_window, no
+Airflow), loads
 them out of order and re-runs one, and checks every Alerts row on DuckDB and PostgreSQL.
 """
 
@@ -60,11 +62,18 @@ def _table(rows: list[dict[str, Any]]):
 
 
 def _map(raws: list[dict[str, Any]], tenant: str = "acme") -> dict[str, dict[str, Any]]:
-    """map_alerts over the raws; result rows keyed by the raw alert's ``_id``."""
-    from seccollect.vendors.netskope.alert_mapping import map_alerts
+    """Links for the raws, keyed by the raw alert's ``_id``. Both ways of mapping run and must agree:
+    from the ``alert_fields`` the collect task stages, and from the raw alerts (parts staged without
+    them)."""
+    from seccollect.vendors.netskope.alert_mapping import alert_fields, map_alerts, map_fields, with_fields
 
-    links = map_alerts(_table(_syslog_rows(raws, tenant))).to_pylist()
-    by_id = {json.loads(link["raw"])["_id"]: link for link in links}
+    rows = _syslog_rows(raws, tenant)
+    staged = with_fields(_table(rows), alert_fields(_table(rows)))
+    links = sorted(map_fields(staged).to_pylist(), key=lambda link: link["record_id"])
+    from_raw = sorted(map_alerts(_table(rows)).to_pylist(), key=lambda link: link["record_id"])
+    assert links == from_raw, "the fields staged by collect map differently from the raw alerts"
+    ids = {make_record_id(tenant, MSG_CLASS, raw["_id"]): raw["_id"] for raw in raws}
+    by_id = {ids[link["record_id"]]: link for link in links}
     assert len(by_id) == len(links), "one link per raw alert"
     return by_id
 
@@ -153,11 +162,24 @@ def test_same_user_and_id_share_a_key_another_user_or_tenant_does_not() -> None:
     assert other_tenant["c1"]["alert_key"] == other_tenant["c2"]["alert_key"]
 
 
-def test_map_window_stages_links_without_raw_and_each_keys_latest_raw_alert_once(tmp_path) -> None:
+def test_an_id_of_any_json_type_keys_by_its_json_text() -> None:
+    t = _at(0, 30)
+    values = [777, 7.5, True, {"id": 1, "site": "x"}, [1, 2], "naïve id", -3]
+    links = _map([
+        _alert(f"v{i}", "ana@example.org", t, type="malsite", malsite_id=value) for i, value in enumerate(values)
+    ])
+    assert [links[f"v{i}"]["dedup_id"] for i in range(len(values))] == [
+        "777", "7.5", "true", '{"id":1,"site":"x"}', "[1,2]", "naïve id", "-3"
+    ]
+
+
+@pytest.mark.parametrize("staged_fields", [True, False], ids=["alert_fields", "syslog-only"])
+def test_map_window_stages_links_without_raw_and_each_keys_latest_raw_alert_once(tmp_path, staged_fields) -> None:
+    """With the collect task's ``alert_fields`` or, as parts of an earlier release, without them."""
     from airflow.sdk import ObjectStoragePath
 
     from seccollect.staging.store import StagingWriter, iter_batches
-    from seccollect.vendors.netskope.alert_mapping import map_window
+    from seccollect.vendors.netskope.alert_mapping import alert_fields, map_window
 
     ana = "ana@example.org"
     raws = [
@@ -170,9 +192,11 @@ def test_map_window_stages_links_without_raw_and_each_keys_latest_raw_alert_once
         _alert("k1-mid", ana, _at(0, 4), type="breach", breach_id="b-1"),
     ]
     collect = StagingWriter(ObjectStoragePath(f"file://{tmp_path}/collect"), part_rows=2)
+    if staged_fields:
+        collect.derive("syslog", "alert_fields", alert_fields)
     collect.add_many("syslog", _syslog_rows(raws))
     syslog = collect.close()
-    assert len(syslog) == 4
+    assert len([b for b in syslog if b.table == "syslog"]) == 4
     writer = StagingWriter(ObjectStoragePath(f"file://{tmp_path}/map"))
     assert map_window(syslog, writer) == 6  # every mapped raw alert, the re-delivery too
     staged = writer.close()
@@ -233,12 +257,13 @@ def _stage_and_load(wh, tmp_path, window_no: int, attempt: int):
     from airflow.sdk import ObjectStoragePath
 
     from seccollect.staging.store import StagingWriter
-    from seccollect.vendors.netskope.alert_mapping import map_window
+    from seccollect.vendors.netskope.alert_mapping import alert_fields, map_window
     from seccollect.warehouse.base import WindowKey
 
     window = WINDOWS[window_no]
     base = f"file://{tmp_path}/staging/w{window_no}-{attempt}"
     collect = StagingWriter(ObjectStoragePath(f"{base}/collect_alert"))
+    collect.derive("syslog", "alert_fields", alert_fields)
     for tenant, raw in SCENARIO[window_no]:
         collect.add_many("syslog", _syslog_rows([raw], tenant, window))
     raw_batches = collect.close()
@@ -321,3 +346,15 @@ def test_alerts_exact_across_out_of_order_windows_and_rerun(open_test_warehouse,
         assert {v for _, v in syslog} == {f"a{i:02d}" for i in range(1, 15)}
         (links,) = wh.query("SELECT count(*) FROM alert_sources")[0]
         assert links == 13, "one link per distinct mapped raw alert (a14 is DLP)"
+
+
+def test_alert_fields_out_of_step_with_their_syslog_part_are_refused() -> None:
+    from seccollect.vendors.netskope.alert_mapping import alert_fields, with_fields
+
+    raws = [_alert(f"s{i}", ANA, _at(0, i), type="breach", breach_id="b-1") for i in range(3)]
+    rows = _syslog_rows(raws)
+    assert with_fields(_table(rows), alert_fields(_table(rows))).num_rows == 3
+    with pytest.raises(ValueError, match="out of step"):
+        with_fields(_table(rows), alert_fields(_table(rows[1:] + rows[:1])))
+    with pytest.raises(ValueError, match="out of step"):
+        with_fields(_table(rows), alert_fields(_table(rows[:2])))

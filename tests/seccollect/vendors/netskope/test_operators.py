@@ -75,12 +75,13 @@ def _operator(content_type: str, start: datetime, end: datetime, **kwargs):
     )
 
 
-def _staged_rows(result: dict) -> list[dict]:
+def _staged_rows(result: dict, table: str = "syslog") -> list[dict]:
     from seccollect.staging.store import StagedBatch, read_batch
 
     rows: list[dict] = []
     for batch in result["batches"]:
-        rows.extend(read_batch(StagedBatch.from_xcom(batch)).to_pylist())
+        if batch["table"] == table:
+            rows.extend(read_batch(StagedBatch.from_xcom(batch)).to_pylist())
     return rows
 
 
@@ -98,6 +99,13 @@ def test_settle_lag_shifts_the_queried_insertion_window(staging, netskope_sim, n
     served = netskope_dataset.expected_records("alert", start - lag, end - lag)
     assert sorted(r["vendor_id"] for r in rows) == sorted(r["_id"] for r in served)
     assert result["rows"] == len(served) and result["fetched"] == len(served)
+    # Beside every raw alert, in the same order, the fields the alert mapping reads.
+    fields = _staged_rows(result, "alert_fields")
+    assert [f["vendor_id"] for f in fields] == [r["vendor_id"] for r in rows]
+    by_id = {raw["_id"]: raw for raw in served}
+    for f in fields:
+        raw = by_id[f["vendor_id"]]
+        assert (f["raw_type"], f["raw_alert_type"], f["raw_user"]) == (raw.get("type"), raw.get("alert_type"), raw.get("user"))
     # The rows are stamped with the run's window, not the shifted query window.
     assert {(r["window_start"], r["window_end"]) for r in rows} == {(start, end)}
     assert {r["msg_class"] for r in rows} == {"netskopewsg_alert"}
