@@ -148,10 +148,10 @@ ALERT_LATEST_LINKS: tuple[Column, ...] = (
 )
 #: The fields the alert mapping reads from a raw alert, named ``raw_<field>`` in ``alert_fields``.
 ALERT_MAPPING_FIELDS: tuple[str, ...] = ("type", "alert_type", "user", "breach_id", "connection_id", "malsite_id")
-#: Staged by the Netskope collect task beside every raw alert (which it has parsed already), row for
-#: row in the order of the Syslog rows, so the mapping task reads these narrow rows instead of reading
-#: and parsing every raw alert again. ``vendor_id`` repeats the Syslog row's (it proves the two are in
-#: step); each field is the text ``json_extract_string`` gives for it (null when absent). Never loaded.
+#: Staged by the Netskope alert collect task beside every Syslog part, row for row (derived from the
+#: part as it is written), so the mapping task reads these narrow rows instead of reading and parsing
+#: every raw alert again. ``vendor_id`` repeats the Syslog row's (it proves the two are in step); each
+#: field is the text ``json_extract_string`` gives for it (null when absent). Never loaded.
 ALERT_FIELDS: tuple[Column, ...] = (
     _ENVELOPE_BY_NAME["vendor_id"],
     *(Column(f"raw_{name}", "text") for name in ALERT_MAPPING_FIELDS),

@@ -263,3 +263,39 @@ def test_atomic_block_keeps_order_and_blocks_do_not_nest() -> None:
     batches = writer.close()
     assert [b.rows for b in batches] == [2, 4, 4, 1]
     assert staged_ids(batches) == [str(i) for i in range(11)]
+
+
+def _vendor_ids(part: pa.Table) -> pa.Table:
+    """A derivation for the tests: the part's vendor ids, as an ``alert_fields`` part with no fields."""
+    schema = arrow_schema("alert_fields")
+    return pa.table(
+        {name: part["vendor_id"] if name == "vendor_id" else pa.nulls(part.num_rows, pa.string()) for name in schema.names},
+        schema=schema,
+    )
+
+
+def test_a_derived_table_gets_one_part_beside_every_part_of_its_source() -> None:
+    writer = StagingWriter(folder(), part_rows=4)
+    writer.derive("syslog", "alert_fields", _vendor_ids)
+    writer.add_many("syslog", rows(10))
+    batches = writer.close()
+    source = [b for b in batches if b.table == "syslog"]
+    derived = [b for b in batches if b.table == "alert_fields"]
+    assert [b.rows for b in source] == [b.rows for b in derived] == [4, 4, 2]
+    for s, d in zip(source, derived, strict=True):
+        assert read_batch(d)["vendor_id"].equals(read_batch(s)["vendor_id"]), "part n of both: the same records"
+    with pytest.raises(RuntimeError, match="after parts"):
+        writer.derive("syslog", "alert_fields", _vendor_ids)
+
+
+def test_an_atomic_block_that_fails_removes_its_derived_parts_too() -> None:
+    path = folder()
+    writer = StagingWriter(path, part_rows=2)
+    writer.derive("syslog", "alert_fields", _vendor_ids)
+    writer.add_many("syslog", rows(2))
+    with pytest.raises(ValueError, match="boom"), writer.atomic():
+        writer.add_many("syslog", rows(4, offset=2))
+        raise ValueError("boom")
+    batches = writer.close()
+    assert [(b.table, b.rows) for b in batches] == [("syslog", 2), ("alert_fields", 2)]
+    assert files(path) == ["alert_fields-00000.parquet", "syslog-00000.parquet"]
