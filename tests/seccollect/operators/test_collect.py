@@ -1,0 +1,116 @@
+"""BaseCollectOperator: the window it collects, when it refuses or skips, what it returns, how it fails."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk import DAG
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from seccollect.http.errors import VendorApiError
+from seccollect.operators.collect import BaseCollectOperator, parse_window_bound
+from seccollect.records.envelope import MsgOrigin
+from seccollect.staging.store import StagedBatch, read_batch
+
+START, END = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 1, 0, 5, tzinfo=UTC)
+ORIGIN = MsgOrigin("netskopewsg_event", "netskope", "netskope", "web_security")
+
+
+@pytest.fixture(autouse=True)
+def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SECCOLLECT_STAGING_URL", "file://" + str(tmp_path / "staging"))
+    monkeypatch.delenv("SECCOLLECT_STAGING_CONN_ID", raising=False)
+    return tmp_path / "staging"
+
+
+class _Collect(BaseCollectOperator):
+    """Stages ``records`` Syslog rows (and a side table the load never loads), or raises ``error``."""
+
+    def __init__(self, *, records: int = 3, error: Exception | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.records = records
+        self.error = error
+
+    def collect(self, writer, envelope, context) -> dict[str, Any]:
+        if self.error is not None:
+            raise self.error
+        for i in range(self.records):
+            writer.add("syslog", envelope.wrap(ORIGIN, {"id": i}, vendor_id=str(i), event_time=None))
+        writer.add("alert_latest", {"alert_key": "0" * 32, "event_time": START, "record_id": "1" * 32, "raw": "{}"})
+        return {"fetched": self.records}
+
+
+class _TaskInstance:
+    def __init__(self, map_index: int) -> None:
+        self.map_index = map_index
+
+
+def _operator(start: Any = START, end: Any = END, **kwargs: Any) -> _Collect:
+    with DAG("acme-netskope-x", schedule=None):
+        return _Collect(
+            task_id="collect_event", tenant="acme", instance_name="x", content_type="event",
+            window_start=start, window_end=end, **kwargs,
+        )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-03-01T00:00:00+00:00", START),
+        ("2026-03-01T01:00:00+01:00", START),  # another offset: the same instant, in UTC
+        ("2026-03-01T00:00:00", START),  # naive text is UTC
+        (datetime(2026, 3, 1, 2, tzinfo=timezone(timedelta(hours=2))), START),
+    ],
+)
+def test_window_bounds_are_parsed_as_utc(value, expected) -> None:
+    bound = parse_window_bound(value)
+    assert bound == expected and bound.tzinfo == UTC
+
+
+def test_it_stages_the_window_and_returns_paths_and_record_counts(staging: Path) -> None:
+    result = _operator().execute(context={})
+    assert result["window"] == [START.isoformat(), END.isoformat()]
+    assert result["fetched"] == 3
+    assert result["rows"] == 3, "records of indices only, not side tables"
+    batches = [StagedBatch.from_xcom(b) for b in result["batches"]]
+    assert {b.table for b in batches} == {"syslog", "alert_latest"}
+    rows = read_batch(next(b for b in batches if b.table == "syslog")).to_pylist()
+    assert {(r["tenant"], r["instance"], r["content_type"]) for r in rows} == {("acme", "x", "event")}
+    assert {(r["window_start"], r["window_end"]) for r in rows} == {(START, END)}
+    assert all(b.path.startswith("file://" + str(staging)) for b in batches)
+
+
+def test_a_mapped_task_instance_stages_in_its_own_folder() -> None:
+    first = _operator().execute(context={"ti": _TaskInstance(0)})
+    second = _operator().execute(context={"ti": _TaskInstance(1)})
+    # Each writer empties its own folder before its first part: siblings must not share one.
+    assert "/collect_event/0/" in first["batches"][0]["path"]
+    assert "/collect_event/1/" in second["batches"][0]["path"]
+    assert read_batch(StagedBatch.from_xcom(first["batches"][0])).num_rows == 3
+
+
+def test_an_empty_or_reversed_window_fails_without_retries() -> None:
+    # A bare cron schedule gives data_interval_start == data_interval_end: refusing beats reading nothing.
+    with pytest.raises(AirflowFailException, match="Empty collection window"):
+        _operator(START, START).execute(context={})
+    with pytest.raises(AirflowFailException, match="Empty collection window"):
+        _operator(END, START).execute(context={})
+
+
+def test_a_window_the_subclass_does_not_collect_is_skipped() -> None:
+    operator = _operator()
+    operator.should_collect = lambda start, end: False  # type: ignore[method-assign]
+    with pytest.raises(AirflowSkipException):
+        operator.execute(context={})
+
+
+@pytest.mark.parametrize(("status", "fatal"), [(401, True), (403, True), (404, True), (429, False), (503, False)])
+def test_fatal_vendor_errors_fail_without_retries_others_are_retried(status: int, fatal: bool) -> None:
+    error = VendorApiError(vendor="Netskope", endpoint="GET /api/v2/events/data/page", status=status)
+    with pytest.raises(AirflowFailException if fatal else VendorApiError) as raised:
+        _operator(error=error).execute(context={})
+    assert "GET /api/v2/events/data/page" in str(raised.value)
+    assert isinstance(raised.value, AirflowFailException) is fatal
