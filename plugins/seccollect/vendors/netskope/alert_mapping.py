@@ -67,11 +67,18 @@ def alert_fields(syslog_part: pa.Table) -> pa.Table:
     return _extract_fields(syslog_part.select(["vendor_id", "raw"]), None).cast(arrow_schema("alert_fields"))
 
 
+class FieldsOutOfStep(ValueError):
+    """Staged ``alert_fields`` that do not hold the records of their Syslog part: only re-collecting the
+    window fixes it, so the mapping task fails without retries."""
+
+
 def with_fields(syslog_part: pa.Table, fields_part: pa.Table) -> pa.Table:
-    """A Syslog part's link columns beside its staged ``alert_fields`` (the mapping's input); raises if
-    the two are not row for row the same records."""
+    """A Syslog part's link columns beside its staged ``alert_fields`` (the mapping's input); raises
+    :class:`FieldsOutOfStep` if the two are not row for row the same records."""
     if fields_part.num_rows != syslog_part.num_rows or not fields_part["vendor_id"].equals(syslog_part["vendor_id"]):
-        raise ValueError("Staged alert_fields are out of step with their Syslog part; re-run the window's collect task")
+        raise FieldsOutOfStep(
+            "Staged alert_fields are out of step with their Syslog part; re-run the window's collect task"
+        )
     data = syslog_part.select(list(_LINK_ENVELOPE))
     for name in fields_part.column_names[1:]:
         data = data.append_column(name, fields_part[name])

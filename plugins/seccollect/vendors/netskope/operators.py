@@ -174,10 +174,11 @@ class NetskopeAlertMappingOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         import duckdb
+        from airflow.sdk.exceptions import AirflowFailException
 
         from seccollect.operators.collect import parse_window_bound
         from seccollect.staging.store import StagedBatch, StagingWriter, window_folder
-        from seccollect.vendors.netskope.alert_mapping import map_window
+        from seccollect.vendors.netskope.alert_mapping import FieldsOutOfStep, map_window
 
         collected = context["ti"].xcom_pull(task_ids=self.collect_task_id)
         window = collected["window"]
@@ -187,6 +188,8 @@ class NetskopeAlertMappingOperator(BaseOperator):
         con = duckdb.connect()
         try:
             mapped = map_window(batches, writer, con)
+        except FieldsOutOfStep as exc:
+            raise AirflowFailException(str(exc)) from exc
         finally:
             con.close()
         staged = writer.close()

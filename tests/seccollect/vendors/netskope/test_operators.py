@@ -164,3 +164,39 @@ def test_v1_instance_refuses_v2_only_content_types() -> None:
              "api_version": "v1", "content_types": ["alert", "page"]},
             Path("x.yaml"),
         )
+
+
+class _TaskInstance:
+    def __init__(self, xcom: dict) -> None:
+        self.xcom = xcom
+
+    def xcom_pull(self, task_ids: str):
+        return self.xcom[task_ids]
+
+
+def test_mapping_fails_without_retries_when_staged_fields_are_out_of_step(staging) -> None:
+    from airflow.sdk import DAG, ObjectStoragePath
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from seccollect.records.envelope import EnvelopeContext, MsgOrigin
+    from seccollect.staging.store import StagingWriter
+    from seccollect.vendors.netskope.alert_mapping import alert_fields
+    from seccollect.vendors.netskope.operators import NetskopeAlertMappingOperator
+
+    start, end = NETSKOPE_START, NETSKOPE_START + timedelta(minutes=5)
+    envelope = EnvelopeContext("acme", "unit", "alert", start, end, start)
+    origin = MsgOrigin("netskopewsg_alert", "netskope", "netskope", "web_security")
+    staged = []
+    for _id in ("a1", "a2"):  # one Syslog part (and its fields) per raw alert
+        writer = StagingWriter(ObjectStoragePath(f"file://{staging}/{_id}"))
+        writer.derive("syslog", "alert_fields", alert_fields)
+        raw = {"_id": _id, "type": "breach", "breach_id": "b-1", "user": "ana@example.org"}
+        writer.add("syslog", envelope.wrap(origin, raw, vendor_id=_id, event_time=start))
+        staged.append({b.table: b.to_xcom() for b in writer.close()})
+    # Each Syslog part paired with the other part's fields: the same row counts, other records.
+    batches = [staged[0]["syslog"], staged[1]["alert_fields"], staged[1]["syslog"], staged[0]["alert_fields"]]
+    collected = {"window": [start.isoformat(), end.isoformat()], "batches": batches}
+    with DAG("acme-netskope-unit", schedule=None):
+        operator = NetskopeAlertMappingOperator(task_id="map_alerts", collect_task_id="collect_alert")
+    with pytest.raises(AirflowFailException, match="out of step"):
+        operator.execute(context={"ti": _TaskInstance({"collect_alert": collected})})
