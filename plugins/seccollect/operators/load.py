@@ -80,4 +80,20 @@ class WarehouseLoadOperator(BaseOperator):
             )
         summary = report.to_xcom()
         self.log.info("Loaded window %s .. %s of %s: %s", key.window_start, key.window_end, self.content_type, summary)
+        self._prune_staging()
         return summary
+
+    def _prune_staging(self) -> None:
+        """Remove this DAG's staged windows older than the retention; never fails the (committed) load."""
+        from seccollect.staging.store import STAGING_RETENTION_ENV, prune_staging, staging_retention
+
+        try:
+            retention = staging_retention()
+            if retention is None:
+                return
+            pruned = prune_staging(self.dag_id, retention)
+        except Exception:  # the window is loaded; a pruning problem must not fail or retry it
+            self.log.warning("Could not prune old staged windows (%s)", STAGING_RETENTION_ENV, exc_info=True)
+            return
+        if pruned:
+            self.log.info("Pruned %d staged window(s) older than %s: %s", len(pruned), retention, ", ".join(pruned))

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from seccollect.records.indices import ALERT_FIELDS, ALERT_LATEST_LINKS, ALERT_SOURCES, INDICES, Column
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 STAGING_URL_ENV = "SECCOLLECT_STAGING_URL"
 #: Airflow connection used to reach a remote staging root (e.g. an aws connection for s3://).
 STAGING_CONN_ENV = "SECCOLLECT_STAGING_CONN_ID"
+
+#: Hours a window's staged parts are kept after the last of them was written; the load tasks of the
+#: same DAG prune older windows after they commit. ``0`` keeps everything.
+STAGING_RETENTION_ENV = "SECCOLLECT_STAGING_RETENTION_HOURS"
+DEFAULT_RETENTION_HOURS = 168
 
 #: Rows per Parquet part: bounds the memory of a collect task whatever the window's volume.
 DEFAULT_PART_ROWS = 50_000
@@ -74,8 +79,11 @@ def staging_root() -> ObjectStoragePath:
     return ObjectStoragePath(url, conn_id=conn_id) if conn_id else ObjectStoragePath(url)
 
 
+_STAMP = "%Y%m%dT%H%M%SZ"  # window bounds in folder names
+
+
 def _stamp(value: datetime) -> str:
-    return value.strftime("%Y%m%dT%H%M%SZ")
+    return value.strftime(_STAMP)
 
 
 @dataclass(frozen=True)
@@ -320,3 +328,41 @@ def iter_batches(
     for batch in batches:
         if batch.table == table:
             yield read_batch(batch, columns)
+
+
+def staging_retention() -> timedelta | None:
+    """How long staged windows are kept (:data:`STAGING_RETENTION_ENV`); ``None`` = forever."""
+    hours = float(os.environ.get(STAGING_RETENTION_ENV) or DEFAULT_RETENTION_HOURS)
+    return timedelta(hours=hours) if hours > 0 else None
+
+
+def prune_staging(dag_id: str, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+    """Delete the staged windows of ``dag_id`` whose newest file is older than ``older_than``.
+
+    Age is taken from the files, not from the window's dates, so a backfill of last year's windows is
+    not pruned before its load runs; the dates only spare the listing of windows that ended after the
+    cutoff (their files were written after the window closed, so they are younger). A window folder
+    without files is left alone (a collect task may be about to write into it). Returns the window
+    folders removed.
+    """
+    cutoff = (now or datetime.now(UTC)) - older_than
+    dag_folder = staging_root() / dag_id
+    if not dag_folder.exists():
+        return []
+    removed = []
+    for window in sorted(dag_folder.iterdir(), key=str):
+        try:
+            window_end = datetime.strptime(window.name.split("--")[1], _STAMP).replace(tzinfo=UTC)
+        except (IndexError, ValueError):
+            continue  # not a window folder of ours
+        if window_end >= cutoff:
+            continue
+        try:
+            files = [path for path in window.rglob("*") if path.is_file()]
+            if not files or max(path.stat().st_mtime for path in files) >= cutoff.timestamp():
+                continue
+            window.rmdir(recursive=True)
+        except FileNotFoundError:
+            continue  # another load task of this DAG pruned it first
+        removed.append(window.name)
+    return removed

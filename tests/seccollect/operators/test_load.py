@@ -45,3 +45,48 @@ def test_a_warehouse_with_an_earlier_schema_fails_without_retries(warehouse_conn
             wh._execute("ALTER TABLE alert_sources ADD COLUMN raw VARCHAR")
     with pytest.raises(AirflowFailException, match=r"alert_sources: column\(s\) raw this version does not write"):
         _run({})
+
+
+def _old_staged_window(root, dag_id: str):
+    """A window staged 30 days ago (its part's file dated then)."""
+    import os
+    from datetime import timedelta
+
+    from airflow.sdk import ObjectStoragePath
+
+    folder = root / dag_id / "20260101T000000Z--20260101T000500Z" / "collect_event"
+    folder.mkdir(parents=True)
+    part = folder / "syslog-00000.parquet"
+    part.write_bytes(b"old")
+    old = (datetime.now(UTC) - timedelta(days=30)).timestamp()
+    os.utime(part, (old, old))
+    assert ObjectStoragePath(f"file://{part}").exists()
+    return folder.parent
+
+
+def test_a_load_prunes_its_dags_staged_windows_past_the_retention(warehouse_conn: str, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SECCOLLECT_STAGING_URL", f"file://{tmp_path}/staging")
+    monkeypatch.delenv("SECCOLLECT_STAGING_RETENTION_HOURS", raising=False)
+    mine = _old_staged_window(tmp_path / "staging", "acme-netskope-x")
+    other = _old_staged_window(tmp_path / "staging", "acme-netskope-y")
+    _run({"collect_event": {"window": [START.isoformat(), END.isoformat()], "batches": []}})
+    assert not mine.exists() and other.exists()
+
+    # Retention 0 keeps everything.
+    kept = _old_staged_window(tmp_path / "staging", "acme-netskope-x")
+    monkeypatch.setenv("SECCOLLECT_STAGING_RETENTION_HOURS", "0")
+    _run({"collect_event": {"window": [START.isoformat(), END.isoformat()], "batches": []}})
+    assert kept.exists()
+
+
+def test_a_pruning_failure_does_not_fail_the_committed_load(warehouse_conn: str, tmp_path, monkeypatch) -> None:
+    import seccollect.staging.store as store
+
+    def broken(*args: Any, **kwargs: Any) -> list[str]:
+        raise PermissionError("staging is read-only")
+
+    monkeypatch.setenv("SECCOLLECT_STAGING_URL", f"file://{tmp_path}/staging")
+    monkeypatch.setattr(store, "prune_staging", broken)
+    assert _run({"collect_event": {"window": [START.isoformat(), END.isoformat()], "batches": []}})["tables"] == {}
+    with open_warehouse("seccollect_warehouse") as wh:
+        assert len(wh.query("SELECT * FROM collection_ledger")) == 1

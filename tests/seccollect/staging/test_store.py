@@ -299,3 +299,86 @@ def test_an_atomic_block_that_fails_removes_its_derived_parts_too() -> None:
     batches = writer.close()
     assert [(b.table, b.rows) for b in batches] == [("syslog", 2), ("alert_fields", 2)]
     assert files(path) == ["alert_fields-00000.parquet", "syslog-00000.parquet"]
+
+
+# --- retention -------------------------------------------------------------------------------------
+
+DAY = timedelta(days=1)
+
+
+def _stage_window(dag_id: str, start: datetime, *, written: datetime | None, task_id: str = "collect_event"):
+    """A window's staged part, its file dated ``written`` (None: an empty window folder)."""
+    import os
+
+    path = window_folder(dag_id, start, start + timedelta(minutes=5), task_id)
+    if written is None:
+        path.mkdir(parents=True, exist_ok=True)
+        return path.parent
+    writer = StagingWriter(path)
+    writer.add_many("syslog", rows(1))
+    (batch,) = writer.close()
+    local = batch.path.removeprefix("file://")
+    os.utime(local, (written.timestamp(), written.timestamp()))
+    return path.parent
+
+
+def test_prune_removes_windows_whose_files_are_older_than_the_retention(root: Path) -> None:
+    from seccollect.staging.store import prune_staging
+
+    now = datetime(2026, 3, 20, tzinfo=UTC)
+    old = _stage_window("dag-a", now - 10 * DAY, written=now - 10 * DAY)
+    recent = _stage_window("dag-a", now - 2 * DAY, written=now - 2 * DAY)
+    # A backfill of an old window, staged an hour ago: its dates are old, its files are not.
+    backfilled = _stage_window("dag-a", now - 30 * DAY, written=now - timedelta(hours=1))
+    empty_old = _stage_window("dag-a", now - 9 * DAY, written=None)
+    other_dag = _stage_window("dag-b", now - 10 * DAY, written=now - 10 * DAY)
+    (root / "dag-a" / "not-a-window").mkdir()
+
+    assert prune_staging("dag-a", 7 * DAY, now=now) == [old.name]
+    assert not old.exists()
+    assert recent.exists() and backfilled.exists() and empty_old.exists(), "only old files are pruned"
+    assert other_dag.exists(), "a load prunes its own DAG's windows only"
+    assert (root / "dag-a" / "not-a-window").exists()
+    assert prune_staging("dag-a", 7 * DAY, now=now) == []
+    assert prune_staging("dag-missing", 7 * DAY, now=now) == []
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, timedelta(hours=168)), ("0", None), ("1.5", timedelta(hours=1.5))])
+def test_staging_retention_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, value, expected) -> None:
+    from seccollect.staging.store import STAGING_RETENTION_ENV, staging_retention
+
+    if value is None:
+        monkeypatch.delenv(STAGING_RETENTION_ENV, raising=False)
+    else:
+        monkeypatch.setenv(STAGING_RETENTION_ENV, value)
+    assert staging_retention() == expected
+
+
+def test_staging_on_s3_writes_reads_and_prunes(s3, moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A multi-worker staging root (``s3://``, moto here): parts round-trip, and old windows are pruned."""
+    from seccollect.staging.store import prune_staging
+
+    s3.create_bucket(Bucket="seccollect-staging")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_STAGING_S3",
+        json.dumps({"conn_type": "aws", "login": "AKIAEXAMPLE", "password": "secret",
+                    "extra": {"endpoint_url": moto_url, "region_name": "us-east-1"}}),
+    )
+    monkeypatch.setenv("SECCOLLECT_STAGING_URL", "s3://seccollect-staging/root")
+    monkeypatch.setenv("SECCOLLECT_STAGING_CONN_ID", "staging_s3")
+    writer = StagingWriter(folder(), part_rows=2)
+    writer.add_many("syslog", rows(3))
+    batches = writer.close()
+    assert [b.path.split("/root/", 1)[1] for b in batches] == [
+        "acme-netskope-main/20260301T000500Z--20260301T001000Z/collect_event/syslog-00000.parquet",
+        "acme-netskope-main/20260301T000500Z--20260301T001000Z/collect_event/syslog-00001.parquet",
+    ]
+    assert sum(read_batch(b).num_rows for b in batches) == 3
+
+    now = datetime.now(UTC)
+    assert prune_staging("acme-netskope-main", timedelta(days=7), now=now) == [], "just written: kept"
+    assert prune_staging("acme-netskope-main", timedelta(days=7), now=now + timedelta(days=8)) == [
+        "20260301T000500Z--20260301T001000Z"
+    ]
+    listed = s3.list_objects_v2(Bucket="seccollect-staging", Prefix="root/acme-netskope-main/")
+    assert listed.get("KeyCount", 0) == 0
