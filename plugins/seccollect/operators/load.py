@@ -15,7 +15,9 @@ class WarehouseLoadOperator(BaseOperator):
     """Load what upstream tasks staged for this run's window, idempotently.
 
     Rows whose ``record_id`` is already present are skipped, so clearing, re-running or backfilling
-    a window never duplicates anything; the window's ledger entry commits with its rows.
+    a window never duplicates anything; the window's ledger entry commits with its rows. After the
+    commit it prunes the DAG's staged windows past the staging retention (see
+    :func:`~seccollect.staging.store.prune_staging`).
 
     :param source_task_ids: upstream tasks whose XCom lists staged batches (collect, map, …).
     :param content_type: the content type the window belongs to (ledger key).

@@ -318,7 +318,14 @@ def read_batch(batch: StagedBatch, columns: Sequence[str] | None = None) -> pa.T
 
     conn_id = os.environ.get(STAGING_CONN_ENV)
     path = ObjectStoragePath(batch.path, conn_id=conn_id) if conn_id else ObjectStoragePath(batch.path)
-    with path.open("rb") as fh:
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"Staged part {batch.path} is gone (pruned after {STAGING_RETENTION_ENV}, or deleted): "
+            "clear this window's collect task(s) too, not only this task"
+        ) from exc
+    with fh:
         return pq.read_table(fh, columns=list(columns) if columns else None, schema=arrow_schema(batch.table))
 
 

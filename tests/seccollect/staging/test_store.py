@@ -200,7 +200,7 @@ def test_read_batch_of_a_deleted_part_raises() -> None:
     writer.add_many("syslog", rows(1))
     batch = writer.close()[0]
     Path(batch.path.removeprefix("file://")).unlink()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="clear this window's collect task"):
         read_batch(batch)
 
 
