@@ -149,6 +149,15 @@ def netskope_sim(netskope_dataset, monkeypatch: pytest.MonkeyPatch):
         yield app
 
 
+@pytest.fixture
+def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A local staging root of the test's own (``SECCOLLECT_STAGING_URL``; no remote connection)."""
+    root = tmp_path / "staging"
+    monkeypatch.setenv("SECCOLLECT_STAGING_URL", "file://" + str(root))
+    monkeypatch.delenv("SECCOLLECT_STAGING_CONN_ID", raising=False)
+    return root
+
+
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """A moto server (S3 and STS) in this process, on a free port of 127.0.0.1, shared by the session."""

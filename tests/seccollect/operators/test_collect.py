@@ -19,11 +19,7 @@ START, END = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 1, 0, 5, tzinfo
 ORIGIN = MsgOrigin("netskopewsg_event", "netskope", "netskope", "web_security")
 
 
-@pytest.fixture(autouse=True)
-def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SECCOLLECT_STAGING_URL", "file://" + str(tmp_path / "staging"))
-    monkeypatch.delenv("SECCOLLECT_STAGING_CONN_ID", raising=False)
-    return tmp_path / "staging"
+pytestmark = pytest.mark.usefixtures("staging")  # every test stages into its own local folder
 
 
 class _Collect(BaseCollectOperator):

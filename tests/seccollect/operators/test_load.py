@@ -64,28 +64,26 @@ def _old_staged_window(root, dag_id: str):
     return folder.parent
 
 
-def test_a_load_prunes_its_dags_staged_windows_past_the_retention(warehouse_conn: str, tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("SECCOLLECT_STAGING_URL", f"file://{tmp_path}/staging")
+def test_a_load_prunes_its_dags_staged_windows_past_the_retention(warehouse_conn: str, staging, monkeypatch) -> None:
     monkeypatch.delenv("SECCOLLECT_STAGING_RETENTION_HOURS", raising=False)
-    mine = _old_staged_window(tmp_path / "staging", "acme-netskope-x")
-    other = _old_staged_window(tmp_path / "staging", "acme-netskope-y")
+    mine = _old_staged_window(staging, "acme-netskope-x")
+    other = _old_staged_window(staging, "acme-netskope-y")
     _run({"collect_event": {"window": [START.isoformat(), END.isoformat()], "batches": []}})
     assert not mine.exists() and other.exists()
 
     # Retention 0 keeps everything.
-    kept = _old_staged_window(tmp_path / "staging", "acme-netskope-x")
+    kept = _old_staged_window(staging, "acme-netskope-x")
     monkeypatch.setenv("SECCOLLECT_STAGING_RETENTION_HOURS", "0")
     _run({"collect_event": {"window": [START.isoformat(), END.isoformat()], "batches": []}})
     assert kept.exists()
 
 
-def test_a_pruning_failure_does_not_fail_the_committed_load(warehouse_conn: str, tmp_path, monkeypatch) -> None:
+def test_a_pruning_failure_does_not_fail_the_committed_load(warehouse_conn: str, staging, monkeypatch) -> None:
     import seccollect.staging.store as store
 
     def broken(*args: Any, **kwargs: Any) -> list[str]:
         raise PermissionError("staging is read-only")
 
-    monkeypatch.setenv("SECCOLLECT_STAGING_URL", f"file://{tmp_path}/staging")
     monkeypatch.setattr(store, "prune_staging", broken)
     assert _run({"collect_event": {"window": [START.isoformat(), END.isoformat()], "batches": []}})["tables"] == {}
     with open_warehouse("seccollect_warehouse") as wh:

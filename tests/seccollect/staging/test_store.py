@@ -30,10 +30,9 @@ ORIGIN = MsgOrigin("netskopewsg_event", "netskope", "netskope", "web_security")
 
 
 @pytest.fixture(autouse=True)
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SECCOLLECT_STAGING_URL", "file://" + str(tmp_path / "staging"))
-    monkeypatch.delenv("SECCOLLECT_STAGING_CONN_ID", raising=False)
-    return tmp_path / "staging"
+def root(staging: Path) -> Path:
+    """Every test stages into its own local folder (the shared ``staging`` fixture)."""
+    return staging
 
 
 def rows(n: int, offset: int = 0) -> list[dict[str, Any]]:

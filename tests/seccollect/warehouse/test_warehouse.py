@@ -27,12 +27,7 @@ EVENT = MsgOrigin("netskopewsg_event", "netskope", "netskope", "web_security")
 ALERT = MsgOrigin("netskopewsg_alert", "netskope", "netskope", "web_security")
 
 
-@pytest.fixture(autouse=True)
-def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "staging"
-    monkeypatch.setenv("SECCOLLECT_STAGING_URL", "file://" + str(root))
-    monkeypatch.delenv("SECCOLLECT_STAGING_CONN_ID", raising=False)
-    return root
+pytestmark = pytest.mark.usefixtures("staging")  # every test stages into its own local folder
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -53,12 +53,6 @@ def test_consecutive_windows_take_exactly_one_snapshot_per_day() -> None:
         assert taken == len(midnights) >= 2, minutes
 
 
-@pytest.fixture
-def staging(tmp_path, monkeypatch):
-    monkeypatch.setenv("SECCOLLECT_STAGING_URL", f"file://{tmp_path}/staging")
-    return tmp_path / "staging"
-
-
 def _operator(content_type: str, start: datetime, end: datetime, **kwargs):
     from seccollect.vendors.netskope.operators import NetskopeCollectOperator
 
