@@ -429,13 +429,46 @@ def _warm_up(backend: str) -> None:
         import airflow.providers.postgres.hooks.postgres  # noqa: F401
 
 
-def run_window(bucket: str, warehouse_conn_id: str, batch_size: int, phases: dict[str, float]) -> dict[str, Any]:
-    """The DAG's tasks for the window, one after the other in this process: list, collect per batch, load.
+def _collect_one(index: int, objects: list[dict[str, Any]], bucket: str) -> dict[str, Any]:
+    """One mapped collect task (``S3LogBatchOperator.execute`` for batch ``index``)."""
+    from seccollect.vendors.aws.operators import S3LogBatchOperator
 
-    Returns what the list task pushed as ``listing``, the collect results and the load summary.
+    window = {"window_start": WINDOW_START.isoformat(), "window_end": WINDOW_END.isoformat()}
+    with _dag():
+        collect = S3LogBatchOperator(task_id="collect_cloudtrail", objects=objects, tenant=TENANT,
+                                     instance_name=INSTANCE, aws_conn_id=AWS_CONN_ID, bucket=bucket,
+                                     sub_type="cloudtrail", **window)
+    return collect.execute({"ti": FakeTI(map_index=index)})
+
+
+def _pooled_collect(index: int, objects: list[dict[str, Any]], bucket: str) -> dict[str, Any]:
+    """(pool worker) :func:`_collect_one`, plus what it cost this worker: seconds, CPU seconds, the
+    Parquet write seconds (see :func:`_instrument`) and the worker's peak RSS so far."""
+    written = _TOTALS.get("collect: Parquet write", 0.0)
+    start, cpu = time.perf_counter(), time.process_time()
+    result = _collect_one(index, objects, bucket)
+    return {"result": result, "seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu,
+            "parquet_write": _TOTALS.get("collect: Parquet write", 0.0) - written, "peak_rss_mib": _rss_mib()}
+
+
+def _warm_worker() -> None:
+    """(pool initializer) What a warm worker process has: the collect path run once on the warm-up
+    bucket (botocore models, fsspec, Arrow and Parquet writers)."""
+    _collect_one(1_000 + os.getpid() % 1_000, [], WARM_UP_BUCKET)
+
+
+def run_window(bucket: str, warehouse_conn_id: str, batch_size: int, phases: dict[str, float],
+               pool: Any = None) -> dict[str, Any]:
+    """The DAG's tasks for the window: list, collect per batch, load.
+
+    Without ``pool`` every task runs in this process, one after the other. With ``pool`` (a process
+    pool of a worker's slots), the mapped collect tasks run in its processes, as many at once as it has
+    processes, the way a Celery or local executor worker with that many slots runs a mapped task's
+    instances; list and load run here. Returns what the list task pushed as ``listing``, the collect
+    results, the load summary and, with a pool, the collect tasks' own costs.
     """
     from seccollect.operators.load import WarehouseLoadOperator
-    from seccollect.vendors.aws.operators import S3LogBatchOperator, S3LogListOperator
+    from seccollect.vendors.aws.operators import S3LogListOperator
 
     window = {"window_start": WINDOW_START.isoformat(), "window_end": WINDOW_END.isoformat()}
     aws = {"aws_conn_id": AWS_CONN_ID, "bucket": bucket, "sub_type": "cloudtrail"}
@@ -446,31 +479,45 @@ def run_window(bucket: str, warehouse_conn_id: str, batch_size: int, phases: dic
     ti = FakeTI()
     batches = lister.execute({"ti": ti})
     phases["list"] = time.perf_counter() - start
-    results = []
-    for index, objects in enumerate(batches):
-        with _dag():
-            collect = S3LogBatchOperator(task_id="collect_cloudtrail", objects=objects, tenant=TENANT,
-                                         instance_name=INSTANCE, **aws, **window)
-        results.append(collect.execute({"ti": FakeTI(map_index=index)}))
+    costs: list[dict[str, Any]] = []
+    if pool is None:
+        results = [_collect_one(index, objects, bucket) for index, objects in enumerate(batches)]
+    else:
+        futures = [pool.submit(_pooled_collect, index, objects, bucket) for index, objects in enumerate(batches)]
+        costs = [future.result() for future in futures]
+        results = [cost.pop("result") for cost in costs]
     phases["collect"] = time.perf_counter() - start - phases["list"]
     with _dag():
         loader = WarehouseLoadOperator(task_id="load_cloudtrail", source_task_ids=["collect_cloudtrail"],
                                        content_type="cloudtrail", warehouse_conn_id=warehouse_conn_id)
     summary = loader.execute({"ti": FakeTI(pulled={"collect_cloudtrail": results}), "run_id": "bench"})
     phases["load"] = time.perf_counter() - start - phases["list"] - phases["collect"]
-    return {"listing": ti.pushed["listing"], "results": results, "summary": summary}
+    return {"listing": ti.pushed["listing"], "results": results, "summary": summary, "costs": costs}
 
 
 def child_ours(endpoint: str, backend: str, target: str, staging: str, batch_size: int,
-               profile: str | None = None) -> dict[str, Any]:
-    """(child) list -> collect (one task per batch, sequentially) -> load, as the DAG's tasks do.
+               workers: int = 1, profile: str | None = None) -> dict[str, Any]:
+    """(child) list -> collect (one task per batch) -> load, as the DAG's tasks do.
 
-    Before the timer, the same tasks run once over a one-object bucket into a throw-away DuckDB file
-    (imports, botocore models, provider and fsspec set-up: what a warm worker has), and the target
-    warehouse's tables are created (a warehouse in use has them).
+    ``workers`` > 1: the collect tasks run in a pool of that many forked processes (a worker's
+    slots), see :func:`run_window`. Before the timer, the same tasks run once over a one-object bucket
+    into a throw-away DuckDB file (imports, botocore models, provider and fsspec set-up: what a warm
+    worker has), each pool process runs one collect task on that bucket, and the target warehouse's
+    tables are created (a warehouse in use has them).
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     _connections(endpoint, backend, target, staging)
     _warm_up(backend)
+    parts = _instrument(backend)
+    pool = None
+    if workers > 1:
+        # Forked before this process opens DuckDB (whose threads a fork would not carry over).
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_warm_worker)
+        for future in [pool.submit(time.sleep, 0.5) for _ in range(workers)]:
+            future.result()
     from seccollect.warehouse import open_warehouse
 
     os.environ["AIRFLOW_CONN_WARM_UP_WAREHOUSE"] = json.dumps(
@@ -478,7 +525,8 @@ def child_ours(endpoint: str, backend: str, target: str, staging: str, batch_siz
     run_window(WARM_UP_BUCKET, "warm_up_warehouse", batch_size, {})
     with open_warehouse(WAREHOUSE_CONN_ID) as warehouse:
         warehouse.ensure_schema()
-    parts = _instrument(backend)
+    for key in parts:
+        parts[key] = 0.0
     rss_before = _rss_mib()
     profiler = None
     if profile:
@@ -488,20 +536,31 @@ def child_ours(endpoint: str, backend: str, target: str, staging: str, batch_siz
         profiler.enable()
     phases: dict[str, float] = {}
     start = time.perf_counter()
-    run = run_window(BUCKET, WAREHOUSE_CONN_ID, batch_size, phases)
+    run = run_window(BUCKET, WAREHOUSE_CONN_ID, batch_size, phases, pool)
     seconds = time.perf_counter() - start
-    parts = {
-        "list task": phases["list"],
-        "collect: GET, gunzip, parse, envelope, Arrow": phases["collect"] - parts["collect: Parquet write"],
-        "collect: Parquet write": parts["collect: Parquet write"],
-        "load: Parquet read": parts["load: Parquet read"],
-        "load: insert absent rows": parts["load: insert absent rows"],
-        "load: commit, ledgers, connect": (phases["load"] - parts["load: Parquet read"]
-                                           - parts["load: insert absent rows"]),
-    }
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile)
+    costs = run["costs"]
+    written = sum(c["parquet_write"] for c in costs) if costs else parts["collect: Parquet write"]
+    load_insert = parts["load: read staged parts, insert absent rows"]
+    breakdown = {
+        "list task": phases["list"],
+        "collect (wall)": phases["collect"],
+        "load: read staged parts, insert absent rows": load_insert,
+        "load: commit, ledgers, connect": phases["load"] - load_insert,
+    }
+    if costs:
+        busy = sum(c["seconds"] for c in costs)
+        breakdown.update({
+            "collect tasks, summed: GET, gunzip, parse, envelope, Arrow": busy - written,
+            "collect tasks, summed: Parquet write": written,
+            "collect tasks, summed: CPU": sum(c["cpu"] for c in costs),
+        })
+    else:
+        breakdown["collect: Parquet write"] = written
+    if pool is not None:
+        pool.shutdown()
     results, summary = run["results"], run["summary"]
     with open_warehouse(WAREHOUSE_CONN_ID) as warehouse:
         rows = warehouse.query("SELECT count(*) FROM aws_events")[0][0]
@@ -509,22 +568,27 @@ def child_ours(endpoint: str, backend: str, target: str, staging: str, batch_siz
     return {
         "seconds": seconds, "phases": phases, "rows": rows, "inserted": summary["tables"]["aws_events"]["inserted"],
         "objects_in_ledger": ledger[0], "records_in_ledger": int(ledger[1] or 0),
-        "tasks": 2 + len(results), "list_requests": run["listing"]["list_requests"],
+        "tasks": 2 + len(results), "workers": workers, "list_requests": run["listing"]["list_requests"],
         "get_requests": sum(r["get_requests"] for r in results),
-        "parts": sum(len(r["batches"]) for r in results), "rss_before_mib": rss_before, "breakdown": parts,
+        "parts": sum(len(r["batches"]) for r in results), "rss_before_mib": rss_before, "breakdown": breakdown,
+        "worker_peak_rss_mib": max((c["peak_rss_mib"] for c in costs), default=0.0),
     }
 
 
+#: Running totals of the instrumented steps in this process (see :func:`_instrument`).
+_TOTALS: dict[str, float] = {}
+
+
 def _instrument(backend: str) -> dict[str, float]:
-    """Time the staging write, the staging read and the warehouse insert inside the tasks by wrapping
-    them (one wrapper call per Parquet part, nothing per record); returns the running totals."""
+    """Time the staging write and the warehouse insert inside the tasks by wrapping them (one wrapper
+    call per Parquet part or per table of a window, nothing per record); returns the running totals
+    (:data:`_TOTALS`, which forked pool processes carry on separately)."""
     import pyarrow.parquet as pq
 
-    import seccollect.staging.store as store
     from seccollect.warehouse.duckdb import DuckDBWarehouse
     from seccollect.warehouse.postgres import PostgresWarehouse
 
-    totals = {"collect: Parquet write": 0.0, "load: Parquet read": 0.0, "load: insert absent rows": 0.0}
+    _TOTALS.update({"collect: Parquet write": 0.0, "load: read staged parts, insert absent rows": 0.0})
 
     def timed(function: Any, label: str) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -532,15 +596,14 @@ def _instrument(backend: str) -> dict[str, float]:
             try:
                 return function(*args, **kwargs)
             finally:
-                totals[label] += time.perf_counter() - start
+                _TOTALS[label] += time.perf_counter() - start
 
         return wrapper
 
     pq.write_table = timed(pq.write_table, "collect: Parquet write")
-    store.read_batch = timed(store.read_batch, "load: Parquet read")
     cls = DuckDBWarehouse if backend == "duckdb" else PostgresWarehouse
-    cls._insert_absent = timed(cls._insert_absent, "load: insert absent rows")
-    return totals
+    cls._insert_parts = timed(cls._insert_parts, "load: read staged parts, insert absent rows")
+    return _TOTALS
 
 
 def _non_scalar_to_json(df: Any) -> Any:
@@ -709,6 +772,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=2_000, help="records per object (2,000)")
     parser.add_argument("--accounts", type=int, default=10, help="accounts under the org trail (10)")
     parser.add_argument("--batch-size", type=int, default=50, help="objects per collect task (the default, 50)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes the collect tasks run in at once: the worker's slots (the cores)")
     parser.add_argument("--backends", default="duckdb,postgres", help="comma-separated: duckdb, postgres")
     parser.add_argument("--repeat", type=int, default=1, help="throughput runs per path (median)")
     parser.add_argument("--big-records", type=int, default=500_000, help="records of the one large object")
@@ -716,7 +781,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history-accounts", type=int, default=4, help="accounts in the history buckets")
     parser.add_argument("--day-objects", type=int, default=288, help="objects per account on the window's day")
     parser.add_argument("--history-per-day", type=int, default=24, help="objects per account on earlier days")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: throughput, list, memory")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated parts to skip: throughput, baseline (then no ratio), list, memory")
     parser.add_argument("--profile", help="write a cProfile of the first 'ours' run to this file")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true",
@@ -758,7 +824,7 @@ def main(argv: list[str] | None = None) -> int:
             note(f"  {data['events']:,} events, {data['json_mib']:.0f} MiB JSON, {data['gzip_mib']:.0f} MiB gzip "
                  f"in {time.perf_counter() - t:.0f} s")
             report["data"] = {k: v for k, v in data.items() if k != "keys"}
-            report["throughput"] = throughput(args, endpoint, root, data, backends)
+            report["throughput"] = throughput(args, endpoint, root, data, backends, skip)
         if "list" not in skip:
             report["list"] = list_cost(args, endpoint, client, root)
         if "memory" not in skip:
@@ -777,7 +843,7 @@ def note(text: str) -> None:
 
 
 def throughput(args: argparse.Namespace, endpoint: str, root: Path, data: dict[str, Any],
-               backends: list[str]) -> dict[str, Any]:
+               backends: list[str], skip: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for backend in backends:
         runs: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}
@@ -790,7 +856,10 @@ def throughput(args: argparse.Namespace, endpoint: str, root: Path, data: dict[s
                     if kind == "ours":
                         profile = args.profile if args.profile and not runs["ours"] else None
                         run = run_child("ours", endpoint=endpoint, backend=backend, target=target,
-                                        staging=str(staging), batch_size=args.batch_size, profile=profile)
+                                        staging=str(staging), batch_size=args.batch_size, workers=args.workers,
+                                        profile=profile)
+                    elif "baseline" in skip:
+                        continue
                     else:
                         run = run_child("baseline", endpoint=endpoint, backend=backend, target=target,
                                         keys=data["keys"])
@@ -918,22 +987,27 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         targets = []
         for backend, runs in report["throughput"].items():
-            ours, base = _median(runs["ours"]), _median(runs["baseline"])
+            ours = _median(runs["ours"])
+            base = _median(runs["baseline"]) if runs["baseline"] else None
             first = runs["ours"][0]
             phases = ", ".join(f"{k} {_median([{'seconds': r['phases'][k]} for r in runs['ours']]):.1f} s"
                                for k in ("list", "collect", "load"))
+            slots = (f" in {first['workers']} processes at once (worker peak "
+                     f"{max(r['worker_peak_rss_mib'] for r in runs['ours']):,.0f} MiB)" if first["workers"] > 1 else "")
+            ratio = f"**{base / ours:.1f}x**" if base else "not run"
             lines.append(
                 f"| {backend} | ours: list + {first['tasks'] - 2} collect task(s) + load | {ours:.1f} | "
-                f"{data['events'] / ours:,.0f} | **{base / ours:.1f}x** | "
+                f"{data['events'] / ours:,.0f} | {ratio} | "
                 f"{max(r['peak_rss_mib'] for r in runs['ours']):,.0f} MiB (after imports {first['rss_before_mib']:,.0f}) | "
-                f"{phases}; {first['list_requests']} LIST + {first['get_requests']} GET requests, "
-                f"{first['parts']} Parquet part(s) |")
-            lines.append(
-                f"| {backend} | baseline: json.load + json_normalize + to_sql per object | {base:.1f} | "
-                f"{data['events'] / base:,.0f} | | {max(r['peak_rss_mib'] for r in runs['baseline']):,.0f} MiB | "
-                f"{runs['baseline'][0]['columns']} flattened columns; keys given, no listing |")
-            targets.append(f"ours >= 2x the baseline on {backend}: {_yes(base / ours >= TARGET_RATIO)} "
-                           f"({base / ours:.1f}x)")
+                f"{phases}; collect tasks{slots}; {first['list_requests']} LIST + {first['get_requests']} GET "
+                f"requests, {first['parts']} Parquet part(s) |")
+            if base:
+                lines.append(
+                    f"| {backend} | baseline: json.load + json_normalize + to_sql per object | {base:.1f} | "
+                    f"{data['events'] / base:,.0f} | | {max(r['peak_rss_mib'] for r in runs['baseline']):,.0f} MiB | "
+                    f"{runs['baseline'][0]['columns']} flattened columns; keys given, no listing |")
+                targets.append(f"ours >= 2x the baseline on {backend}: {_yes(base / ours >= TARGET_RATIO)} "
+                               f"({base / ours:.1f}x)")
             if backend == "duckdb":
                 eps = data["events"] / ours
                 targets.append(f">= {TARGET_DUCKDB_EPS:,} events/s into DuckDB: {_yes(eps >= TARGET_DUCKDB_EPS)} "

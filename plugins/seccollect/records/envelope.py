@@ -106,7 +106,7 @@ class EnvelopeContext:
         *,
         vendor_ids: Sequence[str],
         event_times: Sequence[datetime | None],
-        raw_texts: Sequence[str],
+        raw_texts: Sequence[str] | pa.Array | pa.ChunkedArray,
         typed: Mapping[str, Any] | None = None,
     ) -> pa.Table:
         """The rows :meth:`wrap` builds, for many records at once, as an Arrow table of ``table``.
@@ -115,7 +115,8 @@ class EnvelopeContext:
         volumes.  Two differences from :meth:`wrap`: every record must have a vendor id (a record
         without one needs the hash of its canonical JSON: use :meth:`wrap`), and ``raw_texts`` are
         stored as given, so each must be the JSON text of its record - e.g. its exact text in the
-        vendor's file, which :meth:`wrap` would have re-serialised as :func:`canonical_json`.
+        vendor's file, which :meth:`wrap` would have re-serialised as :func:`canonical_json`. They
+        may be an Arrow (chunked) array already, which is used as it is.
 
         :param typed: the index's typed columns: a list or tuple of values per record, or one value for
             every record (e.g. the object key); a column not given is null.
@@ -141,7 +142,11 @@ class EnvelopeContext:
         arrays = []
         for column in schema:
             value = columns.get(column.name)
-            if isinstance(value, list | tuple):
+            if isinstance(value, pa.Array | pa.ChunkedArray):
+                if len(value) != n:
+                    raise ValueError(f"column {column.name} has {len(value)} values for {n} records")
+                arrays.append(value.cast(column.type) if value.type != column.type else value)
+            elif isinstance(value, list | tuple):
                 if len(value) != n:
                     raise ValueError(f"column {column.name} has {len(value)} values for {n} records")
                 arrays.append(pa.array(value, column.type))

@@ -290,8 +290,11 @@ class StagingWriter:
         part = self._parts.get(table, 0)
         self._parts[table] = part + 1
         path = self.folder / f"{table}-{part:05d}.parquet"
+        # No dictionary and no min/max statistics for raw JSON columns: every value is distinct and
+        # nothing filters on them, and trying both cost ~15 % of the write (bench/RESULTS.md).
+        plain = [c.name for c in table_columns(table) if c.type != "json"]
         with path.open("wb") as fh:
-            pq.write_table(data, fh, compression="zstd")
+            pq.write_table(data, fh, compression="zstd", use_dictionary=plain, write_statistics=plain)
         batch = StagedBatch(table, str(path), data.num_rows)
         self.batches.append(batch)
         if self._scope is not None:
@@ -310,6 +313,23 @@ class StagingWriter:
         return self.batches
 
 
+def part_gone(batch: StagedBatch) -> FileNotFoundError:
+    """The error a load raises for a staged part that no longer exists: it says what to clear."""
+    return FileNotFoundError(
+        f"Staged part {batch.path} is gone (pruned after {STAGING_RETENTION_ENV}, or deleted): "
+        "clear this window's collect task(s) too, not only this task"
+    )
+
+
+def local_file(batch: StagedBatch) -> str | None:
+    """The part's path on this machine's file system when the staging root is local (``file://`` or a
+    plain path), else ``None``: lets a warehouse engine read local parts itself (see DuckDB's load)."""
+    path = batch.path
+    if path.startswith("file://"):
+        return path[len("file://") :]
+    return path if "://" not in path else None
+
+
 def read_batch(batch: StagedBatch, columns: Sequence[str] | None = None) -> pa.Table:
     """Read one staged part back (only ``columns`` if given); raises if the file is gone (the collect
     task must be re-run)."""
@@ -321,10 +341,7 @@ def read_batch(batch: StagedBatch, columns: Sequence[str] | None = None) -> pa.T
     try:
         fh = path.open("rb")
     except FileNotFoundError as exc:
-        raise FileNotFoundError(
-            f"Staged part {batch.path} is gone (pruned after {STAGING_RETENTION_ENV}, or deleted): "
-            "clear this window's collect task(s) too, not only this task"
-        ) from exc
+        raise part_gone(batch) from exc
     with fh:
         return pq.read_table(fh, columns=list(columns) if columns else None, schema=arrow_schema(batch.table))
 

@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -260,6 +259,27 @@ def _cloudtrail_values(raw: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def _cloudtrail_run_columns(fields: Sequence[Any]) -> tuple[list[Any], ...]:
+    """:func:`_cloudtrail_values` of many records at once, column by column, from their
+    :class:`~seccollect.vendors.aws.log_formats.CloudTrailFields` (every member a string or null,
+    so ``_str`` reduces to "empty string is null")."""
+    identities = [record.userIdentity for record in fields]
+    accounts = [
+        record.recipientAccountId or (identity.accountId if identity is not None else None) or None
+        for record, identity in zip(fields, identities, strict=True)
+    ]
+    return (
+        accounts,
+        [record.awsRegion or None for record in fields],
+        [record.eventSource or None for record in fields],
+        [record.eventName or None for record in fields],
+        [record.sourceIPAddress or None for record in fields],
+        [(identity.arn or None) if identity is not None else None for identity in identities],
+        [record.errorCode or None for record in fields],
+        [None] * len(fields),
+    )
+
+
 def _waf_values(raw: dict[str, Any]) -> tuple[Any, ...]:
     request = raw.get("httpRequest") if isinstance(raw.get("httpRequest"), dict) else {}
     acl = raw.get("webaclId")
@@ -394,37 +414,59 @@ class S3LogBatchOperator(BaseCollectOperator):
         self, hook: S3LogHook, writer: StagingWriter, key: str, envelope: EnvelopeContext, origin: MsgOrigin
     ) -> tuple[int, str]:
         """Stage all records of one object, or none (raises CorruptObjectError); ``(records, etag)``."""
+        import pyarrow as pa
+
         from seccollect.records.envelope import canonical_json
-        from seccollect.vendors.aws.log_formats import CorruptObjectError, parse_object
+        from seccollect.vendors.aws.log_formats import CloudTrailRun, CorruptObjectError, parse_object
 
         table = INDEX_OF[self.sub_type]
         names, typed_values = _TYPED[self.sub_type]
         body, etag = hook.open_object(self.bucket, key)
         count = 0
+        ids: list[str] = []
+        times: list[datetime] = []
+        texts: list[pa.Array] = []  # runs' texts come as Arrow arrays, single records' as strings
+        singles: list[str] = []
+        typed: list[list[Any]] = [[] for _ in names]
+
+        def stage() -> None:
+            if singles:
+                texts.append(pa.array(singles, pa.string()))
+            columns: dict[str, Any] = dict(zip(names, typed, strict=True))
+            columns["s3_key"] = key
+            raw_texts = pa.chunked_array(texts, pa.string())
+            writer.add_arrow(
+                table,
+                envelope.arrow_rows(
+                    table, origin, vendor_ids=ids, event_times=times, raw_texts=raw_texts, typed=columns
+                ),
+            )
+
         with closing(body), writer.atomic():
             try:
-                records = parse_object(body, self.sub_type, key=key)
-                while True:
-                    ids: list[str] = []
-                    times: list[datetime] = []
-                    texts: list[str] = []
-                    typed: list[tuple[Any, ...]] = []
-                    for record in islice(records, self.max_buffered_records):
-                        ids.append(record.vendor_id)
-                        times.append(record.event_time)
-                        texts.append(record.text if record.text is not None else canonical_json(record.raw))
-                        typed.append(typed_values(record.raw))
-                    if not ids:
-                        break
+                for item in parse_object(body, self.sub_type, key=key, runs=True):
+                    if isinstance(item, CloudTrailRun):
+                        if singles:
+                            texts.append(pa.array(singles, pa.string()))
+                            singles = []
+                        ids += item.vendor_ids
+                        times += item.event_times
+                        texts.append(item.texts)
+                        for column, values in zip(typed, _cloudtrail_run_columns(item.fields), strict=True):
+                            column += values
+                    else:
+                        ids.append(item.vendor_id)
+                        times.append(item.event_time)
+                        singles.append(item.text if item.text is not None else canonical_json(item.raw))
+                        for column, value in zip(typed, typed_values(item.raw), strict=True):
+                            column.append(value)
+                    if len(ids) >= self.max_buffered_records:
+                        count += len(ids)
+                        stage()
+                        ids, times, texts, singles, typed = [], [], [], [], [[] for _ in names]
+                if ids:
                     count += len(ids)
-                    columns: dict[str, Any] = dict(zip(names, zip(*typed, strict=True), strict=True))
-                    columns["s3_key"] = key
-                    writer.add_arrow(
-                        table,
-                        envelope.arrow_rows(
-                            table, origin, vendor_ids=ids, event_times=times, raw_texts=texts, typed=columns
-                        ),
-                    )
+                    stage()
             except CorruptObjectError as exc:
                 # Nothing of this object stays staged (atomic); the ledger records the version read.
                 exc.etag = etag  # type: ignore[attr-defined]
