@@ -442,19 +442,13 @@ def _collect_one(index: int, objects: list[dict[str, Any]], bucket: str) -> dict
 
 
 def _pooled_collect(index: int, objects: list[dict[str, Any]], bucket: str) -> dict[str, Any]:
-    """(pool worker) :func:`_collect_one`, plus what it cost this worker: seconds, CPU seconds, the
-    Parquet write seconds (see :func:`_instrument`) and the worker's peak RSS so far."""
+    """(pool process) :func:`_collect_one`, plus what it cost: seconds, CPU seconds, the Parquet write
+    seconds (see :func:`_instrument`) and the process's peak RSS."""
     written = _TOTALS.get("collect: Parquet write", 0.0)
     start, cpu = time.perf_counter(), time.process_time()
     result = _collect_one(index, objects, bucket)
     return {"result": result, "seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu,
             "parquet_write": _TOTALS.get("collect: Parquet write", 0.0) - written, "peak_rss_mib": _rss_mib()}
-
-
-def _warm_worker() -> None:
-    """(pool initializer) What a warm worker process has: the collect path run once on the warm-up
-    bucket (botocore models, fsspec, Arrow and Parquet writers)."""
-    _collect_one(1_000 + os.getpid() % 1_000, [], WARM_UP_BUCKET)
 
 
 def run_window(bucket: str, warehouse_conn_id: str, batch_size: int, phases: dict[str, float],
@@ -483,8 +477,8 @@ def run_window(bucket: str, warehouse_conn_id: str, batch_size: int, phases: dic
     if pool is None:
         results = [_collect_one(index, objects, bucket) for index, objects in enumerate(batches)]
     else:
-        futures = [pool.submit(_pooled_collect, index, objects, bucket) for index, objects in enumerate(batches)]
-        costs = [future.result() for future in futures]
+        pending = [pool.apply_async(_pooled_collect, (index, objects, bucket)) for index, objects in enumerate(batches)]
+        costs = [task.get() for task in pending]
         results = [cost.pop("result") for cost in costs]
     phases["collect"] = time.perf_counter() - start - phases["list"]
     with _dag():
@@ -499,25 +493,17 @@ def child_ours(endpoint: str, backend: str, target: str, staging: str, batch_siz
                workers: int = 1, profile: str | None = None) -> dict[str, Any]:
     """(child) list -> collect (one task per batch) -> load, as the DAG's tasks do.
 
-    ``workers`` > 1: the collect tasks run in a pool of that many forked processes (a worker's
-    slots), see :func:`run_window`. Before the timer, the same tasks run once over a one-object bucket
-    into a throw-away DuckDB file (imports, botocore models, provider and fsspec set-up: what a warm
-    worker has), each pool process runs one collect task on that bucket, and the target warehouse's
-    tables are created (a warehouse in use has them).
+    ``workers`` > 1: the collect tasks run in a pool of that many processes (a worker's slots), each
+    task in a new process forked from this one, see :func:`run_window`. Before the timer, the same
+    tasks run once over a one-object bucket into a throw-away DuckDB file (imports, botocore models,
+    provider and fsspec set-up: what a warm worker has), and the target warehouse's tables are
+    created (a warehouse in use has them).
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     _connections(endpoint, backend, target, staging)
     _warm_up(backend)
     parts = _instrument(backend)
-    pool = None
-    if workers > 1:
-        # Forked before this process opens DuckDB (whose threads a fork would not carry over).
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_warm_worker)
-        for future in [pool.submit(time.sleep, 0.5) for _ in range(workers)]:
-            future.result()
     from seccollect.warehouse import open_warehouse
 
     os.environ["AIRFLOW_CONN_WARM_UP_WAREHOUSE"] = json.dumps(
@@ -527,6 +513,11 @@ def child_ours(endpoint: str, backend: str, target: str, staging: str, batch_siz
         warehouse.ensure_schema()
     for key in parts:
         parts[key] = 0.0
+    pool = None
+    if workers > 1:
+        # Like an Airflow worker: every task instance runs in a new process forked from the warm
+        # worker process (this one, after the warm-up), at most ``workers`` at once.
+        pool = multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1)
     rss_before = _rss_mib()
     profiler = None
     if profile:
@@ -560,7 +551,8 @@ def child_ours(endpoint: str, backend: str, target: str, staging: str, batch_siz
     else:
         breakdown["collect: Parquet write"] = written
     if pool is not None:
-        pool.shutdown()
+        pool.close()
+        pool.join()
     results, summary = run["results"], run["summary"]
     with open_warehouse(WAREHOUSE_CONN_ID) as warehouse:
         rows = warehouse.query("SELECT count(*) FROM aws_events")[0][0]

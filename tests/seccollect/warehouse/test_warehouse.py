@@ -152,6 +152,46 @@ def test_duplicates_inside_a_batch_and_across_parts_collapse(wh: Warehouse) -> N
     assert count(wh, "syslog") == 3
 
 
+def test_first_row_in_part_order_wins_for_a_repeated_record_id(wh: Warehouse) -> None:
+    # The same vendor record collected twice in one window with different content (a re-delivered,
+    # amended copy): the row staged first is kept, whatever the engine reads in parallel.
+    key = window(1)
+    ctx = envelope(key)
+    first = [ctx.wrap(EVENT, {"id": i, "copy": 1}, vendor_id=str(i), event_time=key.window_start) for i in range(5)]
+    second = [ctx.wrap(EVENT, {"id": i, "copy": 2}, vendor_id=str(i), event_time=key.window_start) for i in range(5)]
+    batches = stage(key, {"syslog": first + second + first[:2]}, part_rows=4)  # 12 rows in 3 parts
+    report = wh.load_window(key, batches)
+    assert report.tables["syslog"].staged == 12 and report.tables["syslog"].inserted == 5
+    assert sorted(as_json(r[0])["copy"] for r in wh.query("SELECT raw FROM syslog")) == [1] * 5
+
+
+def test_duckdb_reads_local_parts_itself_with_the_part_by_part_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import seccollect.staging.store as store
+
+    key = window(1)
+    ctx = envelope(key)
+    rows = [ctx.wrap(EVENT, {"id": i % 7, "n": i}, vendor_id=str(i % 7), event_time=key.window_start) for i in range(20)]
+    batches = stage(key, {"syslog": rows}, part_rows=6)
+    loaded = {}
+    for mode in ("engine", "arrow"):
+        if mode == "arrow":  # e.g. s3:// staging: DuckDB gets each part from Arrow instead
+            monkeypatch.setattr(store, "local_file", lambda batch: None)
+        wh = DuckDBWarehouse(str(tmp_path / f"{mode}.duckdb"))
+        wh.ensure_schema()
+        calls: list[str] = []
+        real = wh._insert_absent
+        monkeypatch.setattr(wh, "_insert_absent", lambda table, data, calls=calls, real=real: calls.append(table) or real(table, data))
+        report = wh.load_window(key, batches)
+        assert (report.tables["syslog"].staged, report.tables["syslog"].inserted) == (20, 7)
+        assert calls == ([] if mode == "engine" else ["syslog"] * 4)
+        loaded[mode] = wh.query("SELECT record_id, raw FROM syslog ORDER BY record_id")
+        wh.close()
+    assert loaded["engine"] == loaded["arrow"]
+    assert sorted(as_json(raw)["n"] for _, raw in loaded["engine"]) == list(range(7))  # first of each id
+
+
 def test_several_tables_in_one_window(wh: Warehouse) -> None:
     key = window(1)
     ctx = envelope(key)
@@ -235,7 +275,7 @@ def test_missing_staged_file_fails_the_whole_window(wh: Warehouse) -> None:
     key = window(1)
     batches = stage(key, {"syslog": events(key, [1, 2, 3, 4])}, part_rows=2)
     Path(batches[1].path.removeprefix("file://")).unlink()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="is gone .* clear this window's collect task"):
         wh.load_window(key, batches)
     assert count(wh, "syslog") == 0 and count(wh, "collection_ledger") == 0
 
@@ -481,6 +521,18 @@ def test_object_ledger_and_consumed_objects(wh: Warehouse) -> None:
     )
     assert wh.consumed_objects(DAG, "logs", ["a.json.gz"]) == {("a.json.gz", "e1"), ("a.json.gz", "e9")}
     assert wh.query("SELECT records, status FROM object_ledger WHERE etag = 'e2'") == [(0, "quarantined")]
+
+
+def test_object_ledger_of_many_objects_in_one_window(wh: Warehouse) -> None:
+    from seccollect.warehouse.base import LEDGER_ROWS_PER_STATEMENT
+
+    key = window(1, "cloudtrail")
+    objs = [ConsumedObject("logs", f"k/{i:05d}.json.gz", f"e{i}", i, "loaded") for i in range(2 * LEDGER_ROWS_PER_STATEMENT + 3)]
+    wh.load_window(key, [], consumed=objs)
+    wh.load_window(key, [], consumed=objs[-5:])  # overlapping re-run
+    assert count(wh, "object_ledger") == len(objs)
+    assert wh.query("SELECT sum(records) FROM object_ledger")[0][0] == sum(range(len(objs)))
+    assert wh.consumed_objects(DAG, "logs", [o.key for o in objs]) == {(o.key, o.etag) for o in objs}
 
 
 # --- opening through the Airflow connection ------------------------------------------------------

@@ -558,3 +558,117 @@ def test_fast_path_reports_corruption_as_the_exact_path(damage, monkeypatch: pyt
     monkeypatch.setattr(log_formats, "_DECODE_ELEMENTS", None)
     assert fast == _outcome(doc)
     assert fast[0] == "corrupt"
+
+
+# ------------------------------------------------------------------------------------------------
+# CloudTrail in runs (runs=True): the fast path the collect task uses must give what records give
+# ------------------------------------------------------------------------------------------------
+
+
+def _flat(data: bytes, runs: bool, step: int = 7000) -> tuple[list[tuple[object, ...]], int]:
+    """``(vendor_id, event_time, text, typed values)`` per record, and how many records came in a
+    CloudTrailRun."""
+    from seccollect.vendors.aws.log_formats import CloudTrailRun
+    from seccollect.vendors.aws.operators import _TYPED, _cloudtrail_run_columns
+
+    _, typed_values = _TYPED["cloudtrail"]
+    out: list[tuple[object, ...]] = []
+    in_runs = 0
+    for item in parse_object(ReadOnly(gzip.compress(data), step=step), "cloudtrail", runs=runs):  # type: ignore[arg-type]
+        if isinstance(item, CloudTrailRun):
+            in_runs += len(item.vendor_ids)
+            columns = list(zip(*_cloudtrail_run_columns(item.fields), strict=True))
+            assert len(columns) == len(item.vendor_ids) == len(item.event_times) == len(item.texts)
+            out += zip(item.vendor_ids, item.event_times, item.texts.to_pylist(), columns, strict=True)
+        else:
+            out.append((item.vendor_id, item.event_time, item.text, typed_values(item.raw)))
+    return out, in_runs
+
+
+def _varied_records(n: int) -> list[dict[str, object]]:
+    """Records with what the projection must get right: missing or empty members and ids, nulls,
+    non-ASCII text, escapes, nested arrays of objects, an identity without an account."""
+    recs: list[dict[str, object]] = []
+    for i in range(n):
+        rec: dict[str, object] = {
+            "eventVersion": "1.08",
+            "userIdentity": {"type": "IAMUser", "accountId": f"{100000000000 + i % 3}", "arn": f"arn:aws:iam::1:user/ü{i}"},
+            "eventTime": f"2025-01-01T00:{i % 60:02d}:{i % 7:02d}Z",
+            "eventSource": "s3.amazonaws.com",
+            "eventName": "PutObject" if i % 2 else "GetObject",
+            "awsRegion": "eu-west-1",
+            "sourceIPAddress": f"10.0.{i % 256}.1",
+            "requestParameters": {"items": [{"k": "a\"b\\c"}, {"k": "日本"}], "bucketName": "b"},
+            "eventID": f"ev-{i}",
+            "recipientAccountId": "999988887777",
+        }
+        if i % 5 == 0:
+            del rec["eventID"]  # content hash
+        if i % 7 == 0:
+            rec["recipientAccountId"] = ""  # falls back to the caller's account
+        if i % 11 == 0:
+            rec["userIdentity"] = {"type": "AWSService", "invokedBy": "s3.amazonaws.com"}
+        if i % 13 == 0:
+            rec["errorCode"] = "AccessDenied"
+            rec["awsRegion"] = None
+        recs.append(rec)
+    return recs
+
+
+def _document(recs: list[dict[str, object]], **dumps: object) -> bytes:
+    return json.dumps({"Records": recs}, ensure_ascii=False, **dumps).encode()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("data", "fast_path"),
+    [
+        pytest.param(_document(_varied_records(3000), separators=(",", ":")), True, id="compact-varied"),
+        pytest.param(_document(_varied_records(300), indent=1), False, id="pretty-printed"),
+        pytest.param(_big_cloudtrail(5000), False, id="spaces-after-commas"),
+        pytest.param(
+            _document(
+                [*_varied_records(4000), {**_varied_records(1)[0], "recipientAccountId": 123456789012}, *_varied_records(4000)],
+                separators=(",", ":"),
+            ),
+            True,
+            id="numeric-account-id",
+        ),
+        pytest.param(
+            _document([*_varied_records(4000), {**_varied_records(1)[0], "userIdentity": "root"}], separators=(",", ":")),
+            True,
+            id="identity-not-an-object",
+        ),
+    ],
+)
+def test_cloudtrail_runs_equal_records(data: bytes, fast_path: bool) -> None:
+    exact, in_runs = _flat(data, runs=False)
+    assert in_runs == 0 and exact
+    fast, in_runs = _flat(data, runs=True)
+    assert fast == exact
+    # AWS's compact layout goes through runs; anything else is read record by record, and so is a run
+    # (what one buffer holds) with a record the projection does not fit, the runs around it not
+    assert (0 < in_runs < len(exact)) if fast_path else in_runs == 0
+
+
+def test_cloudtrail_runs_cover_a_compact_object_but_its_last_record() -> None:
+    data = _document(_varied_records(5000), separators=(",", ":"))
+    records, in_runs = _flat(data, runs=True, step=1 << 20)
+    assert len(records) == 5000 and in_runs == 4999  # the last one has no "},{" after it
+
+
+@needs_samples
+def test_cloudtrail_runs_equal_records_on_the_samples() -> None:
+    for path in sorted((SAMPLES / "cloudtrail").glob("*.json")):
+        data = path.read_bytes()
+        assert _flat(data, runs=True)[0] == _flat(data, runs=False)[0], path.name
+
+
+def test_cloudtrail_run_with_a_bad_event_time_is_corrupt_at_that_record() -> None:
+    recs = _varied_records(2000)
+    recs[1500]["eventTime"] = "yesterday"
+    seen = []
+    with pytest.raises(CorruptObjectError) as info:
+        for item in parse_object(io.BytesIO(_document(recs, separators=(",", ":"))), "cloudtrail", runs=True):
+            seen.append(item)
+    assert "record 1501 has no valid eventTime ('yesterday')" in info.value.reason
+    assert info.value.records_yielded == sum(len(getattr(i, "vendor_ids", [None])) for i in seen) < 1500
