@@ -9,12 +9,14 @@ and PostgreSQL at 127.0.0.1:5432. Every measured step runs in a fresh child proc
    ``--objects`` gzipped CloudTrail objects of ``--records`` realistic records each, all in one hour.
    For each backend (DuckDB file, PostgreSQL database), measured in the same run:
 
-   * **ours**: what the DAG's tasks do for that hour on one worker, run in-process one after the
-     other: ``S3LogListOperator.execute`` (prefix expansion, LIST, object ledger), one
-     ``S3LogBatchOperator.execute`` per batch of ``batch_size`` objects (GET, gunzip, streaming parse,
-     envelope, Parquet staging to a real folder), then ``WarehouseLoadOperator.execute`` (``load_window``
-     of every staged part, the object ledger and the window's ledger in one transaction). Timed from the
-     list task's start to the load task's end; imports are paid before the timer.
+   * **ours**: what the DAG's tasks do for that hour on one worker: ``S3LogListOperator.execute``
+     (prefix expansion, LIST, object ledger), one ``S3LogBatchOperator.execute`` per batch of
+     ``batch_size`` objects (GET, gunzip, streaming parse, envelope, Parquet staging to a real folder),
+     then ``WarehouseLoadOperator.execute`` (``load_window`` of every staged part, the object ledger and
+     the window's ledger in one transaction). The collect tasks run ``--workers`` at a time (default:
+     the cores), each in a new process forked from the warm benchmark process, as an Airflow worker
+     with that many slots runs a mapped task's instances; list and load run in the benchmark process.
+     Timed from the list task's start to the load task's end; imports are paid before the timer.
    * **baseline** (naive): for each object (keys given for free, no listing): ``GetObject``, gunzip,
      ``json.load``, ``pandas.json_normalize(doc["Records"])``, non-scalar cells (lists) turned into
      JSON text so the driver can bind them, ``DataFrame.to_sql(..., if_exists="append")`` through
