@@ -139,10 +139,10 @@ class DuckDBWarehouse(Warehouse):
         against ~2.5 s in all this way (bench/RESULTS.md, "Loading").
 
         Same result as part by part: a record id already in the table is skipped, and of a record id
-        repeated within the window the first row in part order is kept. Repeats are looked for
-        first on the key columns alone (cheap); only when there are some is the statement given the
-        window function that picks the first row. Parts on remote staging (``s3://``) go part by
-        part through Arrow.
+        repeated within the window the first row in part order is kept. Repeats are looked for on
+        the key columns alone (cheap); only when there are some are the later copies listed (by file
+        and row number) for the insert to skip. Parts on remote staging (``s3://``) go part by part
+        through Arrow.
         """
         from seccollect.staging.store import local_file, part_gone
 
@@ -156,25 +156,37 @@ class DuckDBWarehouse(Warehouse):
         names = ", ".join(c.name for c in columns)
         listed = "[" + ", ".join(_quote(path) for path in files) + "]"  # type: ignore[arg-type]
         keys = ", ".join(key)
+        absent = f"NOT EXISTS (SELECT 1 FROM {table} t WHERE {key_match(table, 't', 's')})"
         repeated = self.query(
             f"SELECT count(*) FROM (SELECT {keys} FROM read_parquet({listed}) GROUP BY {keys} HAVING count(*) > 1)"
         )[0][0]
-        absent = f"NOT EXISTS (SELECT 1 FROM {table} t WHERE {key_match(table, 't', 's')})"
         if not repeated:
-            source, first_only = f"read_parquet({listed}) s", ""
-        else:
-            order = ", ".join(f"({_quote(path)}, {i})" for i, path in enumerate(files))  # type: ignore[arg-type]
-            source = (
-                f"read_parquet({listed}, filename = true, file_row_number = true) s "
-                f"JOIN (VALUES {order}) AS p(filename, part) ON p.filename = s.filename"
+            return sum(batch.rows for batch in batches), self._execute(
+                f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM read_parquet({listed}) s "
+                f"WHERE {absent}"
             )
-            first_only = (
-                f" QUALIFY row_number() OVER (PARTITION BY {', '.join('s.' + k for k in key)} "
-                "ORDER BY p.part, s.file_row_number) = 1"
-            )
-        inserted = self._execute(
-            f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM {source} WHERE {absent}{first_only}"
+        # Rows that repeat a key staged earlier (in part order, then row order), found from the key
+        # columns alone; the insert then skips exactly those rows. A window function over the whole
+        # rows would sort every raw record of the window to drop a few.
+        order = ", ".join(f"({_quote(path)}, {i})" for i, path in enumerate(files))  # type: ignore[arg-type]
+        self._execute(
+            f"CREATE TEMP TABLE _later_repeats AS SELECT filename, file_row_number FROM ("
+            f"SELECT s.filename, s.file_row_number, row_number() OVER (PARTITION BY {', '.join('s.' + k for k in key)} "
+            f"ORDER BY p.part, s.file_row_number) AS nth "
+            f"FROM read_parquet({listed}, filename = true, file_row_number = true) s "
+            f"JOIN (VALUES {order}) AS p(filename, part) ON p.filename = s.filename "
+            f"WHERE ({keys}) IN (SELECT ({keys}) FROM read_parquet({listed}) GROUP BY {keys} HAVING count(*) > 1)"
+            f") WHERE nth > 1"
         )
+        try:
+            inserted = self._execute(
+                f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} "
+                f"FROM read_parquet({listed}, filename = true, file_row_number = true) s WHERE {absent} "
+                "AND NOT EXISTS (SELECT 1 FROM _later_repeats r "
+                "WHERE r.filename = s.filename AND r.file_row_number = s.file_row_number)"
+            )
+        finally:
+            self._execute("DROP TABLE _later_repeats")
         return sum(batch.rows for batch in batches), inserted
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:

@@ -395,6 +395,17 @@ def test_alerts_several_links_of_one_key_in_one_batch_and_ties(wh: Warehouse) ->
     assert ledger(wh)[0][3:6] == (0, 0, 0)
 
 
+def test_alert_links_repeated_across_parts_count_once(wh: Warehouse) -> None:
+    # alert_sources has a two-column key: repeats across parts are found on both columns.
+    key = window(1, "alert")
+    links = [alert_link(key, K, n, key.window_start + timedelta(seconds=n)) for n in range(1, 5)]
+    other = alert_link(key, OTHER, 1, key.window_start)  # same record as links[0], other alert key
+    report = wh.load_window(key, stage(key, {"alert_sources": [*links, other, *links[:2]]}, part_rows=2))
+    assert report.alerts_touched == 2
+    assert count(wh, "alert_sources") == 5
+    assert alerts(wh)[K][0] == 4 and alerts(wh)[OTHER][0] == 1
+
+
 def test_alert_links_in_two_batches_of_one_window(wh: Warehouse) -> None:
     key = window(1, "alert")
     links = [alert_link(key, K, n, key.window_start + timedelta(seconds=n)) for n in range(1, 6)]

@@ -83,8 +83,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 CHUNK_BYTES = 64 * 1024
 #: Read size when CloudTrail records are decoded in runs (``runs=True``): a run is at most one buffer,
-#: so a larger buffer means fewer, longer runs (~2,700 records of 1.5 KB per MiB) for the same memory
-#: order of magnitude as the record-size limit below.
+#: so a larger buffer means fewer, longer runs (~700 records of 1.5 KB per MiB); memory stays a few
+#: MiB (the buffer, the run's copy and its bytes), whatever the object size.
 RUN_CHUNK_BYTES = 1024 * 1024
 #: A single record larger than this is treated as corruption (it would otherwise make a damaged
 #: object - e.g. a missing closing quote - pull the rest of the object into memory).  CloudTrail
@@ -134,8 +134,8 @@ class CloudTrailRun:
     """Consecutive CloudTrail records of one object, decoded only as far as the pipeline needs.
 
     ``fields[i]`` (a :class:`CloudTrailFields`), ``event_times[i]``, ``vendor_ids[i]`` and ``texts[i]``
-    (the record's exact JSON text; an Arrow array) describe record ``i``; they equal what :class:`ParsedRecord` gives
-    for the same record (``raw`` aside, which is not built).
+    (the record's exact JSON text; an Arrow array) describe record ``i``; they equal what
+    :class:`ParsedRecord` gives for the same record (``raw`` aside, which is not built).
     """
 
     fields: list[Any]
@@ -649,9 +649,10 @@ def parse_cloudtrail(
     record per line (``*-json.log`` fixtures).  Each record must be an object with a valid
     ``eventTime``; otherwise the object is corrupt (a digest body, for instance, is not a log file).
 
-    With ``runs=True`` the records the fast path reads come as :class:`CloudTrailRun` batches (no dict
-    per record; about three times cheaper), the others as :class:`ParsedRecord`, in object order.
-    The larger read size of that mode lets a run span thousands of records.
+    With ``runs=True`` the records the fast path reads come as :class:`CloudTrailRun` batches, the
+    others as :class:`ParsedRecord`, in object order: no dict and no Python string per record, only
+    the members the index needs (bench/RESULTS.md, "CloudTrail end to end", has the effect). The
+    larger read size of that mode lets a run span hundreds of records.
     """
     n = 0
     project = _DECODE_CLOUDTRAIL_RUN if runs else None

@@ -360,10 +360,12 @@ class S3LogBatchOperator(BaseCollectOperator):
 
     Speed and memory: each object is read once (one GET), streamed through the parser and staged in
     an all-or-nothing block (:meth:`StagingWriter.atomic`): every ``max_buffered_records`` records
-    become one Arrow table, built column by column (no dict per row); CloudTrail records keep their
-    exact JSON text as ``raw`` (no re-serialisation).  Full Parquet parts of a large object are written
-    while it is read, so memory is bounded by the part size whatever the object size, and they are
-    deleted again if the object turns out to be corrupt.
+    (or the first run past it) become one Arrow table, built column by column (no dict per row);
+    CloudTrail records keep their exact JSON text as ``raw`` (no re-serialisation) and come from the
+    parser in runs (:class:`~seccollect.vendors.aws.log_formats.CloudTrailRun`): only the members
+    the index needs are decoded, and the texts arrive as an Arrow array.  Full Parquet parts of a
+    large object are written while it is read, so memory is bounded by the part size whatever the
+    object size, and they are deleted again if the object turns out to be corrupt.
 
     Returns (besides the staged batches) ``objects``, ``records``, ``quarantine`` (dicts of
     :class:`~seccollect.warehouse.base.QuarantineEntry`), ``consumed`` (dicts of
