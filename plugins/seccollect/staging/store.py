@@ -291,7 +291,7 @@ class StagingWriter:
         self._parts[table] = part + 1
         path = self.folder / f"{table}-{part:05d}.parquet"
         # No dictionary and no min/max statistics for raw JSON columns: every value is distinct and
-        # nothing filters on them, and trying both cost ~15 % of the write (bench/RESULTS.md).
+        # nothing filters on them; trying both cost ~15 % of the write (40,000 CloudTrail rows, measured).
         plain = [c.name for c in table_columns(table) if c.type != "json"]
         with path.open("wb") as fh:
             pq.write_table(data, fh, compression="zstd", use_dictionary=plain, write_statistics=plain)
