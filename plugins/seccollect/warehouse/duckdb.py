@@ -158,37 +158,36 @@ class DuckDBWarehouse(Warehouse):
         names = ", ".join(c.name for c in columns)
         listed = "[" + ", ".join(_quote(path) for path in files) + "]"  # type: ignore[arg-type]
         keys = ", ".join(key)
-        absent = f"NOT EXISTS (SELECT 1 FROM {table} t WHERE {key_match(table, 't', 's')})"
         repeated = self.query(
             f"SELECT count(*) FROM (SELECT {keys} FROM read_parquet({listed}) GROUP BY {keys} HAVING count(*) > 1)"
         )[0][0]
-        if not repeated:
-            return sum(batch.rows for batch in batches), self._execute(
-                f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM read_parquet({listed}) s "
-                f"WHERE {absent}"
+        # File name and row number only when repeats must be told apart (they cost a column per row).
+        source = f"read_parquet({listed}, filename = true, file_row_number = true)" if repeated else f"read_parquet({listed})"
+        where = f"NOT EXISTS (SELECT 1 FROM {table} t WHERE {key_match(table, 't', 's')})"
+        if repeated:
+            # Rows that repeat a key staged earlier (in part order, then row order), found from the key
+            # columns alone; the insert then skips exactly those rows. A window function over the whole
+            # rows would sort every raw record of the window to drop a few.
+            order = ", ".join(f"({_quote(path)}, {i})" for i, path in enumerate(files))  # type: ignore[arg-type]
+            self._execute(
+                f"CREATE TEMP TABLE _later_repeats AS SELECT filename, file_row_number FROM ("
+                f"SELECT s.filename, s.file_row_number, row_number() OVER (PARTITION BY "
+                f"{', '.join('s.' + k for k in key)} ORDER BY p.part, s.file_row_number) AS nth "
+                f"FROM {source} s JOIN (VALUES {order}) AS p(filename, part) ON p.filename = s.filename "
+                f"WHERE ({keys}) IN (SELECT ({keys}) FROM read_parquet({listed}) GROUP BY {keys} HAVING count(*) > 1)"
+                f") WHERE nth > 1"
             )
-        # Rows that repeat a key staged earlier (in part order, then row order), found from the key
-        # columns alone; the insert then skips exactly those rows. A window function over the whole
-        # rows would sort every raw record of the window to drop a few.
-        order = ", ".join(f"({_quote(path)}, {i})" for i, path in enumerate(files))  # type: ignore[arg-type]
-        self._execute(
-            f"CREATE TEMP TABLE _later_repeats AS SELECT filename, file_row_number FROM ("
-            f"SELECT s.filename, s.file_row_number, row_number() OVER (PARTITION BY {', '.join('s.' + k for k in key)} "
-            f"ORDER BY p.part, s.file_row_number) AS nth "
-            f"FROM read_parquet({listed}, filename = true, file_row_number = true) s "
-            f"JOIN (VALUES {order}) AS p(filename, part) ON p.filename = s.filename "
-            f"WHERE ({keys}) IN (SELECT ({keys}) FROM read_parquet({listed}) GROUP BY {keys} HAVING count(*) > 1)"
-            f") WHERE nth > 1"
-        )
-        try:
-            inserted = self._execute(
-                f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} "
-                f"FROM read_parquet({listed}, filename = true, file_row_number = true) s WHERE {absent} "
-                "AND NOT EXISTS (SELECT 1 FROM _later_repeats r "
+            where += (
+                " AND NOT EXISTS (SELECT 1 FROM _later_repeats r "
                 "WHERE r.filename = s.filename AND r.file_row_number = s.file_row_number)"
             )
+        try:
+            inserted = self._execute(
+                f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM {source} s WHERE {where}"
+            )
         finally:
-            self._execute("DROP TABLE _later_repeats")
+            if repeated:
+                self._execute("DROP TABLE _later_repeats")
         return sum(batch.rows for batch in batches), inserted
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
