@@ -431,9 +431,15 @@ class S3LogBatchOperator(BaseCollectOperator):
         singles: list[str] = []
         typed: list[list[Any]] = [[] for _ in names]
 
-        def stage() -> None:
+        def texts_so_far() -> None:
+            """Single records' texts (exact path) become one Arrow chunk, in order with the runs'."""
+            nonlocal singles
             if singles:
                 texts.append(pa.array(singles, pa.string()))
+                singles = []
+
+        def stage() -> None:
+            texts_so_far()
             columns: dict[str, Any] = dict(zip(names, typed, strict=True))
             columns["s3_key"] = key
             raw_texts = pa.chunked_array(texts, pa.string())
@@ -448,9 +454,7 @@ class S3LogBatchOperator(BaseCollectOperator):
             try:
                 for item in parse_object(body, self.sub_type, key=key, runs=True):
                     if isinstance(item, CloudTrailRun):
-                        if singles:
-                            texts.append(pa.array(singles, pa.string()))
-                            singles = []
+                        texts_so_far()
                         ids += item.vendor_ids
                         times += item.event_times
                         texts.append(item.texts)
@@ -465,7 +469,7 @@ class S3LogBatchOperator(BaseCollectOperator):
                     if len(ids) >= self.max_buffered_records:
                         count += len(ids)
                         stage()
-                        ids, times, texts, singles, typed = [], [], [], [], [[] for _ in names]
+                        ids, times, texts, typed = [], [], [], [[] for _ in names]
                 if ids:
                     count += len(ids)
                     stage()
