@@ -102,9 +102,13 @@ class DuckDBWarehouse(Warehouse):
 
         The anti-join reads only the table's key column and sees the rows earlier parts of the same
         transaction inserted, so a window's parts never duplicate each other either. DuckDB builds the
-        join's hash table from the part and streams the key column past it: ~0.1 s for a 50,000-row part
-        against 20 million rows (16-byte UUID keys, 2 cores), about what ``ON CONFLICT DO NOTHING``'s
-        single-threaded index probe per row costs, and without the index.
+        join's hash table from the smaller side (the part, once the table is larger) and streams the
+        other past it: ~0.1 s for a 50,000-row part against 20 million rows (16-byte UUID keys, 2
+        cores), about what ``ON CONFLICT DO NOTHING``'s single-threaded index probe per row costs, and
+        without the index. It is written as an ``ANTI JOIN`` rather than ``WHERE NOT EXISTS (...)``:
+        the same rows (key columns are ``NOT NULL``), but DuckDB plans the correlated ``NOT EXISTS``
+        with a materialised copy of the staged rows, which made a window's insert ~10 % slower
+        (bench/RESULTS.md, "CloudTrail end to end").
 
         That is why the append-only tables (:data:`~seccollect.warehouse.base.APPEND_ONLY_TABLES`) have
         no ``PRIMARY KEY`` here: maintaining DuckDB's ART index on a random 128-bit key costs more than the
@@ -123,7 +127,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             return self._execute(
                 f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM {staged} s "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {key_match(table, 't', 's')})"
+                f"ANTI JOIN {table} t ON {key_match(table, 't', 's')}"
             )
         finally:
             self._unstage(staged)
@@ -163,7 +167,8 @@ class DuckDBWarehouse(Warehouse):
         )[0][0]
         # File name and row number only when repeats must be told apart (they cost a column per row).
         source = f"read_parquet({listed}, filename = true, file_row_number = true)" if repeated else f"read_parquet({listed})"
-        where = f"NOT EXISTS (SELECT 1 FROM {table} t WHERE {key_match(table, 't', 's')})"
+        # Anti-joins, not NOT EXISTS: see _insert_absent.
+        absent = f"ANTI JOIN {table} t ON {key_match(table, 't', 's')}"
         if repeated:
             # Rows that repeat a key staged earlier (in part order, then row order), found from the key
             # columns alone; the insert then skips exactly those rows. A window function over the whole
@@ -177,13 +182,12 @@ class DuckDBWarehouse(Warehouse):
                 f"WHERE ({keys}) IN (SELECT ({keys}) FROM read_parquet({listed}) GROUP BY {keys} HAVING count(*) > 1)"
                 f") WHERE nth > 1"
             )
-            where += (
-                " AND NOT EXISTS (SELECT 1 FROM _later_repeats r "
-                "WHERE r.filename = s.filename AND r.file_row_number = s.file_row_number)"
+            absent += (
+                " ANTI JOIN _later_repeats r ON r.filename = s.filename AND r.file_row_number = s.file_row_number"
             )
         try:
             inserted = self._execute(
-                f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM {source} s WHERE {where}"
+                f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM {source} s {absent}"
             )
         finally:
             if repeated:
