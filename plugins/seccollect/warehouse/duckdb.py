@@ -139,10 +139,11 @@ class DuckDBWarehouse(Warehouse):
         row group (122,880 rows) is written to the database file while it runs, compressed in
         parallel, so the commit has little left to do. Part by part (the default), every insert is
         smaller than a row group and the commit compresses and writes the whole window on one
-        thread: 400,000 CloudTrail events loaded in 8.6 s that way (2.4 s of inserts, ~5 s of
-        commit) and in 3.4-4.1 s this way; 1,000,000 Netskope rows in 8.5 s and 3.9 s. The price is
-        memory: 2.1 GiB instead of 1.2 GiB for the million rows (bench/RESULTS.md, "Loading"); a
-        ``memory_limit`` in the connection's extra bounds it (DuckDB then spills to disk).
+        thread: 1,000,000 Netskope rows loaded in 8.5 s that way and in 3.9 s this way, on the same
+        machine (bench/RESULTS.md, "Loading"). With the anti-joins below, the insert streams the parts
+        and peaks at about the memory of the part-by-part load (~1.25 GiB for that million rows,
+        Airflow and the libraries included); a ``memory_limit`` in the connection's extra bounds
+        DuckDB's share (it then spills to disk).
 
         Same result as part by part: a record id already in the table is skipped, and of a record id
         repeated within the window the first row in part order is kept. Repeats are looked for on
