@@ -805,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
 
     endpoint, stop = start_moto_server()
     report: dict[str, Any] = {"machine": machine(backends), "args": vars(args), "backends": backends,
-                              "load_before": os.getloadavg()[0]}
+                              "load_before": os.getloadavg()[0], "started": datetime.now(UTC)}
     try:
         client = s3_client(endpoint)
         if "throughput" not in skip:
@@ -954,7 +954,7 @@ def markdown(report: dict[str, Any]) -> str:
     args = report["args"]
     lines = [
         f"Command: `{' '.join(['.venv/bin/python', 'bench/cloudtrail_throughput.py', *sys.argv[1:]])}`  ",
-        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  ",
+        f"Date: {report['started']:%Y-%m-%d %H:%M}-{datetime.now(UTC):%H:%M} UTC (start-end of the run)  ",
         f"Machine: {report['machine']}  ",
         f"Load average (1 min) before / after the run: {report['load_before']:.2f} / {os.getloadavg()[0]:.2f} "
         "(2 cores: above ~1 something else was running beside the benchmark)  ",
