@@ -153,14 +153,15 @@ def first_row_mask(data: pa.Table, key: Sequence[str]) -> pa.Array | None:
     return pc.is_in(positions, value_set=first.combine_chunks())
 
 
-def select_list(table: str, qualifier: str = "") -> str:
-    """The columns of ``table`` as read from a staged part: ``uuid`` columns are staged as 32 hex
-    characters and cast here, so each backend stores its native ``UUID`` (PostgreSQL's staged temp
-    tables already have the table's types: the cast is then a no-op)."""
+def select_list(table: str, qualifier: str = "", only: Sequence[str] | None = None) -> str:
+    """The columns of ``table`` (or just those named in ``only``) as read from a staged part: ``uuid``
+    columns are staged as 32 hex characters and cast here, so each backend stores its native ``UUID``
+    (PostgreSQL's staged temp tables already have the table's types: the cast is then a no-op)."""
     prefix = f"{qualifier}." if qualifier else ""
     return ", ".join(
         f"CAST({prefix}{c.name} AS UUID) AS {c.name}" if c.type == "uuid" else f"{prefix}{c.name}"
         for c in TABLES[table][0]
+        if only is None or c.name in only
     )
 
 

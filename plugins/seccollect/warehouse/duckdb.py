@@ -102,13 +102,9 @@ class DuckDBWarehouse(Warehouse):
 
         The anti-join reads only the table's key column and sees the rows earlier parts of the same
         transaction inserted, so a window's parts never duplicate each other either. DuckDB builds the
-        join's hash table from the smaller side (the part, once the table is larger) and streams the
-        other past it: ~0.1 s for a 50,000-row part against 20 million rows (16-byte UUID keys, 2
-        cores), about what ``ON CONFLICT DO NOTHING``'s single-threaded index probe per row costs, and
-        without the index. It is written as an ``ANTI JOIN`` rather than ``WHERE NOT EXISTS (...)``:
-        the same rows (key columns are ``NOT NULL``), but DuckDB plans the correlated ``NOT EXISTS``
-        with a materialised copy of the staged rows, which made a window's insert ~10 % slower
-        (bench/RESULTS.md, "CloudTrail end to end").
+        join's hash table from the part and streams the key column past it: ~0.1 s for a 50,000-row part
+        against 20 million rows (16-byte UUID keys, 2 cores), about what ``ON CONFLICT DO NOTHING``'s
+        single-threaded index probe per row costs, and without the index.
 
         That is why the append-only tables (:data:`~seccollect.warehouse.base.APPEND_ONLY_TABLES`) have
         no ``PRIMARY KEY`` here: maintaining DuckDB's ART index on a random 128-bit key costs more than the
@@ -127,7 +123,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             return self._execute(
                 f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM {staged} s "
-                f"ANTI JOIN {table} t ON {key_match(table, 't', 's')}"
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {key_match(table, 't', 's')})"
             )
         finally:
             self._unstage(staged)
@@ -140,10 +136,18 @@ class DuckDBWarehouse(Warehouse):
         parallel, so the commit has little left to do. Part by part (the default), every insert is
         smaller than a row group and the commit compresses and writes the whole window on one
         thread: 1,000,000 Netskope rows loaded in 8.5 s that way and in 3.9 s this way, on the same
-        machine (bench/RESULTS.md, "Loading"). With the anti-joins below, the insert streams the parts
-        and peaks at about the memory of the part-by-part load (~1.25 GiB for that million rows,
-        Airflow and the libraries included); a ``memory_limit`` in the connection's extra bounds
-        DuckDB's share (it then spills to disk).
+        machine (bench/RESULTS.md, "Loading"). The insert streams the parts (see below for how the
+        new rows are found), so memory stays near that of the part-by-part load; a ``memory_limit``
+        in the connection's extra bounds DuckDB's share (it then spills to disk).
+
+        Which rows are new is decided on the key columns alone, in two steps: the window's keys
+        absent from the table (a temporary table: a hash table of the window's keys, probed by the
+        table's key column, or the other way round while the table is the smaller), then the insert
+        of the rows with those keys (a hash table of those keys, probed by the streamed rows). One
+        anti-join of the rows against the table would put every staged row, raw records and all, in
+        its hash table as soon as the table is larger than the window (DuckDB builds on the smaller
+        side), and a correlated ``NOT EXISTS`` does it always: for 400,000 CloudTrail events that is
+        ~2 GiB against ~1.3 GiB this way, and slower (bench/RESULTS.md, "CloudTrail end to end").
 
         Same result as part by part: a record id already in the table is skipped, and of a record id
         repeated within the window the first row in part order is kept. Repeats are looked for on
@@ -168,8 +172,11 @@ class DuckDBWarehouse(Warehouse):
         )[0][0]
         # File name and row number only when repeats must be told apart (they cost a column per row).
         source = f"read_parquet({listed}, filename = true, file_row_number = true)" if repeated else f"read_parquet({listed})"
-        # Anti-joins, not NOT EXISTS: see _insert_absent.
-        absent = f"ANTI JOIN {table} t ON {key_match(table, 't', 's')}"
+        self._execute(
+            f"CREATE TEMP TABLE _absent_keys AS SELECT {select_list(table, 's', only=key)} "
+            f"FROM read_parquet({listed}) s ANTI JOIN {table} t ON {key_match(table, 't', 's')}"
+        )
+        new_rows = f"SEMI JOIN _absent_keys a ON {key_match(table, 'a', 's')}"
         if repeated:
             # Rows that repeat a key staged earlier (in part order, then row order), found from the key
             # columns alone; the insert then skips exactly those rows. A window function over the whole
@@ -183,16 +190,17 @@ class DuckDBWarehouse(Warehouse):
                 f"WHERE ({keys}) IN (SELECT ({keys}) FROM read_parquet({listed}) GROUP BY {keys} HAVING count(*) > 1)"
                 f") WHERE nth > 1"
             )
-            absent += (
+            new_rows += (
                 " ANTI JOIN _later_repeats r ON r.filename = s.filename AND r.file_row_number = s.file_row_number"
             )
-        try:
-            inserted = self._execute(
-                f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM {source} s {absent}"
-            )
-        finally:
-            if repeated:
-                self._execute("DROP TABLE _later_repeats")
+        inserted = self._execute(
+            f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM {source} s {new_rows}"
+        )
+        # Not in a ``finally``: after a failed statement DuckDB refuses everything but a rollback (a
+        # DROP would hide the real error), and the rollback removes these tables with the rest.
+        self._execute("DROP TABLE _absent_keys")
+        if repeated:
+            self._execute("DROP TABLE _later_repeats")
         return sum(batch.rows for batch in batches), inserted
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:

@@ -192,6 +192,53 @@ def test_duckdb_reads_local_parts_itself_with_the_part_by_part_result(
     assert sorted(as_json(raw)["n"] for _, raw in loaded["engine"]) == list(range(7))  # first of each id
 
 
+def test_duckdb_engine_read_skips_ids_already_loaded_and_repeats_within_the_window(tmp_path: Path) -> None:
+    """The engine-read load (several local parts) against a table that already holds some of the
+    window's ids: exactly the absent ids go in, each once, its first staged copy."""
+    wh = DuckDBWarehouse(str(tmp_path / "w.duckdb"))
+    wh.ensure_schema()
+    w1, w2 = window(1), window(2)
+    wh.load_window(w1, stage(w1, {"syslog": events(w1, [1, 2, 3, 4])}, task_id="first"))
+    ctx = envelope(w2)
+    rows = [ctx.wrap(EVENT, {"id": i, "n": n}, vendor_id=str(i), event_time=w2.window_start)
+            for n, i in enumerate([3, 5, 6, 5, 1, 7, 6, 8])]
+    batches = stage(w2, {"syslog": rows}, part_rows=3)
+    assert len(batches) == 3, "several parts: DuckDB reads them itself"
+    report = wh.load_window(w2, batches)
+    assert (report.tables["syslog"].inserted, report.tables["syslog"].duplicates) == (4, 4)
+    got = {as_json(raw)["id"]: as_json(raw).get("n") for (raw,) in wh.query("SELECT raw FROM syslog")}
+    assert got == {1: None, 2: None, 3: None, 4: None, 5: 1, 6: 2, 7: 5, 8: 7}
+    assert wh.query("SELECT count(*) FROM duckdb_tables() WHERE temporary") == [(0,)], "helper tables dropped"
+    wh.close()
+
+
+def test_duckdb_engine_read_failure_reports_its_own_error_and_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing insert surfaces DuckDB's error (not a later 'transaction is aborted') and leaves
+    nothing behind: the next load of the window commits normally."""
+    import duckdb
+
+    wh = DuckDBWarehouse(str(tmp_path / "w.duckdb"))
+    wh.ensure_schema()
+    key = window(1)
+    batches = stage(key, {"syslog": events(key, list(range(6)))}, part_rows=2)
+    real = wh._execute
+
+    def failing_insert(sql: str, params: Any = ()) -> int:
+        if sql.startswith("INSERT INTO syslog"):
+            sql = sql.replace("SELECT CAST(s.record_id AS UUID)", "SELECT CAST('not a uuid' AS UUID)", 1)
+        return real(sql, params)
+
+    monkeypatch.setattr(wh, "_execute", failing_insert)
+    with pytest.raises(duckdb.ConversionException):
+        wh.load_window(key, batches)
+    monkeypatch.setattr(wh, "_execute", real)
+    assert count(wh, "syslog") == 0 and count(wh, "collection_ledger") == 0
+    assert wh.load_window(key, batches).tables["syslog"].inserted == 6
+    wh.close()
+
+
 def test_several_tables_in_one_window(wh: Warehouse) -> None:
     key = window(1)
     ctx = envelope(key)
