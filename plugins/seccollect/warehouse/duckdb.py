@@ -147,7 +147,8 @@ class DuckDBWarehouse(Warehouse):
         anti-join of the rows against the table would put every staged row, raw records and all, in
         its hash table as soon as the table is larger than the window (DuckDB builds on the smaller
         side), and a correlated ``NOT EXISTS`` does it always: for 400,000 CloudTrail events that is
-        ~2 GiB against ~1.3 GiB this way, and slower (bench/RESULTS.md, "CloudTrail end to end").
+        ~2 GiB against ~1.3 GiB this way, and against a table of 20 million rows the one anti-join
+        was also ~60 % slower than either (bench/RESULTS.md, "CloudTrail end to end").
 
         Same result as part by part: a record id already in the table is skipped, and of a record id
         repeated within the window the first row in part order is kept. Repeats are looked for on
