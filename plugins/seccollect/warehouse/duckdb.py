@@ -151,9 +151,9 @@ class DuckDBWarehouse(Warehouse):
         was also ~60 % slower than either (bench/RESULTS.md, "CloudTrail end to end").
 
         Same result as part by part: a record id already in the table is skipped, and of a record id
-        repeated within the window the first row in part order is kept. Repeats are looked for on
-        the key columns alone (cheap); only when there are some are the later copies listed (by file
-        and row number) for the insert to skip. Parts on remote staging (``s3://``) go part by part
+        repeated within the window the first row in part order is kept. Repeats are looked for among
+        the absent keys (cheap); only when there are some are the later copies listed (by file and
+        row number) for the insert to skip. Parts on remote staging (``s3://``) go part by part
         through Arrow.
         """
         from seccollect.staging.store import local_file, part_gone
@@ -168,16 +168,17 @@ class DuckDBWarehouse(Warehouse):
         names = ", ".join(c.name for c in columns)
         listed = "[" + ", ".join(_quote(path) for path in files) + "]"  # type: ignore[arg-type]
         keys = ", ".join(key)
-        repeated = self.query(
-            f"SELECT count(*) FROM (SELECT {keys} FROM read_parquet({listed}) GROUP BY {keys} HAVING count(*) > 1)"
-        )[0][0]
-        # File name and row number only when repeats must be told apart (they cost a column per row).
-        source = f"read_parquet({listed}, filename = true, file_row_number = true)" if repeated else f"read_parquet({listed})"
         self._execute(
             f"CREATE TEMP TABLE _absent_keys AS SELECT {select_list(table, 's', only=key)} "
             f"FROM read_parquet({listed}) s ANTI JOIN {table} t ON {key_match(table, 't', 's')}"
         )
         new_rows = f"SEMI JOIN _absent_keys a ON {key_match(table, 'a', 's')}"
+        # Only repeats of absent keys matter (every copy of a key already in the table is skipped), and
+        # those are found in the small key table rather than by reading the parts' keys again.
+        repeats = f"SELECT {keys} FROM _absent_keys GROUP BY {keys} HAVING count(*) > 1"
+        repeated = self.query(f"SELECT count(*) FROM ({repeats})")[0][0]
+        # File name and row number only when repeats must be told apart (they cost a column per row).
+        source = f"read_parquet({listed}, filename = true, file_row_number = true)" if repeated else f"read_parquet({listed})"
         if repeated:
             # Rows that repeat a key staged earlier (in part order, then row order), found from the key
             # columns alone; the insert then skips exactly those rows. A window function over the whole
@@ -188,7 +189,7 @@ class DuckDBWarehouse(Warehouse):
                 f"SELECT s.filename, s.file_row_number, row_number() OVER (PARTITION BY "
                 f"{', '.join('s.' + k for k in key)} ORDER BY p.part, s.file_row_number) AS nth "
                 f"FROM {source} s JOIN (VALUES {order}) AS p(filename, part) ON p.filename = s.filename "
-                f"WHERE ({keys}) IN (SELECT ({keys}) FROM read_parquet({listed}) GROUP BY {keys} HAVING count(*) > 1)"
+                f"JOIN ({repeats}) d ON {key_match(table, 'd', 's')}"
                 f") WHERE nth > 1"
             )
             new_rows += (
