@@ -20,6 +20,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 _HOME = Path(tempfile.mkdtemp(prefix="seccollect-test-airflow-"))
+
+
+def _demo_instances(folder: Path) -> Path:
+    """Copy every registered connector's demo instance files into ``folder`` (what the demo runs)."""
+    import shutil
+
+    from seccollect.registry import demo_instance_files
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in demo_instance_files():
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+#: The demo's instance files, as the demo assembles them; CONNECTORS_DIR for tests that set no other.
+DEMO_INSTANCES = _demo_instances(_HOME / "connectors")
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_HOME),
@@ -28,7 +44,7 @@ os.environ.update(
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "SECCOLLECT_STAGING_URL": "file://" + str(_HOME / "staging"),
-        "CONNECTORS_DIR": str(REPO / "include" / "connectors"),
+        "CONNECTORS_DIR": str(DEMO_INSTANCES),
         "SCARF_NO_ANALYTICS": "true",
         "DO_NOT_TRACK": "1",
     }
@@ -94,6 +110,25 @@ def warehouse_conn(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: 
         conn = {"conn_type": "postgres", "host": db["host"], "port": db["port"], "login": db["user"], "schema": db["dbname"]}
     monkeypatch.setenv("AIRFLOW_CONN_SECCOLLECT_WAREHOUSE", json.dumps(conn))
     return request.param
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def wh(request: pytest.FixtureRequest, tmp_path: Path):
+    """A warehouse with its schema, on a DuckDB file or a PostgreSQL database of the test's own."""
+    from seccollect.warehouse.duckdb import DuckDBWarehouse
+    from seccollect.warehouse.postgres import PostgresWarehouse
+
+    if request.param == "duckdb":
+        warehouse = DuckDBWarehouse(str(tmp_path / "warehouse.duckdb"), lock_timeout=5)
+    else:
+        import psycopg
+
+        warehouse = PostgresWarehouse(psycopg.connect(**request.getfixturevalue("postgres_database")))
+    warehouse.ensure_schema()
+    try:
+        yield warehouse
+    finally:
+        warehouse.close()
 
 
 @pytest.fixture

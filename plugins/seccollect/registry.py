@@ -68,7 +68,8 @@ class ConnectorSpec:
     :param vendor: the vendor's name as people write it (``Netskope``), for docs and messages.
     :param instance_model: the typed schema of its instance files (a subclass of
         :class:`~seccollect.config.instance.InstanceBase`), which also lists its content types.
-    :param build_tasks: adds the instance's tasks to its DAG: ``build_tasks(dag, instance)``.
+    :param build_tasks: adds the instance's tasks to its DAG: ``build_tasks(dag, instance)`` (usually a
+        :class:`Lazy` reference: the spec module itself must not import Airflow).
     :param connection_types: entries of ``get_provider_info()["connection-types"]`` (the UI's connection
         form and the Test button).
     :param tables: tables the vendor adds beside the shared indices (loaded or intermediate).
@@ -106,6 +107,29 @@ class ConnectorSpec:
         return found
 
 
+class Lazy:
+    """A function named by ``"module:attribute"``, imported on its first call.
+
+    Specs name their task wiring this way: Airflow calls ``get_provider_info()`` (which reads every spec)
+    while it is still initialising its configuration, so a spec module must not import Airflow itself.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._function: Callable[..., Any] | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._function is None:
+            import importlib
+
+            module, _, attribute = self.target.partition(":")
+            self._function = getattr(importlib.import_module(module), attribute)
+        return self._function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Lazy({self.target!r})"
+
+
 class UnknownConnectorType(KeyError):
     """No vendor registered this connector type."""
 
@@ -119,7 +143,7 @@ def _entry_points() -> dict[str, Any]:
 
 
 def connector_types() -> list[str]:
-    """The registered connector types (no vendor module is imported)."""
+    """The registered connector types, sorted (no vendor module is imported)."""
     return sorted(_entry_points())
 
 
@@ -142,5 +166,17 @@ def get(connector_type: str) -> ConnectorSpec:
 
 
 def specs() -> list[ConnectorSpec]:
-    """Every registered spec, in connector-type order (imports every vendor)."""
+    """Every registered spec, by connector type (imports every vendor)."""
     return [get(name) for name in connector_types()]
+
+
+def demo_instance_files() -> list[Path]:
+    """The instance files the demo runs: every registered connector's ``demo_instances``, by name."""
+    files = [
+        path
+        for spec in specs()
+        if spec.demo_instances is not None
+        for path in spec.demo_instances.iterdir()
+        if path.suffix in (".yaml", ".yml")
+    ]
+    return sorted(files, key=lambda path: path.name)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_DIR = REPO / "include" / "connectors"
+from tests.conftest import DEMO_INSTANCES as DEMO_DIR  # noqa: E402 - the demo instances, assembled
 
 
 def _dagbag(connectors_dir: Path, monkeypatch: pytest.MonkeyPatch):

@@ -19,9 +19,10 @@ from typing import Any
 
 import yaml
 
-from seccollect.config.instance import INSTANCE_TYPES, InstanceBase
+from seccollect.config.instance import InstanceBase
 
-#: Environment variable that points at the folder of instance files.
+#: Environment variable that points at the folder of instance files; it wins over the folder the DAG
+#: file names (``include/connectors`` beside its own folder).
 CONNECTORS_DIR_ENV = "CONNECTORS_DIR"
 
 # Keys that name a credential. Matched on whole words of the key (``api_key``, ``clientSecret``,
@@ -54,26 +55,43 @@ class InstanceFileInvalid(ValueError):
         super().__init__("\n".join(str(e) for e in errors))
 
 
-def connectors_dir(directory: Path | None = None) -> Path:
-    """The folder of instance files: ``directory`` if given, else ``$CONNECTORS_DIR``, else the
-    project's ``include/connectors``."""
-    if directory is not None:
-        return Path(directory)
+class ConnectorsDirMissing(ValueError):
+    """No folder of instance files is configured, or it cannot be read."""
+
+
+def connectors_dir(default: Path | None = None) -> Path:
+    """The folder of instance files: ``$CONNECTORS_DIR`` if set, else ``default`` (the folder a DAG file
+    names relative to itself); :class:`ConnectorsDirMissing` if neither is given."""
     configured = os.environ.get(CONNECTORS_DIR_ENV)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[3] / "include" / "connectors"
+    if default is None:
+        raise ConnectorsDirMissing(
+            f"no folder of connector instance files: set {CONNECTORS_DIR_ENV} or pass the folder explicitly"
+        )
+    return Path(default)
 
 
 def instance_files(directory: Path) -> Iterator[Path]:
-    """Every ``*.yaml`` / ``*.yml`` file, sorted so DAG order is stable between parses."""
-    if not directory.is_dir():
-        return iter(())
-    return iter(
-        sorted(
+    """Every ``*.yaml`` / ``*.yml`` file, sorted so DAG order is stable between parses.
+
+    A folder that does not exist or cannot be read raises :class:`ConnectorsDirMissing`: zero DAGs
+    because of a wrong path must look like an error, not like an empty deployment.
+    """
+    try:
+        names = sorted(
             p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
         )
-    )
+    except FileNotFoundError:
+        raise ConnectorsDirMissing(
+            f"the folder of connector instance files {directory} does not exist; create it, or set "
+            f"{CONNECTORS_DIR_ENV} to the folder that holds the instance files"
+        ) from None
+    except OSError as exc:
+        raise ConnectorsDirMissing(
+            f"the folder of connector instance files {directory} cannot be read: {exc.strerror or exc}"
+        ) from None
+    return iter(names)
 
 
 def _words(key: str) -> list[str]:
@@ -103,11 +121,7 @@ def _secret_keys(data: Any, prefix: str = "") -> list[str]:
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
-    # The discriminated union adds the type tag ("netskope") as the first element; it is noise here.
-    parts = [str(p) for p in loc]
-    if parts and parts[0] in INSTANCE_TYPES:
-        parts = parts[1:]
-    return ".".join(parts)
+    return ".".join(str(p) for p in loc)
 
 
 def parse_instance(data: Any, path: Path) -> InstanceBase:
@@ -130,12 +144,15 @@ def parse_instance(data: Any, path: Path) -> InstanceBase:
                 for key in secrets
             ]
         )
+    from seccollect import registry
+
     kind = data.get("type")
-    model = INSTANCE_TYPES.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise InstanceFileInvalid(
-            [InstanceFileError(path, "type", f"{kind!r} is not a connector type; use one of {', '.join(INSTANCE_TYPES)}")]
-        )
+    try:
+        if not isinstance(kind, str):
+            raise registry.UnknownConnectorType(kind)
+        model = registry.get(kind).instance_model
+    except registry.UnknownConnectorType as exc:
+        raise InstanceFileInvalid([InstanceFileError(path, "type", str(exc))]) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -175,12 +192,20 @@ class LoadResult:
 
 
 def load_all(directory: Path | None = None) -> LoadResult:
-    """Validate every instance file; collect failures (including dag_id clashes) instead of raising."""
-    directory = connectors_dir(directory)
+    """Validate every instance file; collect failures (including dag_id clashes and a missing folder)
+    instead of raising.
+
+    :param directory: the folder to read; ``None`` means ``$CONNECTORS_DIR``.
+    """
     instances: list[InstanceBase] = []
     errors: list[InstanceFileError] = []
     seen: dict[str, Path] = {}
-    for path in instance_files(directory):
+    try:
+        directory = Path(directory) if directory is not None else connectors_dir()
+        paths = list(instance_files(directory))
+    except ConnectorsDirMissing as exc:
+        return LoadResult([], [InstanceFileError(Path(directory or "."), "", str(exc))])
+    for path in paths:
         try:
             instance = load_file(path)
         except InstanceFileInvalid as exc:
@@ -204,8 +229,10 @@ def load_for_dag_id(dag_id: str, directory: Path | None = None) -> InstanceBase 
     Instance files are expected to be named after their DAG (``<dag_id>.yaml``); that file is tried
     first, so a task start reads one file whatever the number of instances. A file named otherwise is
     still found by falling back to a full scan.
+
+    :param directory: the folder to read; ``None`` means ``$CONNECTORS_DIR``.
     """
-    directory = connectors_dir(directory)
+    directory = Path(directory) if directory is not None else connectors_dir()
     for suffix in (".yaml", ".yml"):
         candidate = directory / f"{dag_id}{suffix}"
         if candidate.is_file():

@@ -7,33 +7,17 @@ pyarrow and DuckDB are imported inside ``execute``).
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable
 
+from seccollect import registry
 from seccollect.config.instance import InstanceBase
 from seccollect.config.loader import InstanceFileError, load_all, load_for_dag_id
-
-#: connector type -> "module:function" adding that vendor's tasks to a DAG. Imported on first use so a
-#: parse only imports the vendors it has instances of.
-TASK_BUILDERS: dict[str, str] = {
-    "netskope": "seccollect.vendors.netskope.dag:add_tasks",
-    "aws_cloudtrail": "seccollect.vendors.aws.dag:add_tasks",
-}
-
-_builders: dict[str, Callable[[DAG, InstanceBase], None]] = {}
-
-
-def _task_builder(connector_type: str) -> Callable[[DAG, InstanceBase], None]:
-    if connector_type not in _builders:
-        module, func = TASK_BUILDERS[connector_type].split(":")
-        _builders[connector_type] = getattr(importlib.import_module(module), func)
-    return _builders[connector_type]
 
 
 def timetable_for(minutes: int) -> CronDataIntervalTimetable | DeltaDataIntervalTimetable:
@@ -53,10 +37,19 @@ def timetable_for(minutes: int) -> CronDataIntervalTimetable | DeltaDataInterval
 
 def indices_of(instance: InstanceBase, content_type: str | None = None) -> list[str]:
     """Warehouse tables an instance (or one of its content types) writes to."""
-    if instance.connector_type == "aws_cloudtrail":
-        return ["traffic"] if instance.sub_type == "vpcflow" else ["aws_events"]  # type: ignore[attr-defined]
-    content_types = [content_type] if content_type else instance.selected_content_types
-    return ["syslog", "alerts"] if "alert" in content_types and instance.connector_type == "netskope" else ["syslog"]
+    content_types = [content_type] if content_type else list(instance.selected_content_types)
+    return registry.get(instance.connector_type).tables_of(content_types)
+
+
+def _without_credentials(value: Any) -> Any:
+    """A URL setting with any user and password removed (instance files refuse them; belt and braces)."""
+    if isinstance(value, str) and "@" in value and "://" in value:
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            host = parts.hostname or ""
+            netloc = f"{host}:{parts.port}" if parts.port else host
+            return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return value
 
 
 def doc_md(instance: InstanceBase, notes: str = "") -> str:
@@ -64,7 +57,8 @@ def doc_md(instance: InstanceBase, notes: str = "") -> str:
     settings = instance.model_dump(mode="json", exclude_none=True)
     settings["interval_minutes"] = instance.interval
     settings["content_types"] = list(instance.selected_content_types)
-    rows = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in sorted(settings.items()))
+    settings["task_timeout_minutes"] = int(instance.task_timeout.total_seconds() // 60)
+    rows = "\n".join(f"| `{k}` | `{json.dumps(_without_credentials(v))}` |" for k, v in sorted(settings.items()))
     tables = indices_of(instance)
     verify = (
         f"SELECT content_type, window_start, window_end, staged_rows, inserted_rows, duplicate_rows, quarantined\n"
@@ -78,6 +72,8 @@ def doc_md(instance: InstanceBase, notes: str = "") -> str:
         f"Each run collects the window [data_interval_start, data_interval_end) of every content type, "
         f"stages it, and loads it idempotently into {', '.join(f'`{t}`' for t in tables)}. Re-running or "
         f"backfilling a window never duplicates rows. Credentials: Airflow connection `{instance.conn_id}`.\n\n"
+        f"Every task stops after `task_timeout_minutes` ({int(instance.task_timeout.total_seconds() // 60)} "
+        "min; 4 intervals by default, at least 60 and at most 1440) and is retried like any failure.\n\n"
         f"{notes}\n\n"
         f"## Settings\n\n| setting | value |\n|---|---|\n{rows}\n\n"
         f"## Verify ingestion\n\n```sql\n{verify}\n```\n"
@@ -85,13 +81,15 @@ def doc_md(instance: InstanceBase, notes: str = "") -> str:
 
 
 def build_dag(instance: InstanceBase) -> DAG:
-    """The DAG of one instance: its schedule, retries and docs, plus the vendor's tasks."""
+    """The DAG of one instance: its schedule, retries, timeouts and docs, plus the vendor's tasks."""
+    spec = registry.get(instance.connector_type)
     default_args: dict[str, Any] = {
         "owner": instance.tenant,
         "retries": instance.retries,
         "retry_delay": timedelta(seconds=instance.retry_delay_seconds),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=instance.max_retry_delay_minutes),
+        "execution_timeout": instance.task_timeout,
     }
     dag = DAG(
         dag_id=instance.dag_id,
@@ -105,16 +103,19 @@ def build_dag(instance: InstanceBase) -> DAG:
         description=f"{instance.vendor} {'/'.join(instance.selected_content_types)} every {instance.interval} min "
         f"for tenant {instance.tenant}",
     )
-    _task_builder(instance.connector_type)(dag, instance)
+    dag.doc_md = doc_md(instance, spec.notes(instance) if callable(spec.notes) else spec.notes)
+    spec.build_tasks(dag, instance)
     return dag
 
 
 def register_dags(namespace: dict[str, Any], directory: Path | None = None, dag_id: str | None = None) -> list[InstanceFileError]:
     """Put the DAG of every valid instance into ``namespace`` (a DAG file's ``globals()``).
 
+    :param directory: the folder of instance files (see
+        :func:`~seccollect.config.loader.connectors_dir`); ``None`` means ``$CONNECTORS_DIR``.
     :param dag_id: when set (a task run's parse, from ``get_parsing_context()``), only that DAG is
         built, and only its instance file is read.
-    :return: the errors of instance files that produced no DAG.
+    :return: the errors of instance files that produced no DAG (a missing folder included).
     """
     if dag_id is not None:
         instance = load_for_dag_id(dag_id, directory)

@@ -48,7 +48,7 @@ def demo_environment() -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "CONNECTORS_DIR": str(REPO / "include" / "connectors"),
+        "CONNECTORS_DIR": str(DEMO_DIR / "connectors"),
         "SECCOLLECT_STAGING_URL": "file://" + str(DEMO_DIR / "staging"),
         "SIM_NETSKOPE_V1_TOKEN": DEMO_V1_TOKEN,
         "SIM_NETSKOPE_V2_TOKEN": DEMO_V2_TOKEN,
@@ -88,10 +88,26 @@ def _airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     return subprocess.run([str(airflow), *args], env=env, check=True, capture_output=True, text=True)
 
 
+def assemble_instances() -> Path:
+    """The demo's instance folder: every registered connector's demo instance files."""
+    import shutil
+
+    from seccollect.registry import demo_instance_files
+
+    folder = DEMO_DIR / "connectors"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.yaml"):
+        stale.unlink()
+    for path in demo_instance_files():
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
 def prepare_airflow(env: dict[str, str]) -> None:
-    """Airflow home + database, the demo connections and the load pool (idempotent)."""
+    """Airflow home + database, the demo instances and connections and the load pool (idempotent)."""
     AIRFLOW_HOME.mkdir(exist_ok=True)
     DEMO_DIR.mkdir(exist_ok=True)
+    assemble_instances()
     _airflow("db", "migrate", env=env)
     conn_file = DEMO_DIR / "connections.json"
     conn_file.write_text(json.dumps(demo_connections(), indent=2))

@@ -1,28 +1,38 @@
-"""The one HTTP layer every vendor hook uses (built on requests).
+"""The one HTTP layer every vendor hook uses (built on requests, retried with tenacity).
 
-It owns what all vendors share: timeouts, retries with exponential backoff and jitter on
-connection errors, timeouts, truncated bodies and 5xx; throttling (429 and the vendors' own signals)
-honoured with Retry-After / RateLimit-Reset; an optional client-side request budget; SSL verification
-with a logged opt-out; an optional proxy; and a final error that explains itself.
+It owns what all vendors share: timeouts; retries with exponential backoff and jitter on connection
+errors, timeouts, truncated or unparseable bodies and 5xx; throttling (429 and the vendors' own
+signals) honoured with Retry-After / RateLimit-Reset; re-authentication when a token expired; a
+client-side request budget; continuation URLs given by the vendor, followed as given but only to the
+connection's own host; bodies streamed to an iterating parser; strict decoding; SSL verification with a
+logged opt-out; an optional proxy; and a final error that explains itself, names the Airflow connection
+to fix and never shows a secret or a query string.
 
-What differs per vendor is passed in as a :class:`ResponsePolicy`: how to spot throttling or an error
-hidden in a 200 body, and how to extract the vendor's own message.
+What differs per vendor is passed in as a :class:`ResponsePolicy` (how to spot throttling, an expired
+token or an error hidden in a 200 body, how to extract the vendor's own message, which parse errors are
+worth a retry) and a :class:`~seccollect.http.auth.ClientAuth`.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any, Protocol
+from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+import tenacity
 
+from seccollect.http.auth import ClientAuth
+from seccollect.http.budget import RequestBudget
 from seccollect.http.errors import FATAL_STATUSES, VendorApiError
+from seccollect.http.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +43,12 @@ _TRANSIENT_EXCEPTIONS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
+
+
+class PageShapeError(ValueError):
+    """A response body that parsed but does not have the shape the vendor documents (``null``, no
+    ``result``, ``result`` not a list …). Retried like a truncated body; the final error says what was
+    wrong."""
 
 
 @dataclass(frozen=True)
@@ -57,44 +73,15 @@ class RetryPolicy:
         return (rng or random).uniform(ceiling / 2, ceiling)
 
 
-class RequestBudget(Protocol):
-    """Client-side rate limit: ``acquire()`` blocks until one more request may be sent."""
-
-    def acquire(self) -> None: ...
-
-
-class SlidingWindowBudget:
-    """At most ``max_calls`` requests per ``period`` seconds within this process."""
-
-    def __init__(
-        self,
-        max_calls: int,
-        period: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.max_calls = max_calls
-        self.period = period
-        self._clock = clock
-        self._sleep = sleep
-        self._sent: list[float] = []
-
-    def acquire(self) -> None:
-        while True:
-            now = self._clock()
-            self._sent = [t for t in self._sent if now - t < self.period]
-            if len(self._sent) < self.max_calls:
-                self._sent.append(now)
-                return
-            self._sleep(self.period - (now - self._sent[0]) + 0.01)
-
-
 @dataclass(frozen=True)
 class Verdict:
-    """What a :class:`ResponsePolicy` concluded about one response."""
+    """What a :class:`ResponsePolicy` concluded about one response (or one body that did not parse).
 
-    kind: str  # "ok", "throttled", "retry" or "error"
+    ``kind`` is ``ok``, ``throttled`` (wait, then retry), ``retry`` (transient failure), ``reauth``
+    (credentials expired: refresh them once and repeat) or ``error`` (fails for good).
+    """
+
+    kind: str
     message: str | None = None
     wait: float | None = None
     #: The HTTP status the failure amounts to, when the vendor hides it (e.g. an error in a 200 body).
@@ -108,17 +95,29 @@ class ResponsePolicy:
         if response.status_code == 429:
             return Verdict("throttled", self.vendor_message(response), retry_after(response))
         if response.status_code >= 500:
-            return Verdict("retry", self.vendor_message(response))
+            return Verdict("retry", self.vendor_message(response), retry_after(response))
         if response.status_code >= 400:
             return Verdict("error", self.vendor_message(response))
         return Verdict("ok")
 
+    def classify_parse_error(self, exc: Exception) -> Verdict | None:
+        """What a body that failed to parse means; ``None`` lets the exception propagate.
+
+        A cut or malformed body (JSON or XML syntax, bytes that are not the declared encoding) or a page
+        of the wrong shape is transient: the same request usually answers properly next time.
+        """
+        # XML parse errors (xml.etree's ParseError, lxml's XMLSyntaxError) are SyntaxErrors, not
+        # ValueErrors; JSON errors, decoding errors and PageShapeError are ValueErrors.
+        if isinstance(exc, ValueError | SyntaxError | EOFError):
+            return Verdict("retry", None)
+        return None
+
     def vendor_message(self, response: requests.Response) -> str | None:
         """The vendor's own error text: JSON ``message``/``error``/``errors``, else the start of the body."""
         try:
-            body = response.json()
+            body = json.loads(response.content)
         except ValueError:
-            text = response.text.strip()
+            text = response.content[:600].decode("utf-8", "backslashreplace").strip()
             return text[:300] or None
         if isinstance(body, dict):
             for key in ("message", "error", "errors", "msg"):
@@ -152,39 +151,78 @@ def retry_after(response: requests.Response) -> float | None:
     return None
 
 
+def decode_json(response: requests.Response) -> Any:
+    """The body as JSON, decoded from UTF-8 without silently changing a byte.
+
+    ``requests`` would replace bytes that are not UTF-8 with U+FFFD, and the record would load altered.
+    Here they survive as lone surrogates (``surrogateescape``), which the record intake recognises and
+    quarantines with the original bytes. A body that is not JSON raises ``ValueError`` (retried).
+    """
+    text = response.content.decode("utf-8-sig" if response.content[:3] == b"\xef\xbb\xbf" else "utf-8", "surrogateescape")
+    return json.loads(text)
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth another (internal to :meth:`VendorHttpClient.request`)."""
+
+    def __init__(self, *, status: int | None, message: str | None, detail: str | None, wait: float | None,
+                 what: str) -> None:
+        super().__init__(what)
+        self.status = status
+        self.message = message
+        self.detail = detail
+        self.wait = wait
+        self.what = what
+
+
 @dataclass
 class VendorHttpClient:
-    """A requests session with the shared retry/throttle/error behaviour.
+    """A requests session with the shared retry/throttle/re-authentication/error behaviour.
 
     :param vendor: vendor name for messages (``Netskope``).
-    :param base_url: scheme and host (and optional base path) every request path is joined to.
+    :param base_url: scheme and host (and optional base path) every request path is joined to; absolute
+        URLs given by the vendor are followed only to this scheme, host and port.
+    :param conn_id: the Airflow connection this client was built from (named in final errors).
     :param verify_ssl: verify TLS certificates. ``False`` is allowed per instance and logged as a warning.
     :param proxy: optional proxy URL for http and https.
     :param timeout: (connect, read) timeout in seconds.
     :param retry: the :class:`RetryPolicy`.
     :param policy: the vendor's :class:`ResponsePolicy`.
-    :param budget: optional :class:`RequestBudget` acquired before every attempt.
-    :param headers: headers sent with every request (e.g. an auth header; never logged).
+    :param budget: optional :class:`~seccollect.http.budget.RequestBudget` acquired before every attempt.
+    :param auth: how requests are authenticated (:mod:`seccollect.http.auth`); its secrets are redacted.
+    :param headers: headers sent with every request (not secrets: use ``auth`` for credentials).
+    :param secrets: further strings never to show in a message (e.g. a v1 token sent in a body).
+    :param max_budget_wait: the longest wait for the budget before :class:`BudgetWaitTooLong` is raised
+        (``None``: wait as long as needed).
     :param sleep: injectable for tests.
     """
 
     vendor: str
     base_url: str
+    conn_id: str | None = None
     verify_ssl: bool = True
     proxy: str | None = None
     timeout: tuple[float, float] = (10.0, 60.0)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     policy: ResponsePolicy = field(default_factory=ResponsePolicy)
     budget: RequestBudget | None = None
+    auth: ClientAuth = field(default_factory=ClientAuth)
     headers: Mapping[str, str] = field(default_factory=dict)
+    secrets: Iterable[str] = ()
+    max_budget_wait: float | None = None
     sleep: Callable[[float], None] = time.sleep
     user_agent: str = "seccollect-airflow/0.1"
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
+        self._origin = _origin(self.base_url)
+        self.redact = Redactor([*self.secrets, *self.auth.secrets(), _proxy_password(self.proxy)])
+        if hasattr(self.auth, "on_new_token"):
+            self.auth.on_new_token = self.redact.add  # tokens obtained later are redacted too
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": self.user_agent, "Accept-Encoding": "gzip", **self.headers})
         self.session.verify = self.verify_ssl
+        self.session.auth = self.auth
         if not self.verify_ssl:
             log.warning(
                 "SSL certificate verification is DISABLED for %s (%s) by the instance setting verify_ssl: false",
@@ -201,6 +239,28 @@ class VendorHttpClient:
     def close(self) -> None:
         self.session.close()
 
+    # --- URLs -----------------------------------------------------------------------------------------
+
+    def url_for(self, path_or_url: str) -> str:
+        """The URL of a path (joined to ``base_url``), or an absolute URL the vendor gave, checked to point
+        at the connection's own scheme, host and port: a continuation URL must never send our
+        credentials elsewhere."""
+        if "://" not in path_or_url:
+            return f"{self.base_url}{path_or_url}"
+        if _origin(path_or_url) != self._origin:
+            raise VendorApiError(
+                vendor=self.vendor,
+                endpoint=_endpoint_of(path_or_url),
+                detail=f"the vendor's continuation URL points to {_origin(path_or_url)}, not to the connection's "
+                f"{self._origin}; it is not followed (credentials are only sent to the configured host)",
+                conn_id=self.conn_id,
+                fatal=True,
+                redact=self.redact,
+            )
+        return path_or_url
+
+    # --- requests -------------------------------------------------------------------------------------
+
     def request(
         self,
         method: str,
@@ -211,72 +271,148 @@ class VendorHttpClient:
         data: Any = None,
         headers: Mapping[str, str] | None = None,
         parse: Callable[[requests.Response], Any] | None = None,
+        stream: bool = False,
+        authenticate: bool = True,
     ) -> Any:
         """Send a request until it succeeds or fails for good; return ``parse(response)`` (or the response).
 
-        ``parse`` runs inside the retry loop: a body that does not parse (cut mid-stream, malformed)
-        is treated like a transport fault and retried, so a caller never sees half a page.
+        ``parse`` runs inside the retry loop: a body that does not parse (cut mid-stream, malformed, the
+        wrong shape) is judged by the policy, retried when transient, so a caller never sees half a page.
+
+        :param path: a path joined to ``base_url``, or an absolute URL given by the vendor (followed as
+            given, after the host check of :meth:`url_for`).
+        :param stream: do not read the body up front; ``parse`` reads it (e.g. an iterating XML parser),
+            so memory does not grow with the response.
+        :param authenticate: ``False`` for the request that obtains a token.
         """
-        endpoint = f"{method.upper()} {path}"
-        url = f"{self.base_url}{path}"
-        attempt = 0
-        last: tuple[int | None, str | None, str | None] = (None, None, None)
-        while True:
-            attempt += 1
+        url = self.url_for(path)
+        endpoint = f"{method.upper()} {_endpoint_of(path)}"
+        reauthenticated = False
+
+        def attempt() -> Any:
+            nonlocal reauthenticated
             self.attempts_made += 1
-            wait: float | None = None
+            if self.budget is not None:
+                self.budget.acquire(max_wait=self.max_budget_wait)
             try:
-                if self.budget is not None:
-                    self.budget.acquire()
                 # proxies/verify are passed per request: requests lets HTTP(S)_PROXY and REQUESTS_CA_BUNDLE
                 # from the environment override Session.proxies / Session.verify, not the request's own.
                 response = self.session.request(
                     method, url, params=params, json=json, data=data, headers=headers, timeout=self.timeout,
-                    proxies=dict(self.session.proxies), verify=self.session.verify,
+                    proxies=dict(self.session.proxies), verify=self.session.verify, stream=stream,
+                    auth=None if authenticate else ClientAuth(),
                 )
+            except requests.exceptions.SSLError as exc:
+                # Not transient: a certificate or TLS configuration problem fails the same way every time.
+                raise self._error(endpoint, None, None, f"TLS/SSL error: {_cause(exc)}", 1, fatal=True) from None
+            except _TRANSIENT_EXCEPTIONS as exc:
+                raise _Retry(status=None, message=None, wait=None, what=type(exc).__name__,
+                             detail=f"{type(exc).__name__}: no complete response ({_cause(exc)})") from None
+            try:
                 verdict = self.policy.classify(response)
                 if verdict.kind == "ok":
                     try:
                         return parse(response) if parse else response
-                    except ValueError as exc:  # JSONDecodeError and XML parse errors are ValueErrors
-                        verdict = Verdict("retry")
-                        last = (None, None, f"the response body could not be parsed ({exc.__class__.__name__}: {_short(exc)})")
-                else:
-                    last = (verdict.status or response.status_code, verdict.message, None)
-                if verdict.kind == "error" or (response.status_code in FATAL_STATUSES and verdict.kind != "throttled"):
-                    raise VendorApiError(
-                        vendor=self.vendor,
-                        endpoint=endpoint,
-                        status=verdict.status or response.status_code,
-                        vendor_message=verdict.message,
-                        attempts=attempt,
-                    )
-                if verdict.kind == "throttled":
-                    wait = verdict.wait
-                    log.warning("%s throttled %s (attempt %d); waiting before retrying", self.vendor, endpoint, attempt)
-            except _TRANSIENT_EXCEPTIONS as exc:
-                last = (None, None, f"{exc.__class__.__name__}: no complete response ({_short(exc)})")
-                log.warning("%s %s attempt %d failed: %s", self.vendor, endpoint, attempt, last[2])
-            if attempt >= self.retry.max_attempts:
-                status, message, detail = last
-                raise VendorApiError(
-                    vendor=self.vendor,
-                    endpoint=endpoint,
-                    status=status,
-                    vendor_message=message,
-                    detail=detail,
-                    attempts=attempt,
-                )
-            delay = self.retry.backoff(attempt) if wait is None else min(wait, self.retry.max_throttle_wait)
-            self.sleep(delay)
+                    except Exception as exc:  # judged by the policy: retried, or a bug that propagates
+                        judged = self.policy.classify_parse_error(exc)
+                        if judged is None:
+                            raise
+                        if judged.kind != "retry":
+                            raise self._error(endpoint, judged.status, judged.message, None, 1) from None
+                        shape = "had the wrong shape" if isinstance(exc, PageShapeError) else "could not be parsed"
+                        raise _Retry(status=None, message=None, wait=None, what="unparseable body",
+                                     detail=f"the response body {shape} ({type(exc).__name__}: {_cause(exc)})") from None
+                status = verdict.status or response.status_code
+                if verdict.kind == "reauth":
+                    if not reauthenticated and authenticate and self.auth.refresh():
+                        reauthenticated = True
+                        log.warning("%s %s: credentials expired (HTTP %s); authenticated again, repeating",
+                                    self.vendor, endpoint, status)
+                        raise _Retry(status=status, message=verdict.message, wait=0.0, what="re-authentication",
+                                     detail=None)
+                    raise self._error(endpoint, status if status != 200 else 401, verdict.message, None, 1, fatal=True)
+                if verdict.kind == "error" or (status in FATAL_STATUSES and verdict.kind != "throttled"):
+                    raise self._error(endpoint, status, verdict.message, None, 1)
+                raise _Retry(status=status, message=verdict.message, wait=verdict.wait,
+                             what="throttled" if verdict.kind == "throttled" else f"HTTP {status}", detail=None)
+            finally:
+                if stream:
+                    response.close()
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retry.max_attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Retry),
+            sleep=self.sleep,
+            before_sleep=lambda state: self._log_retry(endpoint, state),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Retry as last:
+            attempts = retrying.statistics.get("attempt_number", self.retry.max_attempts)
+            raise self._error(endpoint, last.status, last.message, last.detail, attempts) from None
+        except VendorApiError as exc:
+            exc.attempts = retrying.statistics.get("attempt_number", 1)
+            raise
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, parse=lambda r: r.json(), **kwargs)
+        kwargs.setdefault("parse", decode_json)
+        return self.request("GET", path, **kwargs)
 
     def post_json(self, path: str, **kwargs: Any) -> Any:
-        return self.request("POST", path, parse=lambda r: r.json(), **kwargs)
+        kwargs.setdefault("parse", decode_json)
+        return self.request("POST", path, **kwargs)
+
+    # --- internals ------------------------------------------------------------------------------------
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, _Retry) and exc.wait is not None:
+            return min(exc.wait, self.retry.max_throttle_wait)
+        return self.retry.backoff(state.attempt_number)
+
+    def _log_retry(self, endpoint: str, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if not isinstance(exc, _Retry) or exc.what == "re-authentication":
+            return
+        said = f" ({self.vendor} said: {exc.message})" if exc.message else ""
+        log.warning(
+            "%s %s attempt %d failed (of %d): %s%s; retrying in %.1fs",
+            self.vendor,
+            endpoint,
+            state.attempt_number,
+            self.retry.max_attempts,
+            self.redact(exc.detail or exc.what),
+            self.redact(said),
+            state.upcoming_sleep,
+        )
+
+    def _error(self, endpoint: str, status: int | None, message: str | None, detail: str | None,
+               attempts: int, *, fatal: bool | None = None) -> VendorApiError:
+        return VendorApiError(
+            vendor=self.vendor, endpoint=endpoint, status=status, vendor_message=message, detail=detail,
+            attempts=attempts, conn_id=self.conn_id, fatal=fatal, redact=self.redact,
+        )
 
 
-def _short(exc: Exception) -> str:
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
+
+
+def _endpoint_of(path_or_url: str) -> str:
+    """The path of a request, never its query string (it may hold a token)."""
+    parts = urlsplit(path_or_url)
+    return parts.path or "/"
+
+
+def _proxy_password(proxy: str | None) -> str | None:
+    return urlsplit(proxy).password if proxy else None
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost useful reason of a requests/urllib3 exception, short."""
     text = str(exc)
-    return text if len(text) <= 200 else text[:200] + "…"
+    return text if len(text) <= 300 else text[:300] + "…"

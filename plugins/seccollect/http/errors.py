@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 
 #: Code -> (meaning, what the user should check). Verbatim intent of the guides' table.
@@ -44,12 +45,18 @@ def explain_status(status: int) -> str:
 class VendorApiError(Exception):
     """A vendor call that failed for good, with everything a person needs to act on it.
 
+    The message is redacted (``redact``): it never carries a configured secret or a query string, even
+    when the vendor echoed one back in its error text.
+
     :param vendor: vendor name shown to the user, e.g. ``Netskope``.
     :param endpoint: method and path (never the query string: it may hold a token).
     :param status: HTTP status, or ``None`` when no response arrived (timeout, connection error).
     :param vendor_message: the vendor's own error text, if its body had one.
     :param detail: what happened when there was no HTTP status.
     :param attempts: how many attempts were made.
+    :param conn_id: the Airflow connection whose settings a person should check.
+    :param fatal: override of :attr:`fatal` (e.g. a TLS certificate problem, which no retry fixes).
+    :param redact: turns text into text safe to show (see :class:`~seccollect.http.redact.Redactor`).
     """
 
     def __init__(
@@ -61,22 +68,35 @@ class VendorApiError(Exception):
         vendor_message: str | None = None,
         detail: str | None = None,
         attempts: int = 1,
+        conn_id: str | None = None,
+        fatal: bool | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
+        from seccollect.http.redact import strip_query
+
+        clean = redact or strip_query
         self.vendor = vendor
-        self.endpoint = endpoint
+        self.endpoint = clean(endpoint)
         self.status = status
-        self.vendor_message = vendor_message
+        self.vendor_message = clean(vendor_message) if vendor_message else vendor_message
+        self.detail = clean(detail) if detail else detail
         self.attempts = attempts
-        parts = [f"{vendor} API {endpoint} failed after {attempts} attempt(s)"]
+        self.conn_id = conn_id
+        self._fatal = fatal
+        parts = [f"{vendor} API {self.endpoint} failed after {attempts} attempt(s)"]
         if status is not None:
             parts.append(explain_status(status))
-        if detail:
-            parts.append(detail)
-        if vendor_message:
-            parts.append(f"{vendor} said: {vendor_message}")
+        if self.detail:
+            parts.append(self.detail)
+        if self.vendor_message:
+            parts.append(f"{vendor} said: {self.vendor_message}")
+        if conn_id:
+            parts.append(f"Check the Airflow connection '{conn_id}'")
         super().__init__(" — ".join(parts))
 
     @property
     def fatal(self) -> bool:
         """True when retrying cannot help (bad configuration or credentials)."""
+        if self._fatal is not None:
+            return self._fatal
         return self.status in FATAL_STATUSES

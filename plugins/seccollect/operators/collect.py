@@ -1,18 +1,24 @@
 """BaseCollectOperator: what every vendor's collect task shares.
 
 A collect task reads one window from a vendor and stages the enveloped records; it never writes to
-the warehouse. It returns only paths and counts (XCom), so a failed load retries from the staged
-files without calling the vendor again.
+the warehouse. It returns a :class:`~seccollect.staging.handoff.StagedWindow` (paths, counts and the
+vendor query range) through XCom, so a failed load retries from the staged files without calling the
+vendor again. The two shared ways of reading an API are subclasses:
+:class:`~seccollect.operators.windowed.WindowedCollectOperator` (a time-filtered API, page by page) and
+:class:`~seccollect.operators.snapshot.SnapshotCollectOperator` (a full pull compared with the last).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
+
+from seccollect.staging.handoff import StagedWindow
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -32,11 +38,13 @@ def parse_window_bound(value: Any) -> datetime:
 
 @contextmanager
 def fail_fast() -> Iterator[None]:
-    """Turn a fatal :class:`~seccollect.http.errors.VendorApiError` (400/401/403/404) into
-    ``AirflowFailException``: bad credentials or configuration fail the task without Airflow retries."""
+    """Errors no retry can fix fail the task at once (``AirflowFailException``): a fatal
+    :class:`~seccollect.http.errors.VendorApiError` (400/401/403/404, a TLS problem, a continuation URL
+    to another host) and a :class:`~seccollect.http.paging.PagingError` (a vendor that repeats pages)."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from seccollect.http.errors import VendorApiError
+    from seccollect.http.paging import PagingError
 
     try:
         yield
@@ -44,6 +52,8 @@ def fail_fast() -> Iterator[None]:
         if exc.fatal:
             raise AirflowFailException(str(exc)) from exc
         raise
+    except PagingError as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 #: By default a run collects its data interval; a manual run may name any other window in its conf
@@ -52,8 +62,20 @@ DEFAULT_WINDOW_START = "{{ (dag_run.conf or {}).get('window_start') or data_inte
 DEFAULT_WINDOW_END = "{{ (dag_run.conf or {}).get('window_end') or data_interval_end }}"
 
 
+@dataclass(frozen=True)
+class Collected:
+    """What :meth:`BaseCollectOperator.collect` reports besides the staged parts.
+
+    :param figures: counts for the log and the ledger (fetched, quarantined, requests …).
+    :param cursor: what the vendor was actually asked (e.g. the query range), kept with the window.
+    """
+
+    figures: Mapping[str, int] = field(default_factory=dict)
+    cursor: Mapping[str, Any] | None = None
+
+
 class BaseCollectOperator(BaseOperator):
-    """Collect one content type for the DAG run's data interval and stage it.
+    """Collect one content type for the DAG run's window and stage it.
 
     Subclasses implement :meth:`collect` (vendor calls through their hook) and may override
     :meth:`should_collect` (e.g. a daily snapshot).
@@ -66,6 +88,10 @@ class BaseCollectOperator(BaseOperator):
     :param window_end: end of the window (templated); defaults to the run conf's ``window_end``, else
         the run's ``data_interval_end``.
     """
+
+    #: How the content type is read (:data:`~seccollect.registry.CollectPattern`); the load treats a
+    #: ``snapshot`` window as a full pull.
+    pattern: ClassVar[str] = "windowed"
 
     template_fields: Sequence[str] = ("window_start", "window_end")
     ui_color = "#e8f4fd"
@@ -90,15 +116,14 @@ class BaseCollectOperator(BaseOperator):
     def should_collect(self, start: datetime, end: datetime) -> bool:
         return True
 
-    def collect(self, writer: StagingWriter, envelope: EnvelopeContext, context: Context) -> dict[str, Any]:
-        """Fetch the window and add rows to ``writer``; return extra XCom fields (counts, quarantine)."""
+    def collect(self, writer: StagingWriter, envelope: EnvelopeContext, context: Context) -> Collected:
+        """Fetch the window and add rows to ``writer``."""
         raise NotImplementedError
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> StagedWindow:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from seccollect.records.envelope import EnvelopeContext
-        from seccollect.records.indices import INDICES
         from seccollect.staging.store import StagingWriter, window_folder
 
         start, end = parse_window_bound(self.window_start), parse_window_bound(self.window_end)
@@ -121,16 +146,25 @@ class BaseCollectOperator(BaseOperator):
         folder = self.task_id if map_index is None or map_index < 0 else f"{self.task_id}/{map_index}"
         writer = StagingWriter(window_folder(self.dag_id, start, end, folder))
         with fail_fast():
-            extra = self.collect(writer, envelope, context)
-        batches = writer.close()
-        result = {
-            "content_type": self.content_type,
-            "window": [start.isoformat(), end.isoformat()],
-            "batches": [b.to_xcom() for b in batches],
-            "rows": sum(b.rows for b in batches if b.table in INDICES),  # records, not side tables
-            **extra,
-        }
-        self.log.info(
-            "Staged %d rows of %s for window %s .. %s in %d part(s)", result["rows"], self.content_type, start, end, len(batches)
+            collected = self.collect(writer, envelope, context)
+        staged = StagedWindow(
+            content_type=self.content_type,
+            pattern=self.pattern,
+            window_start=start,
+            window_end=end,
+            batches=tuple(writer.close()),
+            cursor=collected.cursor,
+            collected_at=envelope.ingest_time,
+            figures=dict(collected.figures),
         )
-        return result
+        quarantined = staged.figures.get("quarantined", 0)
+        self.log.info(
+            "Staged %d rows of %s for window %s .. %s in %d part(s)%s",
+            staged.rows,
+            self.content_type,
+            start,
+            end,
+            len(staged.batches),
+            f"; {quarantined} record(s) quarantined (see the quarantine table)" if quarantined else "",
+        )
+        return staged

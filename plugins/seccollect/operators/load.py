@@ -1,7 +1,8 @@
-"""WarehouseLoadOperator: load a window's staged batches into the warehouse in one transaction."""
+"""WarehouseLoadOperator: load a window's staged parts into the warehouse in one transaction."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,74 +15,84 @@ if TYPE_CHECKING:
 class WarehouseLoadOperator(BaseOperator):
     """Load what upstream tasks staged for this run's window, idempotently.
 
-    Rows whose ``record_id`` is already present are skipped, so clearing, re-running or backfilling
-    a window never duplicates anything; the window's ledger entry commits with its rows. After the
-    commit it prunes the DAG's staged windows past the staging retention (see
+    Rows whose key is already present are skipped, so clearing, re-running or backfilling a window
+    never duplicates anything; the window's quarantine entries, the vendor's post-load step (its spec's
+    ``post_load``), a snapshot's state and the ledger entry commit with its rows. After the commit it
+    prunes the DAG's staged windows past the staging retention (see
     :func:`~seccollect.staging.store.prune_staging`).
 
-    :param source_task_ids: upstream tasks whose XCom lists staged batches (collect, map, …).
+    :param staged: the upstream tasks' :class:`~seccollect.staging.handoff.StagedWindow` (templated:
+        pass their ``.output``; a list of them, or a mapped task's output, is fine).
     :param content_type: the content type the window belongs to (ledger key).
+    :param connector_type: the connector type whose spec's ``post_load`` step runs in the transaction.
     :param warehouse_conn_id: Airflow connection of the warehouse (``duckdb`` or ``postgres``).
     """
 
-    template_fields: Sequence[str] = ()
+    template_fields: Sequence[str] = ("staged",)
     ui_color = "#fdf2e8"
 
     def __init__(
         self,
         *,
-        source_task_ids: Sequence[str],
+        staged: Any,
         content_type: str,
+        connector_type: str | None = None,
         warehouse_conn_id: str = "seccollect_warehouse",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.source_task_ids = list(source_task_ids)
+        self.staged = staged
         self.content_type = content_type
+        self.connector_type = connector_type
         self.warehouse_conn_id = warehouse_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from seccollect import registry
         from seccollect.operators.collect import parse_window_bound
-        from seccollect.staging.store import StagedBatch
+        from seccollect.staging.handoff import flatten
         from seccollect.warehouse import open_warehouse
-        from seccollect.warehouse.base import ConsumedObject, QuarantineEntry, WarehouseSchemaError, WindowKey
+        from seccollect.warehouse.base import WarehouseSchemaError, WindowKey
 
-        ti = context["ti"]
-        batches: list[StagedBatch] = []
-        quarantine: list[QuarantineEntry] = []
-        consumed: list[ConsumedObject] = []
-        window = None
-        for task_id in self.source_task_ids:
-            pulled = ti.xcom_pull(task_ids=task_id)
-            # A mapped upstream returns one XCom per map index.
-            results = pulled if isinstance(pulled, list) else [pulled]
-            for result in results:
-                if not result:
-                    continue
-                window = window or result["window"]
-                batches.extend(StagedBatch.from_xcom(b) for b in result.get("batches", []))
-                quarantine.extend(QuarantineEntry(**q) for q in result.get("quarantine", []))
-                consumed.extend(ConsumedObject(**o) for o in result.get("consumed", []))
-        if window is None:
-            window = [str(context["data_interval_start"]), str(context["data_interval_end"])]
-        key = WindowKey(
-            dag_id=self.dag_id,
-            content_type=self.content_type,
-            window_start=parse_window_bound(window[0]),
-            window_end=parse_window_bound(window[1]),
-        )
+        windows = flatten(self.staged)
+        if windows:
+            bounds = {(w.window_start, w.window_end) for w in windows}
+            if len(bounds) != 1:
+                raise AirflowFailException(f"the staged outputs disagree on their window: {sorted(bounds)}")
+            start, end = bounds.pop()
+        else:
+            start = parse_window_bound(context["data_interval_start"])
+            end = parse_window_bound(context["data_interval_end"])
+        key = WindowKey(dag_id=self.dag_id, content_type=self.content_type, window_start=start, window_end=end)
+        batches = [batch for window in windows for batch in window.batches]
+        cursors = [w.cursor for w in windows if w.cursor is not None]
+        collected = [w.collected_at for w in windows if w.collected_at is not None]
+        post_load = registry.get(self.connector_type).post_load if self.connector_type else None
         with open_warehouse(self.warehouse_conn_id) as warehouse:
             try:
                 warehouse.ensure_schema()
             except WarehouseSchemaError as exc:
                 raise AirflowFailException(str(exc)) from exc  # retrying cannot fix a table's columns
             report = warehouse.load_window(
-                key, batches, run_id=context["run_id"], quarantine=quarantine, consumed=consumed
+                key,
+                batches,
+                run_id=context["run_id"],
+                cursor=json.dumps(cursors[0], sort_keys=True) if cursors else None,
+                post_load=post_load,
+                snapshot=any(w.pattern == "snapshot" for w in windows),
+                collected_at=min(collected) if collected else None,
             )
         summary = report.to_xcom()
         self.log.info("Loaded window %s .. %s of %s: %s", key.window_start, key.window_end, self.content_type, summary)
+        if report.quarantined:
+            self.log.warning(
+                "%d record(s) or object(s) of this window are in quarantine (with their reason): "
+                "SELECT source_ref, reason FROM quarantine WHERE dag_id = '%s' AND window_start = '%s'",
+                report.quarantined,
+                self.dag_id,
+                key.window_start.isoformat(),
+            )
         self._prune_staging()
         return summary
 

@@ -24,8 +24,11 @@ class MsgOrigin:
 
 
 def canonical_json(raw: Any) -> str:
-    """Stable JSON text of a record: sorted keys, no spaces. Used for hashing and storage alike."""
-    return json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Stable JSON text of a record: sorted keys, no spaces. Used for hashing and storage alike.
+
+    NaN and Infinity raise ``ValueError``: they are not JSON, and PostgreSQL's JSON type refuses them.
+    """
+    return json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False)
 
 
 def content_hash(raw: Any) -> str:
@@ -83,11 +86,20 @@ class EnvelopeContext:
         *,
         vendor_id: str | None,
         event_time: datetime | None,
-        typed: dict[str, Any] | None = None,
+        typed: Mapping[str, Any] | None = None,
+        raw_text: str | None = None,
+        version: str | None = None,
     ) -> dict[str, Any]:
-        """One envelope row (plus the index's typed columns) for ``raw``."""
-        raw_text = canonical_json(raw)
+        """One envelope row (plus the index's typed columns) for ``raw``.
+
+        :param raw_text: ``canonical_json(raw)`` when the caller has it already.
+        :param version: set for a record that is one version of an item (a snapshot): the record id is
+            then that of the vendor id *and* the version, so each version is its own row.
+        """
+        raw_text = canonical_json(raw) if raw_text is None else raw_text
         identity = vendor_id if vendor_id else hashlib.blake2b(raw_text.encode(), digest_size=16).hexdigest()
+        if version is not None:
+            identity = f"{identity}\x1f{version}"
         row = {
             "record_id": make_record_id(self.tenant, origin.msg_class, identity),
             **self._shared_columns(origin),

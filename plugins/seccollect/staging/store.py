@@ -11,13 +11,15 @@ a function of the window, so re-collecting a window overwrites its files instead
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from seccollect.records.indices import ALERT_FIELDS, ALERT_LATEST_LINKS, ALERT_SOURCES, INDICES, Column
+from seccollect.records.catalog import table as table_of
+from seccollect.records.tables import Column
+from seccollect.records.values import NUL_ESCAPE
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -36,21 +38,11 @@ DEFAULT_RETENTION_HOURS = 168
 #: Rows per Parquet part: bounds the memory of a collect task whatever the window's volume.
 DEFAULT_PART_ROWS = 50_000
 
-#: Tables that are not record indices but are staged the same way.
-EXTRA_TABLES: dict[str, tuple[Column, ...]] = {
-    "alert_sources": ALERT_SOURCES,
-    "alert_latest": ALERT_LATEST_LINKS,
-    "alert_fields": ALERT_FIELDS,
-}
-#: Staged for a downstream task (the alert mapping), not for the warehouse: the load skips them.
-INTERMEDIATE_TABLES: frozenset[str] = frozenset({"alert_fields"})
 
 
 def table_columns(table: str) -> tuple[Column, ...]:
-    """Columns of what is staged under ``table``: an index or one of :data:`EXTRA_TABLES`."""
-    if table in INDICES:
-        return INDICES[table].columns
-    return EXTRA_TABLES[table]
+    """Columns of what is staged under ``table`` (any table of :mod:`seccollect.records.catalog`)."""
+    return table_of(table).columns
 
 
 def arrow_schema(table: str) -> pa.Schema:
@@ -204,10 +196,6 @@ class StagingWriter:
         if pending.count >= self.part_rows:
             self._write_full_parts(table, pending)
 
-    def add_many(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
-        for row in rows:
-            self.add(table, row)
-
     def add_arrow(self, table: str, data: pa.Table) -> None:
         """Add many rows at once: an Arrow table with the columns of ``table`` (cast if its types differ).
 
@@ -287,6 +275,7 @@ class StagingWriter:
         import pyarrow.parquet as pq
 
         self._clear()
+        data = _escape_nul(table, data)
         part = self._parts.get(table, 0)
         self._parts[table] = part + 1
         path = self.folder / f"{table}-{part:05d}.parquet"
@@ -311,6 +300,22 @@ class StagingWriter:
             self._flush(table)
         self._clear()
         return self.batches
+
+
+def _escape_nul(table: str, data: pa.Table) -> pa.Table:
+    """Text columns with NUL characters replaced by :data:`NUL_ESCAPE` (a scan per text column; JSON
+    columns hold the JSON escape already)."""
+    import pyarrow.compute as pc
+
+    for column in table_columns(table):
+        if column.type != "text":
+            continue
+        values = data.column(column.name)
+        if values.null_count == len(values) or not pc.any(pc.match_substring(values, "\x00")).as_py():
+            continue
+        index = data.schema.get_field_index(column.name)
+        data = data.set_column(index, data.field(index), pc.replace_substring(values, "\x00", NUL_ESCAPE))
+    return data
 
 
 def part_gone(batch: StagedBatch) -> FileNotFoundError:
@@ -344,14 +349,6 @@ def read_batch(batch: StagedBatch, columns: Sequence[str] | None = None) -> pa.T
         raise part_gone(batch) from exc
     with fh:
         return pq.read_table(fh, columns=list(columns) if columns else None, schema=arrow_schema(batch.table))
-
-
-def iter_batches(
-    batches: Iterable[StagedBatch], table: str, columns: Sequence[str] | None = None
-) -> Iterator[pa.Table]:
-    for batch in batches:
-        if batch.table == table:
-            yield read_batch(batch, columns)
 
 
 def staging_retention() -> timedelta | None:

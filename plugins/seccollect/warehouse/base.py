@@ -1,21 +1,26 @@
 """One warehouse interface, two backends (DuckDB file, PostgreSQL).
 
 Every load of a window happens in ONE transaction: the window's rows, its quarantined records, the
-objects it consumed and its ledger entry commit together or not at all. Rows are inserted with
-"insert unless the record_id exists", so re-running, clearing or backfilling a window never
-duplicates a row, and the ledger tells exactly what each window added.
+vendor's own side rows and post-load step, the snapshot state and its ledger entry commit together or
+not at all. Rows are inserted with "insert unless the key exists", so re-running, clearing or
+backfilling a window never duplicates a row, and the ledger tells exactly what each window added.
+
+Nothing here knows a vendor: the tables come from :mod:`seccollect.records.catalog`, and what a vendor
+needs beyond inserting its staged rows runs as its spec's ``post_load`` step, with the public
+mechanics below (:meth:`Warehouse.execute`, :meth:`Warehouse.staged`, :meth:`Warehouse.lock`).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from seccollect.records.indices import ALERT_SOURCES, INDICES, Column
+from seccollect.records.catalog import table as table_of
+from seccollect.records.catalog import tables as all_tables
 from seccollect.staging.store import StagedBatch
 
 if TYPE_CHECKING:
@@ -37,23 +42,22 @@ class WindowKey:
 
 
 @dataclass(frozen=True)
-class QuarantineEntry:
-    """A record or object that could not be parsed, kept with the reason instead of being dropped."""
+class LoadContext:
+    """What a vendor's post-load step sees of the load it runs in.
 
-    source_ref: str
-    reason: str
-    raw: str | None = None
+    :param window: the window being loaded.
+    :param batches: every part staged for it (the vendor finds its own tables among them).
+    :param run_id: the Airflow run loading it.
+    :param now: the load's time (stamped on rows it writes).
+    """
 
+    window: WindowKey
+    batches: tuple[StagedBatch, ...]
+    run_id: str | None
+    now: datetime
 
-@dataclass(frozen=True)
-class ConsumedObject:
-    """An S3 object (or other source unit) fully processed by this window: never read again."""
-
-    bucket: str
-    key: str
-    etag: str
-    records: int
-    status: str  # "loaded" or "quarantined"
+    def parts(self, table: str) -> list[StagedBatch]:
+        return [b for b in self.batches if b.table == table]
 
 
 @dataclass
@@ -68,11 +72,15 @@ class TableLoad:
 
 @dataclass
 class LoadReport:
-    """What one window's load did, per table; returned to XCom and printed by the demo."""
+    """What one window's load did, per table; returned to XCom and printed by the demo.
+
+    :param figures: what the post-load step and the snapshot comparison counted (``alerts_touched``,
+        ``added``, ``changed``, ``removed`` …).
+    """
 
     tables: dict[str, TableLoad] = field(default_factory=dict)
-    alerts_touched: int = 0
     quarantined: int = 0
+    figures: dict[str, int] = field(default_factory=dict)
 
     def to_xcom(self) -> dict[str, Any]:
         return {
@@ -80,60 +88,15 @@ class LoadReport:
                 name: {"staged": t.staged, "inserted": t.inserted, "duplicates": t.duplicates}
                 for name, t in self.tables.items()
             },
-            "alerts_touched": self.alerts_touched,
             "quarantined": self.quarantined,
+            **self.figures,
         }
 
 
-LEDGER_COLUMNS: tuple[Column, ...] = (
-    Column("dag_id", "text", nullable=False),
-    Column("content_type", "text", nullable=False),
-    Column("window_start", "timestamp", nullable=False),
-    Column("window_end", "timestamp", nullable=False),
-    Column("run_id", "text"),
-    Column("staged_rows", "bigint", nullable=False),
-    Column("inserted_rows", "bigint", nullable=False),
-    Column("duplicate_rows", "bigint", nullable=False),
-    Column("quarantined", "bigint", nullable=False),
-    Column("cursor", "json"),
-    Column("loaded_at", "timestamp", nullable=False),
-)
-QUARANTINE_COLUMNS: tuple[Column, ...] = (
-    Column("dag_id", "text", nullable=False),
-    Column("content_type", "text", nullable=False),
-    Column("source_ref", "text", nullable=False),
-    Column("reason", "text", nullable=False),
-    Column("raw", "text"),
-    Column("window_start", "timestamp", nullable=False),
-    Column("window_end", "timestamp", nullable=False),
-    Column("quarantined_at", "timestamp", nullable=False),
-)
-OBJECT_LEDGER_COLUMNS: tuple[Column, ...] = (
-    Column("dag_id", "text", nullable=False),
-    Column("bucket", "text", nullable=False),
-    Column("key", "text", nullable=False),
-    Column("etag", "text", nullable=False),
-    Column("records", "bigint", nullable=False),
-    Column("status", "text", nullable=False),
-    Column("window_start", "timestamp", nullable=False),
-    Column("window_end", "timestamp", nullable=False),
-    Column("loaded_at", "timestamp", nullable=False),
-)
-
-#: Every table the pipeline owns, with its primary key.
-TABLES: dict[str, tuple[tuple[Column, ...], tuple[str, ...]]] = {
-    **{name: (index.columns, ("record_id",)) for name, index in INDICES.items()},
-    "alert_sources": (ALERT_SOURCES, ("alert_key", "record_id")),
-    "collection_ledger": (LEDGER_COLUMNS, ("dag_id", "content_type", "window_start", "window_end")),
-    "quarantine": (QUARANTINE_COLUMNS, ("dag_id", "content_type", "source_ref")),
-    "object_ledger": (OBJECT_LEDGER_COLUMNS, ("dag_id", "bucket", "key", "etag")),
-}
-
-
-#: Tables whose rows are only ever added by :meth:`Warehouse._insert_absent` (never updated): the
-#: record indices whose rows come from collect tasks, and the alert links. Alerts rows are upserted by
-#: the recompute instead, and the state tables by their own statements.
-APPEND_ONLY_TABLES: tuple[str, ...] = (*(name for name in INDICES if name != "alerts"), "alert_sources")
+#: Tables the load never inserts staged parts into by itself: the vendor's intermediate tables and the
+#: core ones with statements of their own.
+_SNAPSHOT_ITEMS = "snapshot_items"
+_QUARANTINE_ENTRIES = "quarantine_entries"
 
 
 def first_row_mask(data: pa.Table, key: Sequence[str]) -> pa.Array | None:
@@ -160,7 +123,7 @@ def select_list(table: str, qualifier: str = "", only: Sequence[str] | None = No
     prefix = f"{qualifier}." if qualifier else ""
     return ", ".join(
         f"CAST({prefix}{c.name} AS UUID) AS {c.name}" if c.type == "uuid" else f"{prefix}{c.name}"
-        for c in TABLES[table][0]
+        for c in table_of(table).columns
         if only is None or c.name in only
     )
 
@@ -168,10 +131,11 @@ def select_list(table: str, qualifier: str = "", only: Sequence[str] | None = No
 def key_match(table: str, target: str, source: str) -> str:
     """``target`` row has the key of the staged ``source`` row (``uuid`` key columns cast as in
     :func:`select_list`, so the comparison is between UUIDs, not text)."""
-    columns = {c.name: c for c in TABLES[table][0]}
+    spec = table_of(table)
+    columns = {c.name: c for c in spec.columns}
     return " AND ".join(
         f"{target}.{k} = CAST({source}.{k} AS UUID)" if columns[k].type == "uuid" else f"{target}.{k} = {source}.{k}"
-        for k in TABLES[table][1]
+        for k in spec.key
     )
 
 
@@ -179,7 +143,8 @@ def create_table_sql(
     name: str, sql_types: dict[str, str], schema: str | None = None, *, primary_key: bool = True
 ) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for a pipeline table, with its primary key unless told otherwise."""
-    columns, key = TABLES[name]
+    spec = table_of(name)
+    columns, key = spec.columns, spec.key
     qualified = f"{schema}.{name}" if schema else name
     cols = [f"{c.name} {sql_types[c.type]}{'' if c.nullable else ' NOT NULL'}" for c in columns]
     if primary_key:
@@ -188,50 +153,9 @@ def create_table_sql(
     return f"CREATE TABLE IF NOT EXISTS {qualified} (\n  {body}\n)"
 
 
-_RECORD_TABLES = tuple(INDICES)
-
-#: Object ledger rows inserted per statement (9 parameters each; PostgreSQL allows 65,535).
-LEDGER_ROWS_PER_STATEMENT = 500
-
-#: Alerts keys recomputed per statement at the end of a window's load (bounds its memory).
-RECOMPUTE_CHUNK = 20_000
-
-# Recomputes the Alerts rows of the keys a window touched from ALL their links. Because the result is a
-# function of the link set (and links are insert-if-absent), re-runs, overlaps and out-of-order
-# backfills cannot change first/last seen or counts. Written once for both backends (both support
-# DISTINCT ON and ON CONFLICT ... DO UPDATE).
-# The latest link of each key is chosen in the same filtered scan that reads its columns (links are
-# narrow: joining them back by key instead scanned the whole link table per chunk); its raw alert comes from the
-# window's own staged links when the latest link is one of them ({staged}, one row per touched key),
-# and otherwise from the Alerts row itself: a latest link from an earlier window was already the latest
-# when that window's load recomputed the row, in the same transaction as it inserted the link. Links do
-# not store raw alerts (Syslog has them), which keeps a large window's transaction small.
-_RECOMPUTE_ALERTS = """
-INSERT INTO alerts (record_id, tenant, instance, content_type, msg_class, msg_origin_source,
-    msg_origin_vendor, msg_origin_category, vendor_id, event_time, ingest_time, window_start,
-    window_end, raw, alert_kind, user_name, dedup_id, first_seen, last_seen, raw_count, latest_record_id)
-SELECT l.alert_key, l.tenant, l.instance, l.content_type, l.msg_class, l.msg_origin_source,
-    l.msg_origin_vendor, l.msg_origin_category, l.dedup_id, agg.last_seen, ?, ?, ?,
-    CASE WHEN c.record_id IS NOT NULL THEN c.raw WHEN a.latest_record_id = l.record_id THEN a.raw END,
-    l.alert_kind, l.user_name, l.dedup_id, agg.first_seen, agg.last_seen, agg.raw_count, l.record_id
-FROM (
-    SELECT alert_key, min(event_time) AS first_seen, max(event_time) AS last_seen, count(*) AS raw_count
-    FROM alert_sources WHERE alert_key IN (SELECT CAST(alert_key AS UUID) FROM {staged})
-    GROUP BY alert_key
-) agg
-JOIN (
-    SELECT DISTINCT ON (alert_key) * FROM alert_sources
-    WHERE alert_key IN (SELECT CAST(alert_key AS UUID) FROM {staged})
-    ORDER BY alert_key, event_time DESC, record_id DESC
-) l ON l.alert_key = agg.alert_key
-LEFT JOIN {staged} c ON CAST(c.alert_key AS UUID) = l.alert_key AND CAST(c.record_id AS UUID) = l.record_id
-LEFT JOIN alerts a ON a.record_id = l.alert_key
-ON CONFLICT (record_id) DO UPDATE SET
-    event_time = excluded.event_time, ingest_time = excluded.ingest_time,
-    window_start = excluded.window_start, window_end = excluded.window_end, raw = excluded.raw,
-    first_seen = excluded.first_seen, last_seen = excluded.last_seen, raw_count = excluded.raw_count,
-    latest_record_id = excluded.latest_record_id
-"""
+#: Rows per multi-row INSERT of the load's own statements (quarantine entries; ~10 parameters each,
+#: PostgreSQL allows 65,535).
+ROWS_PER_STATEMENT = 500
 
 
 class Warehouse(abc.ABC):
@@ -243,10 +167,11 @@ class Warehouse(abc.ABC):
 
     #: Name shown in logs and the demo summary.
     kind: str
-    #: SQL type per :data:`~seccollect.records.indices.ColumnType`.
+    #: SQL type per :data:`~seccollect.records.tables.ColumnType`.
     sql_types: dict[str, str]
-    #: Whether :data:`APPEND_ONLY_TABLES` get a ``PRIMARY KEY``. A backend that does without one
-    #: must make :meth:`_insert_absent` exact on its own (see DuckDB's).
+    #: Whether append-only tables (:attr:`~seccollect.records.tables.Table.append_only`) get a
+    #: ``PRIMARY KEY``. A backend that does without one must make :meth:`_insert_absent` exact on its own
+    #: (see DuckDB's).
     append_only_primary_keys: bool = True
 
     # --- backend mechanics ----------------------------------------------------------------------
@@ -254,6 +179,10 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement inside the current transaction; return the number of rows it changed."""
+
+    @abc.abstractmethod
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read inside the current transaction (it sees the transaction's own writes)."""
 
     @abc.abstractmethod
     def _stage(self, name: str, table: str, data: pa.Table) -> str:
@@ -269,48 +198,99 @@ class Warehouse(abc.ABC):
 
     @abc.abstractmethod
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a read query (tests, the demo summary, operators that need the ledger)."""
+        """Run a read query outside a load (tests, the demo summary, operators that read the ledger)."""
 
-    # --- shared semantics -----------------------------------------------------------------------
+    # --- what a vendor's post-load step may use -------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement in the load's transaction (``?`` placeholders); the number of rows changed."""
+        return self._execute(sql, params)
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read in the load's transaction (``?`` placeholders)."""
+        return self._fetch(sql, params)
+
+    @contextmanager
+    def staged(self, name: str, table: str, data: pa.Table) -> Iterator[str]:
+        """``data`` (rows of the catalog table ``table``) as a relation of the transaction, for the block."""
+        relation = self._stage(name, table, data)
+        try:
+            yield relation
+        finally:
+            self._unstage(relation)
+
+    def lock(self, name: str) -> None:  # noqa: B027 - a single-writer backend needs no lock
+        """Hold a lock named ``name`` until the transaction ends, so concurrent loads that touch the same
+        rows (e.g. the same Alerts keys) take turns."""
+
+    # --- schema ---------------------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        """Create every table if missing (idempotent), then check that existing tables have the
-        columns this version writes (:class:`WarehouseSchemaError` otherwise)."""
+        """Create every table if missing (idempotent), add columns a newer version added (nullable
+        ones: safe on existing rows), then check that existing tables have the columns this version
+        writes (:class:`WarehouseSchemaError` otherwise)."""
         with self.transaction():
             self._lock_schema()
-            for name in TABLES:
-                primary_key = self.append_only_primary_keys or name not in APPEND_ONLY_TABLES
-                self._execute(create_table_sql(name, self.sql_types, primary_key=primary_key))
+            for spec in self._tables():
+                primary_key = self.append_only_primary_keys or not spec.append_only
+                self._execute(create_table_sql(spec.name, self.sql_types, primary_key=primary_key))
+            self._add_new_columns()
         self._check_schema()
+
+    @staticmethod
+    def _tables() -> list[Any]:
+        return [t for t in all_tables().values() if t.role != "intermediate"]
 
     def _lock_schema(self) -> None:  # noqa: B027 - optional: only a backend with concurrent writers needs it
         """Serialise concurrent :meth:`ensure_schema` calls inside the current transaction."""
+
+    def _columns_found(self) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for table, column, data_type in self._fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema()"
+        ):
+            found.setdefault(table, {})[column] = str(data_type).lower()
+        return found
+
+    def _add_new_columns(self) -> None:
+        """Nullable columns this version added to an existing table are added in place (no data to fill)."""
+        found = self._columns_found()
+        for spec in self._tables():
+            actual = found.get(spec.name)
+            if not actual:
+                continue
+            for column in spec.columns:
+                if column.name not in actual and column.nullable:
+                    self._execute(f"ALTER TABLE {spec.name} ADD COLUMN {column.name} {self.sql_types[column.type]}")
 
     def _check_schema(self) -> None:
         """Fail clearly on a table created by an earlier version of the schema.
 
         ``CREATE TABLE IF NOT EXISTS`` leaves an existing table as it is. A ``record_id`` still stored
         as text would silently stop matching the ids this version writes (every record loaded again),
-        and a missing or extra ``NOT NULL`` column would fail the window with a bare constraint error.
+        and a missing ``NOT NULL`` column or an extra one would fail the window with a bare constraint
+        error.
         """
-        found: dict[str, dict[str, str]] = {}
-        for table, column, data_type in self.query(
+        found = self.query(
             "SELECT table_name, column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = current_schema()"
-        ):
-            found.setdefault(table, {})[column] = str(data_type).lower()
+        )
+        by_table: dict[str, dict[str, str]] = {}
+        for table, column, data_type in found:
+            by_table.setdefault(table, {})[column] = str(data_type).lower()
         problems = []
-        for name, (columns, _) in TABLES.items():
-            actual = found.get(name, {})
-            expected = {c.name for c in columns}
+        for spec in self._tables():
+            actual = by_table.get(spec.name, {})
+            expected = {c.name for c in spec.columns}
             missing, extra = sorted(expected - set(actual)), sorted(set(actual) - expected)
             if missing:
-                problems.append(f"{name}: missing column(s) {', '.join(missing)}")
+                problems.append(f"{spec.name}: missing column(s) {', '.join(missing)}")
             if extra:
-                problems.append(f"{name}: column(s) {', '.join(extra)} this version does not write")
-            for c in columns:
+                problems.append(f"{spec.name}: column(s) {', '.join(extra)} this version does not write")
+            for c in spec.columns:
                 if c.type == "uuid" and c.name in actual and actual[c.name] != "uuid":
-                    problems.append(f"{name}.{c.name} is {actual[c.name].upper()}, expected UUID")
+                    problems.append(f"{spec.name}.{c.name} is {actual[c.name].upper()}, expected UUID")
         if problems:
             raise WarehouseSchemaError(
                 f"The {self.kind} warehouse has tables from an earlier seccollect schema: "
@@ -320,50 +300,41 @@ class Warehouse(abc.ABC):
                 "those tables to the columns above."
             )
 
+    # --- inserting staged parts -----------------------------------------------------------------
+
     def _insert_absent(self, table: str, data: pa.Table) -> int:
-        columns = ", ".join(c.name for c in TABLES[table][0])
-        staged = self._stage(f"stg_{table}", table, data)
-        try:
+        columns = ", ".join(table_of(table).column_names)
+        with self.staged(f"stg_{table}", table, data) as staged:
             return self._execute(
                 f"INSERT INTO {table} ({columns}) SELECT {select_list(table)} FROM {staged} ON CONFLICT DO NOTHING"
             )
-        finally:
-            self._unstage(staged)
 
-    def _insert_parts(self, table: str, batches: Sequence[StagedBatch]) -> tuple[int, int]:
+    def _insert_parts(
+        self, table: str, batches: Sequence[StagedBatch], keep: pa.Array | None = None
+    ) -> tuple[int, int]:
         """Insert-if-absent every staged part of ``table`` of a window; ``(staged rows, inserted rows)``.
 
-        Part by part, in order, so a record id repeated across parts keeps its first row. A backend
-        that can read the parts itself may do it in fewer statements with the same result (DuckDB).
+        Part by part, in order, so a key repeated across parts keeps its first row. A backend that can
+        read the parts itself may do it in fewer statements with the same result (DuckDB).
+
+        :param keep: when given, only rows whose ``record_id`` is in it are inserted (a snapshot's new
+            and changed items); the others still count as staged.
         """
+        import pyarrow.compute as pc
+
         from seccollect.staging.store import read_batch
 
         staged = inserted = 0
         for batch in batches:
             data = read_batch(batch)
             staged += data.num_rows
-            inserted += self._insert_absent(table, data)
+            if keep is not None:
+                data = data.filter(pc.is_in(data.column("record_id"), value_set=keep))
+            if data.num_rows:
+                inserted += self._insert_absent(table, data)
         return staged, inserted
 
-    def _recompute_alerts(self, latest: pa.Table, now: datetime, window: WindowKey) -> int:
-        """Recompute the Alerts rows of the keys in ``latest`` (staged ``alert_latest`` rows: one per key
-        the window's links touched, its latest link with the raw alert).
-
-        Runs after all links of the window are in, so a key whose links span several parts is computed
-        once from all of them. Keys go in chunks of :data:`RECOMPUTE_CHUNK`, which bounds the memory of
-        one statement; the result does not depend on the chunking, as each key is computed from its
-        own links only.
-        """
-        touched = 0
-        for start in range(0, latest.num_rows, RECOMPUTE_CHUNK):
-            staged = self._stage("stg_alert_latest", "alert_latest", latest.slice(start, RECOMPUTE_CHUNK))
-            try:
-                touched += self._execute(
-                    _RECOMPUTE_ALERTS.format(staged=staged), (now, window.window_start, window.window_end)
-                )
-            finally:
-                self._unstage(staged)
-        return touched
+    # --- the load -------------------------------------------------------------------------------
 
     def load_window(
         self,
@@ -371,60 +342,47 @@ class Warehouse(abc.ABC):
         batches: Sequence[StagedBatch],
         *,
         run_id: str | None = None,
-        quarantine: Sequence[QuarantineEntry] = (),
-        consumed: Sequence[ConsumedObject] = (),
         cursor: str | None = None,
+        post_load: Any = None,
+        snapshot: bool = False,
+        collected_at: datetime | None = None,
     ) -> LoadReport:
-        """Load a window's staged batches, quarantine, consumed objects and ledger in one transaction."""
-        from seccollect.staging.store import INTERMEDIATE_TABLES, read_batch
+        """Load a window's staged parts in one transaction: records (insert-if-absent), the vendor's
+        side rows, its post-load step, quarantine entries, snapshot state and the ledger entry.
+
+        :param window: the window and content type.
+        :param batches: every part staged for it, in staging order.
+        :param run_id: the Airflow run (kept in the ledger).
+        :param cursor: JSON text of the vendor query range the collect used (kept in the ledger).
+        :param post_load: the vendor's step ``post_load(warehouse, context) -> figures``, run after the rows.
+        :param snapshot: the parts are a full pull: compare it with the snapshot state and load only
+            new and changed items (see :meth:`_compare_snapshot`).
+        :param collected_at: when the vendor was read (a snapshot never replaces a newer pull's state).
+        """
+        from seccollect.records.indices import INDICES
 
         report = LoadReport()
-        now = datetime.now(UTC)
+        context = LoadContext(window, tuple(batches), run_id, datetime.now(UTC))
         # Table by table in order of first appearance, each table's parts in staged order (which
-        # row of a repeated record id is kept depends only on the order within a table).
+        # row of a repeated key is kept depends only on the order within a table).
         parts: dict[str, list[StagedBatch]] = {}
         for batch in batches:
-            if batch.table == "alert_latest":
-                continue  # after every link of the window is in
-            if batch.table in INTERMEDIATE_TABLES:
-                continue  # a downstream task's input (e.g. the alert mapping's), not warehouse rows
-            parts.setdefault(batch.table, []).append(batch)
+            if table_of(batch.table).role == "records":
+                parts.setdefault(batch.table, []).append(batch)
         with self.transaction():
+            keep = None
+            if snapshot:
+                keep, figures = self._compare_snapshot(context, collected_at)
+                report.figures.update(figures)
             for table, table_parts in parts.items():
-                staged, inserted = self._insert_parts(table, table_parts)
-                if table != "alert_sources":
+                staged, inserted = self._insert_parts(table, table_parts, keep if table in INDICES else None)
+                if table in INDICES:  # side tables (links, ledgers) are not the window's records
                     stats = report.tables.setdefault(table, TableLoad())
                     stats.staged += staged
                     stats.inserted += inserted
-            for batch in batches:
-                if batch.table == "alert_latest":
-                    report.alerts_touched += self._recompute_alerts(read_batch(batch), now, window)
-            for entry in quarantine:
-                self._execute(
-                    "INSERT INTO quarantine (dag_id, content_type, source_ref, reason, raw, window_start, "
-                    "window_end, quarantined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (dag_id, content_type, source_ref) DO UPDATE SET reason = excluded.reason, "
-                    "raw = excluded.raw, quarantined_at = excluded.quarantined_at",
-                    (window.dag_id, window.content_type, entry.source_ref, entry.reason, entry.raw,
-                     window.window_start, window.window_end, now),
-                )
-            report.quarantined = len(quarantine)
-            # Many rows per statement: one statement per object cost DuckDB ~5 ms each (1 s for the 200
-            # objects of a busy CloudTrail hour).
-            for i in range(0, len(consumed), LEDGER_ROWS_PER_STATEMENT):
-                chunk = consumed[i : i + LEDGER_ROWS_PER_STATEMENT]
-                self._execute(
-                    "INSERT INTO object_ledger (dag_id, bucket, key, etag, records, status, window_start, "
-                    "window_end, loaded_at) VALUES "
-                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-                    + " ON CONFLICT DO NOTHING",
-                    [
-                        value
-                        for obj in chunk
-                        for value in (window.dag_id, obj.bucket, obj.key, obj.etag, obj.records, obj.status,
-                                      window.window_start, window.window_end, now)
-                    ],
-                )
+            if post_load is not None:
+                report.figures.update(post_load(self, context) or {})
+            report.quarantined = self._write_quarantine(context)
             staged_rows = sum(t.staged for t in report.tables.values())
             inserted_rows = sum(t.inserted for t in report.tables.values())
             self._execute(
@@ -437,26 +395,126 @@ class Warehouse(abc.ABC):
                 "duplicate_rows = excluded.duplicate_rows, quarantined = excluded.quarantined, "
                 "cursor = excluded.cursor, loaded_at = excluded.loaded_at",
                 (window.dag_id, window.content_type, window.window_start, window.window_end, run_id,
-                 staged_rows, inserted_rows, staged_rows - inserted_rows, len(quarantine), cursor, now),
+                 staged_rows, inserted_rows, staged_rows - inserted_rows, report.quarantined, cursor, context.now),
             )
         return report
 
-    def consumed_objects(self, dag_id: str, bucket: str, keys: Sequence[str]) -> set[tuple[str, str]]:
-        """``(key, etag)`` pairs already processed, so no object is read twice."""
-        # Only the asked keys are read (in chunks), not the whole ledger: the ledger grows with the
-        # bucket's history, and a 5-minute window must not pay for years of it.
-        wanted = sorted(set(keys))
-        found: set[tuple[str, str]] = set()
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            found.update(
-                self.query(
-                    f"SELECT key, etag FROM object_ledger WHERE dag_id = ? AND bucket = ? "
-                    f"AND key IN ({', '.join('?' * len(chunk))})",
-                    (dag_id, bucket, *chunk),
-                )
+    def _write_quarantine(self, context: LoadContext) -> int:
+        """Upsert the window's staged quarantine entries (one row per reference: a record delivered twice
+        keeps its later entry); return how many records or objects were quarantined."""
+        from seccollect.staging.store import read_batch
+
+        entries: dict[str, tuple[Any, ...]] = {}
+        quarantined = 0
+        for batch in context.parts(_QUARANTINE_ENTRIES):
+            data = read_batch(batch)
+            quarantined += data.num_rows
+            for row in data.to_pylist():  # a re-delivered record's later entry wins
+                entries[row["source_ref"]] = (row["source_ref"], row["reason"], row["raw"], row["raw_sha256"],
+                                              row["raw_bytes"])
+        window = context.window
+        rows = list(entries.values())
+        for i in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[i : i + ROWS_PER_STATEMENT]
+            self._execute(
+                "INSERT INTO quarantine (dag_id, content_type, source_ref, reason, raw, raw_sha256, raw_bytes, "
+                "window_start, window_end, quarantined_at) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                + " ON CONFLICT (dag_id, content_type, source_ref) DO UPDATE SET reason = excluded.reason, "
+                "raw = excluded.raw, raw_sha256 = excluded.raw_sha256, raw_bytes = excluded.raw_bytes, "
+                "window_start = excluded.window_start, window_end = excluded.window_end, "
+                "quarantined_at = excluded.quarantined_at",
+                [v for row in chunk for v in (window.dag_id, window.content_type, *row, window.window_start,
+                                              window.window_end, context.now)],
             )
-        return {(k, e) for k, e in found}
+        return quarantined
+
+    # --- snapshots ------------------------------------------------------------------------------
+
+    def _compare_snapshot(self, context: LoadContext, collected_at: datetime | None) -> tuple[pa.Array, dict[str, int]]:
+        """Compare a full pull (its staged ``snapshot_items``) with the snapshot state, in the load's
+        transaction; return the record ids to insert (new and changed items) and the counts.
+
+        * an item whose identity is not in the state, or was removed, is ``added``;
+        * an item whose content hash differs from the state's is ``changed``;
+        * an item of the state that the pull lacks is ``removed`` (recorded, never silently kept);
+        * every change is logged in ``snapshot_changes`` and the state is updated.
+
+        Re-running the window finds the state equal to its pull: nothing is added. A pull older than the
+        one the state reflects (a load retried after a later window loaded) changes nothing.
+        """
+        import pyarrow as pa
+
+        from seccollect.staging.store import arrow_schema, read_batch
+
+        window = context.window
+        key = (window.dag_id, window.content_type)
+        self.lock(f"snapshot:{window.dag_id}:{window.content_type}")
+        head = self._fetch("SELECT pulled_at FROM snapshot_heads WHERE dag_id = ? AND content_type = ?", key)
+        if head and collected_at is not None and head[0][0] is not None and _aware(head[0][0]) > collected_at:
+            return pa.array([], pa.string()), {"stale_pull": 1}
+        pulled_at = collected_at or context.now
+        self._execute(
+            "INSERT INTO snapshot_heads (dag_id, content_type, pulled_at, window_start, window_end) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (dag_id, content_type) DO UPDATE SET pulled_at = excluded.pulled_at, "
+            "window_start = excluded.window_start, window_end = excluded.window_end",
+            (*key, pulled_at, window.window_start, window.window_end),
+        )
+        parts = [read_batch(b) for b in context.parts(_SNAPSHOT_ITEMS)]
+        items = pa.concat_tables(parts) if parts else arrow_schema(_SNAPSHOT_ITEMS).empty_table()
+        if items.num_rows:
+            # An identity listed twice in one pull (it changed while the pull paged): the later read wins.
+            items = items.take(pa.array(range(items.num_rows - 1, -1, -1)))
+            first = first_row_mask(items, ("identity",))
+            if first is not None:
+                items = items.filter(first)
+        with self.staged("stg_snapshot_items", _SNAPSHOT_ITEMS, items) as stg:
+            state = (
+                "LEFT JOIN snapshot_state s ON s.dag_id = ? AND s.content_type = ? AND s.identity = i.identity"
+            )
+            differs = "s.identity IS NULL OR s.removed_window_start IS NOT NULL OR s.content_hash <> i.content_hash"
+            is_new = "s.identity IS NULL OR s.removed_window_start IS NOT NULL"
+            changed = self._fetch(f"SELECT i.record_id, {is_new} FROM {stg} i {state} WHERE {differs}", key)
+            self._execute(
+                "INSERT INTO snapshot_changes (dag_id, content_type, identity, change, record_id, window_start, "
+                "window_end, run_id, noticed_at) "
+                f"SELECT ?, ?, i.identity, CASE WHEN {is_new} THEN 'added' ELSE 'changed' END, "
+                f"CAST(i.record_id AS UUID), ?, ?, ?, ? FROM {stg} i {state} "
+                f"WHERE {differs} ON CONFLICT DO NOTHING",
+                (*key, window.window_start, window.window_end, context.run_id, context.now, *key),
+            )
+            def gone(alias: str) -> str:
+                return f"NOT EXISTS (SELECT 1 FROM {stg} i WHERE i.identity = {alias}.identity)"
+
+            removed = self._execute(
+                "INSERT INTO snapshot_changes (dag_id, content_type, identity, change, record_id, window_start, "
+                "window_end, run_id, noticed_at) "
+                "SELECT s.dag_id, s.content_type, s.identity, 'removed', s.record_id, ?, ?, ?, ? FROM snapshot_state s "
+                f"WHERE s.dag_id = ? AND s.content_type = ? AND s.removed_window_start IS NULL AND {gone('s')} "
+                "ON CONFLICT DO NOTHING",
+                (window.window_start, window.window_end, context.run_id, context.now, *key),
+            )
+            self._execute(
+                "UPDATE snapshot_state SET removed_window_start = ?, removed_window_end = ?, updated_at = ? "
+                f"WHERE dag_id = ? AND content_type = ? AND removed_window_start IS NULL AND {gone('snapshot_state')}",
+                (window.window_start, window.window_end, context.now, *key),
+            )
+            self._execute(
+                "INSERT INTO snapshot_state (dag_id, content_type, identity, content_hash, record_id, "
+                "changed_window_start, changed_window_end, removed_window_start, removed_window_end, updated_at) "
+                f"SELECT ?, ?, i.identity, i.content_hash, CAST(i.record_id AS UUID), ?, ?, NULL, NULL, ? "
+                f"FROM {stg} i {state} WHERE {differs} "
+                "ON CONFLICT (dag_id, content_type, identity) DO UPDATE SET content_hash = excluded.content_hash, "
+                "record_id = excluded.record_id, changed_window_start = excluded.changed_window_start, "
+                "changed_window_end = excluded.changed_window_end, removed_window_start = NULL, "
+                "removed_window_end = NULL, updated_at = excluded.updated_at",
+                (*key, window.window_start, window.window_end, context.now, *key),
+            )
+        keep = pa.array([_uuid_hex(row[0]) for row in changed], pa.string())
+        added = sum(1 for row in changed if row[1])
+        return keep, {"items": items.num_rows, "added": added, "changed": len(changed) - added, "removed": removed}
+
+    # --- other reads ----------------------------------------------------------------------------
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""
@@ -466,3 +524,14 @@ class Warehouse(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _uuid_hex(value: Any) -> str:
+    """A uuid value (``uuid.UUID``, dashed text, or 32 hex characters) as 32 lower-case hex characters."""
+    import uuid
+
+    return value.hex if isinstance(value, uuid.UUID) else str(value).replace("-", "").lower()
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from seccollect.warehouse.base import TABLES, Warehouse, first_row_mask, key_match, select_list
+from seccollect.records.catalog import table as table_of
+from seccollect.warehouse.base import Warehouse, first_row_mask, key_match, select_list
 
 if TYPE_CHECKING:
     import duckdb
@@ -106,7 +107,7 @@ class DuckDBWarehouse(Warehouse):
         against 20 million rows (16-byte UUID keys, 2 cores), about what ``ON CONFLICT DO NOTHING``'s
         single-threaded index probe per row costs, and without the index.
 
-        That is why the append-only tables (:data:`~seccollect.warehouse.base.APPEND_ONLY_TABLES`) have
+        That is why the append-only tables (:attr:`~seccollect.records.tables.Table.append_only`) have
         no ``PRIMARY KEY`` here: maintaining DuckDB's ART index on a random 128-bit key costs more than the
         whole duplicate check (with it, this load of 1,000,000 rows took a third longer, insert and
         checkpoint; bench/RESULTS.md), and DuckDB's own guide advises against indexes on bulk-loaded tables. Uniqueness
@@ -114,21 +115,20 @@ class DuckDBWarehouse(Warehouse):
         one-slot pool): no other transaction can add a key between this check and the commit. Files
         created before this change keep their primary key, which the anti-join does not need.
         """
-        columns, _ = TABLES[table]
-        first = first_row_mask(data, TABLES[table][1])
+        spec = table_of(table)
+        first = first_row_mask(data, spec.key)
         if first is not None:
             data = data.filter(first)
-        names = ", ".join(c.name for c in columns)
-        staged = self._stage(f"stg_{table}", table, data)
-        try:
+        names = ", ".join(spec.column_names)
+        with self.staged(f"stg_{table}", table, data) as staged:
             return self._execute(
                 f"INSERT INTO {table} ({names}) SELECT {select_list(table, 's')} FROM {staged} s "
                 f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {key_match(table, 't', 's')})"
             )
-        finally:
-            self._unstage(staged)
 
-    def _insert_parts(self, table: str, batches: Sequence[StagedBatch]) -> tuple[int, int]:
+    def _insert_parts(
+        self, table: str, batches: Sequence[StagedBatch], keep: pa.Array | None = None
+    ) -> tuple[int, int]:
         """All of a window's parts of ``table`` in ONE statement when they are local files.
 
         DuckDB then reads the Parquet files itself, on all its threads, and an insert of more than a
@@ -159,13 +159,14 @@ class DuckDBWarehouse(Warehouse):
         from seccollect.staging.store import local_file, part_gone
 
         files = [local_file(batch) for batch in batches]
-        if len(batches) < 2 or None in files:
-            return super()._insert_parts(table, batches)
+        if len(batches) < 2 or None in files or keep is not None:
+            return super()._insert_parts(table, batches, keep)
         for batch, path in zip(batches, files, strict=True):
             if not os.path.exists(path):  # type: ignore[arg-type]
                 raise part_gone(batch)
-        columns, key = TABLES[table]
-        names = ", ".join(c.name for c in columns)
+        spec = table_of(table)
+        key = spec.key
+        names = ", ".join(spec.column_names)
         listed = "[" + ", ".join(_quote(path) for path in files) + "]"  # type: ignore[arg-type]
         keys = ", ".join(key)
         self._execute(
@@ -231,6 +232,9 @@ class DuckDBWarehouse(Warehouse):
             self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, list(params)).fetchall()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(sql, list(params)).fetchall()

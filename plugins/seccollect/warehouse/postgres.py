@@ -14,12 +14,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from seccollect.records.catalog import table as table_of
 from seccollect.staging.store import table_columns
-from seccollect.warehouse.base import TABLES, Warehouse, WindowKey, first_row_mask
+from seccollect.warehouse.base import Warehouse, first_row_mask
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     import pyarrow as pa
 
 SQL_TYPES = {
@@ -116,7 +115,8 @@ class PostgresWarehouse(Warehouse):
         """
         import pyarrow.compute as pc
 
-        columns, key = TABLES[table]
+        spec = table_of(table)
+        columns, key = spec.columns, spec.key
         if len(key) != 1:
             return super()._insert_absent(table, data)
         fresh = self._absent_rows(table, key[0], data)
@@ -147,7 +147,7 @@ class PostgresWarehouse(Warehouse):
             keys = keys.filter(keep)
         values = keys.to_pylist()
         # A uuid key comes back as uuid.UUID: compared with the staged keys as the same 32 hex characters.
-        is_uuid = next(c.type for c in TABLES[table][0] if c.name == key) == "uuid"
+        is_uuid = table_of(table).column(key).type == "uuid"
         array_type = "text[]::uuid[]" if is_uuid else "text[]"
         existing: list[str] = []
         with self.conn.cursor() as cur:
@@ -182,14 +182,16 @@ class PostgresWarehouse(Warehouse):
         # catalog's unique index); a transaction-scoped advisory lock serialises them.
         self._execute("SELECT pg_advisory_xact_lock(4242001)")
 
-    def _recompute_alerts(self, latest: pa.Table, now: datetime, window: WindowKey) -> int:
-        # Loads may run concurrently here (unlike DuckDB's single writer). Two windows touching the same
-        # Alerts key would each recompute it from the links their own snapshot sees, and the later
-        # commit would drop the other's links from the count. Holding this lock from the recompute to
-        # the commit makes the second recompute wait for the first commit and see its links (READ
-        # COMMITTED: each statement sees what committed before it started).
-        self._execute("SELECT pg_advisory_xact_lock(4242002)")
-        return super()._recompute_alerts(latest, now, window)
+    def lock(self, name: str) -> None:
+        # Loads run concurrently here (unlike DuckDB's single writer): a transaction-scoped advisory lock
+        # on the name's hash, held until commit, makes loads that touch the same rows take turns (READ
+        # COMMITTED: the second one's statements then see what the first committed).
+        self._execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,))
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(_PLACEHOLDER.sub("%s", sql), tuple(params) or None)
+            return cur.fetchall()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.conn.cursor() as cur:

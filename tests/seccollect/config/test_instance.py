@@ -7,11 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from seccollect.config.instance import (
-    DEFAULT_START_DATE,
-    AwsCloudTrailInstance,
-    NetskopeInstance,
-)
+from seccollect.config.instance import DEFAULT_START_DATE
+from seccollect.vendors.aws.instance import AwsCloudTrailInstance
+from seccollect.vendors.netskope.instance import NetskopeInstance
 
 NETSKOPE = {
     "name": "main",

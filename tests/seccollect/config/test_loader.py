@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from seccollect.config import loader
-from seccollect.config.instance import NetskopeInstance
 from seccollect.config.loader import InstanceFileInvalid, load_all, load_file, load_for_dag_id, parse_instance
+from seccollect.vendors.netskope.instance import NetskopeInstance
 
 BASE: dict[str, Any] = {
     "name": "main",
@@ -49,7 +49,7 @@ def test_load_file_minimal_netskope_gets_defaults(tmp_path: Path) -> None:
 
 
 def test_demo_instance_files_are_valid() -> None:
-    demo = Path(__file__).resolve().parents[3] / "include" / "connectors"
+    from tests.conftest import DEMO_INSTANCES as demo
     result = load_all(demo)
     assert result.errors == []
     assert {i.dag_id for i in result.instances} == {
@@ -178,7 +178,7 @@ def test_every_field_error_is_reported_at_once(tmp_path: Path) -> None:
         (
             {**BASE, "type": "splunk"},
             "type",
-            "'splunk' is not a connector type; use one of netskope, aws_cloudtrail",
+            "'splunk' is not a connector type; use one of aws_cloudtrail, netskope",
         ),
         ({k: v for k, v in BASE.items() if k != "type"}, "type", "None is not a connector type"),
     ],
@@ -238,9 +238,23 @@ def test_disabled_instances_produce_nothing_and_do_not_clash(tmp_path: Path) -> 
     assert load_for_dag_id("acme-netskope-off", tmp_path) is None
 
 
-def test_load_all_missing_folder_is_empty(tmp_path: Path) -> None:
+def test_load_all_missing_folder_is_an_error_not_zero_dags(tmp_path: Path) -> None:
+    # A wrong path must not look like an empty deployment: the error names the folder and the fix.
     result = load_all(tmp_path / "nope")
-    assert result.instances == [] and result.errors == []
+    assert result.instances == []
+    (error,) = result.errors
+    assert str(tmp_path / "nope") in error.message and "CONNECTORS_DIR" in error.message
+
+
+def test_load_all_unreadable_folder_is_an_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "connectors"
+    not_a_folder.write_text("a file where the folder should be")
+    (error,) = load_all(not_a_folder).errors
+    assert "cannot be read" in error.message and str(not_a_folder) in error.message
+
+
+def test_an_empty_folder_is_zero_dags_without_error(tmp_path: Path) -> None:
+    assert load_all(tmp_path).instances == [] and load_all(tmp_path).errors == []
 
 
 def test_connectors_dir_env_used_when_no_directory_given(

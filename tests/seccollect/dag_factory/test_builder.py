@@ -11,8 +11,8 @@ from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
 
 from seccollect.config.loader import load_file
 from seccollect.dag_factory.builder import build_dag, doc_md, indices_of, register_dags, timetable_for
+from tests.conftest import DEMO_INSTANCES as DEMO_DIR  # noqa: E402 - the demo instances, assembled
 
-DEMO_DIR = Path(__file__).resolve().parents[3] / "include" / "connectors"
 BROKEN = "name: broken\ntenant: acme\ntype: netskope\nconn_id: x\nnetskope_tenant: acme.goskope.com\n"
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import requests
 
+from seccollect.http.budget import ProcessBudget
 from seccollect.http.client import (
     ResponsePolicy,
     RetryPolicy,
-    SlidingWindowBudget,
     VendorHttpClient,
     Verdict,
     retry_after,
@@ -315,7 +315,7 @@ class FakeClock:
 @pytest.mark.parametrize(("max_calls", "period"), [(5, 10.0), (1, 3.0), (20, 60.0)])
 def test_sliding_window_budget_never_exceeds_n_per_period(max_calls: int, period: float) -> None:
     clock = FakeClock()
-    budget = SlidingWindowBudget(max_calls, period, clock=clock, sleep=clock.sleep)
+    budget = ProcessBudget("test", max_calls, period, clock=clock, sleep=clock.sleep)
     sent: list[float] = []
     rng = random.Random(7)
     for _ in range(max_calls * 6):
@@ -328,7 +328,7 @@ def test_sliding_window_budget_never_exceeds_n_per_period(max_calls: int, period
 
 def test_sliding_window_budget_waits_no_longer_than_needed() -> None:
     clock = FakeClock()
-    budget = SlidingWindowBudget(5, 10.0, clock=clock, sleep=clock.sleep)
+    budget = ProcessBudget("test", 5, 10.0, clock=clock, sleep=clock.sleep)
     sent = []
     for _ in range(15):  # a burst: 5 at once, then 5 per period
         budget.acquire()
@@ -342,7 +342,9 @@ def test_budget_is_acquired_before_every_attempt(app: ItemsApp, server: Simulato
     class Counting:
         calls = 0
 
-        def acquire(self) -> None:
+        key = "counting"
+
+        def acquire(self, *, max_wait: float | None = None) -> None:
             self.calls += 1
 
     budget = Counting()
@@ -354,7 +356,7 @@ def test_budget_is_acquired_before_every_attempt(app: ItemsApp, server: Simulato
 def test_budget_paces_real_requests() -> None:
     app = ItemsApp()
     clock = FakeClock()
-    budget = SlidingWindowBudget(2, 60.0, clock=clock, sleep=clock.sleep)
+    budget = ProcessBudget("test", 2, 60.0, clock=clock, sleep=clock.sleep)
     with SimulatorServer(app) as srv:
         client = make_client(srv.url, budget=budget)
         for _ in range(5):

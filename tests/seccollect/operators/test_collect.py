@@ -11,9 +11,9 @@ from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from seccollect.http.errors import VendorApiError
-from seccollect.operators.collect import BaseCollectOperator, parse_window_bound
+from seccollect.operators.collect import BaseCollectOperator, Collected, parse_window_bound
 from seccollect.records.envelope import MsgOrigin
-from seccollect.staging.store import StagedBatch, read_batch
+from seccollect.staging.store import read_batch
 
 START, END = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 1, 0, 5, tzinfo=UTC)
 ORIGIN = MsgOrigin("netskopewsg_event", "netskope", "netskope", "web_security")
@@ -30,13 +30,13 @@ class _Collect(BaseCollectOperator):
         self.records = records
         self.error = error
 
-    def collect(self, writer, envelope, context) -> dict[str, Any]:
+    def collect(self, writer, envelope, context) -> Collected:
         if self.error is not None:
             raise self.error
         for i in range(self.records):
             writer.add("syslog", envelope.wrap(ORIGIN, {"id": i}, vendor_id=str(i), event_time=None))
         writer.add("alert_latest", {"alert_key": "0" * 32, "event_time": START, "record_id": "1" * 32, "raw": "{}"})
-        return {"fetched": self.records}
+        return Collected(figures={"fetched": self.records})
 
 
 class _TaskInstance:
@@ -68,10 +68,10 @@ def test_window_bounds_are_parsed_as_utc(value, expected) -> None:
 
 def test_it_stages_the_window_and_returns_paths_and_record_counts(staging: Path) -> None:
     result = _operator().execute(context={})
-    assert result["window"] == [START.isoformat(), END.isoformat()]
-    assert result["fetched"] == 3
-    assert result["rows"] == 3, "records of indices only, not side tables"
-    batches = [StagedBatch.from_xcom(b) for b in result["batches"]]
+    assert (result.window_start, result.window_end) == (START, END)
+    assert result.figures["fetched"] == 3
+    assert result.rows == 3, "records of indices only, not side tables"
+    batches = list(result.batches)
     assert {b.table for b in batches} == {"syslog", "alert_latest"}
     rows = read_batch(next(b for b in batches if b.table == "syslog")).to_pylist()
     assert {(r["tenant"], r["instance"], r["content_type"]) for r in rows} == {("acme", "x", "event")}
@@ -83,9 +83,9 @@ def test_a_mapped_task_instance_stages_in_its_own_folder() -> None:
     first = _operator().execute(context={"ti": _TaskInstance(0)})
     second = _operator().execute(context={"ti": _TaskInstance(1)})
     # Each writer empties its own folder before its first part: siblings must not share one.
-    assert "/collect_event/0/" in first["batches"][0]["path"]
-    assert "/collect_event/1/" in second["batches"][0]["path"]
-    assert read_batch(StagedBatch.from_xcom(first["batches"][0])).num_rows == 3
+    assert "/collect_event/0/" in first.batches[0].path
+    assert "/collect_event/1/" in second.batches[0].path
+    assert read_batch(first.batches[0]).num_rows == 3
 
 
 def test_an_empty_or_reversed_window_fails_without_retries() -> None:
@@ -110,3 +110,10 @@ def test_fatal_vendor_errors_fail_without_retries_others_are_retried(status: int
         _operator(error=error).execute(context={})
     assert "GET /api/v2/events/data/page" in str(raised.value)
     assert isinstance(raised.value, AirflowFailException) is fatal
+
+
+def test_the_staged_window_round_trips_through_airflows_xcom_serialisation() -> None:
+    from airflow.sdk import serde
+
+    result = _operator().execute(context={})
+    assert serde.deserialize(serde.serialize(result)) == result

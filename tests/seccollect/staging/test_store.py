@@ -11,14 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from seccollect.records.catalog import tables as catalog_tables
 from seccollect.records.envelope import EnvelopeContext, MsgOrigin
 from seccollect.records.indices import INDICES
 from seccollect.staging.store import (
-    EXTRA_TABLES,
     StagedBatch,
     StagingWriter,
     arrow_schema,
-    iter_batches,
     read_batch,
     staging_root,
     window_folder,
@@ -41,6 +40,15 @@ def rows(n: int, offset: int = 0) -> list[dict[str, Any]]:
         ctx.wrap(ORIGIN, {"id": i}, vendor_id=str(i), event_time=START + timedelta(seconds=i))
         for i in range(offset, offset + n)
     ]
+
+
+def add_rows(writer: StagingWriter, table: str, many: list[dict[str, Any]]) -> None:
+    for row in many:
+        writer.add(table, row)
+
+
+def iter_batches(batches, table: str):
+    return (read_batch(b) for b in batches if b.table == table)
 
 
 def folder(task_id: str = "collect_event"):
@@ -67,7 +75,7 @@ def test_staging_root_defaults_to_airflow_home(tmp_path: Path, monkeypatch: pyte
 
 def test_parts_are_bounded_by_part_rows() -> None:
     writer = StagingWriter(folder(), part_rows=4)
-    writer.add_many("syslog", rows(10))
+    add_rows(writer, "syslog", rows(10))
     # Full parts are written as soon as they fill up, not at close: memory stays bounded.
     assert [b.rows for b in writer.batches] == [4, 4]
     batches = writer.close()
@@ -94,15 +102,15 @@ def test_tables_get_their_own_parts() -> None:
 
 def test_recollect_replaces_earlier_parts() -> None:
     first = StagingWriter(folder(), part_rows=2)
-    first.add_many("syslog", rows(5))
+    add_rows(first, "syslog", rows(5))
     first.close()
     assert len(files(folder())) == 3
     other_task = StagingWriter(folder("collect_alert"))
-    other_task.add_many("syslog", rows(1))
+    add_rows(other_task, "syslog", rows(1))
     other_task.close()
 
     retry = StagingWriter(folder(), part_rows=2)
-    retry.add_many("syslog", rows(1, offset=100))
+    add_rows(retry, "syslog", rows(1, offset=100))
     batches = retry.close()
     assert files(folder()) == ["syslog-00000.parquet"]
     assert [b.rows for b in batches] == [1]
@@ -112,7 +120,7 @@ def test_recollect_replaces_earlier_parts() -> None:
 
 def test_empty_window_writes_no_part_and_clears_a_previous_try() -> None:
     earlier = StagingWriter(folder())
-    earlier.add_many("syslog", rows(3))
+    add_rows(earlier, "syslog", rows(3))
     earlier.close()
     assert files(folder()) == ["syslog-00000.parquet"]
 
@@ -123,7 +131,7 @@ def test_empty_window_writes_no_part_and_clears_a_previous_try() -> None:
 
 def test_xcom_round_trip_is_plain_json() -> None:
     writer = StagingWriter(folder())
-    writer.add_many("syslog", rows(3))
+    add_rows(writer, "syslog", rows(3))
     batch = writer.close()[0]
     payload = json.loads(json.dumps(batch.to_xcom()))
     assert payload == {"table": "syslog", "path": batch.path, "rows": 3}
@@ -132,9 +140,9 @@ def test_xcom_round_trip_is_plain_json() -> None:
     assert read_batch(StagedBatch.from_xcom(payload)).num_rows == 3
 
 
-@pytest.mark.parametrize("table", [*INDICES, *EXTRA_TABLES])
+@pytest.mark.parametrize("table", list(catalog_tables()))
 def test_arrow_schema_follows_the_index_description(table: str) -> None:
-    columns = INDICES[table].columns if table in INDICES else EXTRA_TABLES[table]
+    columns = catalog_tables()[table].columns
     schema = arrow_schema(table)
     assert schema.names == [c.name for c in columns]
     for column in columns:
@@ -154,7 +162,7 @@ def test_arrow_schema_follows_the_index_description(table: str) -> None:
 
 def test_staged_parquet_has_the_table_schema() -> None:
     writer = StagingWriter(folder())
-    writer.add_many("syslog", rows(2))
+    add_rows(writer, "syslog", rows(2))
     batch = writer.close()[0]
     on_disk = pq.read_schema(batch.path.removeprefix("file://"))
     assert on_disk.remove_metadata().equals(arrow_schema("syslog"), check_metadata=False)
@@ -196,7 +204,7 @@ def test_a_row_missing_a_required_envelope_field_is_refused() -> None:
 
 def test_read_batch_of_a_deleted_part_raises() -> None:
     writer = StagingWriter(folder())
-    writer.add_many("syslog", rows(1))
+    add_rows(writer, "syslog", rows(1))
     batch = writer.close()[0]
     Path(batch.path.removeprefix("file://")).unlink()
     with pytest.raises(FileNotFoundError, match="clear this window's collect task"):
@@ -216,7 +224,7 @@ def staged_ids(batches: list[StagedBatch]) -> list[str]:
 
 def test_add_arrow_is_cut_into_parts_like_rows_and_keeps_order() -> None:
     writer = StagingWriter(folder(), part_rows=4)
-    writer.add_many("syslog", rows(3))
+    add_rows(writer, "syslog", rows(3))
     writer.add_arrow("syslog", arrow_rows(6, offset=3))
     assert [b.rows for b in writer.batches] == [4, 4]  # full parts written at once, rows and tables mixed
     writer.add("syslog", rows(1, offset=9)[0])
@@ -231,7 +239,7 @@ def test_add_arrow_is_cut_into_parts_like_rows_and_keeps_order() -> None:
 
 def test_atomic_block_that_fails_leaves_nothing_behind() -> None:
     writer = StagingWriter(folder(), part_rows=4)
-    writer.add_many("syslog", rows(3))
+    add_rows(writer, "syslog", rows(3))
     with pytest.raises(ValueError, match="corrupt"):
         with writer.atomic():
             writer.add_arrow("syslog", arrow_rows(10, offset=100))
@@ -241,7 +249,7 @@ def test_atomic_block_that_fails_leaves_nothing_behind() -> None:
     assert [b.rows for b in writer.batches] == [3]
     assert len(files(folder())) == 1  # the block's parts are deleted
     with writer.atomic():
-        writer.add_many("syslog", rows(2, offset=200))  # below a part: joins the buffer at the end
+        add_rows(writer, "syslog", rows(2, offset=200))  # below a part: joins the buffer at the end
     writer.add_arrow("syslog", arrow_rows(1, offset=300))
     batches = writer.close()
     assert [b.rows for b in batches] == [3, 3]
@@ -251,7 +259,7 @@ def test_atomic_block_that_fails_leaves_nothing_behind() -> None:
 
 def test_atomic_block_keeps_order_and_blocks_do_not_nest() -> None:
     writer = StagingWriter(folder(), part_rows=4)
-    writer.add_many("syslog", rows(2))
+    add_rows(writer, "syslog", rows(2))
     with writer.atomic():
         writer.add_arrow("syslog", arrow_rows(9, offset=2))
         with pytest.raises(RuntimeError, match="nest"):
@@ -276,7 +284,7 @@ def _vendor_ids(part: pa.Table) -> pa.Table:
 def test_a_derived_table_gets_one_part_beside_every_part_of_its_source() -> None:
     writer = StagingWriter(folder(), part_rows=4)
     writer.derive("syslog", "alert_fields", _vendor_ids)
-    writer.add_many("syslog", rows(10))
+    add_rows(writer, "syslog", rows(10))
     batches = writer.close()
     source = [b for b in batches if b.table == "syslog"]
     derived = [b for b in batches if b.table == "alert_fields"]
@@ -291,9 +299,9 @@ def test_an_atomic_block_that_fails_removes_its_derived_parts_too() -> None:
     path = folder()
     writer = StagingWriter(path, part_rows=2)
     writer.derive("syslog", "alert_fields", _vendor_ids)
-    writer.add_many("syslog", rows(2))
+    add_rows(writer, "syslog", rows(2))
     with pytest.raises(ValueError, match="boom"), writer.atomic():
-        writer.add_many("syslog", rows(4, offset=2))
+        add_rows(writer, "syslog", rows(4, offset=2))
         raise ValueError("boom")
     batches = writer.close()
     assert [(b.table, b.rows) for b in batches] == [("syslog", 2), ("alert_fields", 2)]
@@ -314,7 +322,7 @@ def _stage_window(dag_id: str, start: datetime, *, written: datetime | None, tas
         path.mkdir(parents=True, exist_ok=True)
         return path.parent
     writer = StagingWriter(path)
-    writer.add_many("syslog", rows(1))
+    add_rows(writer, "syslog", rows(1))
     (batch,) = writer.close()
     local = batch.path.removeprefix("file://")
     os.utime(local, (written.timestamp(), written.timestamp()))
@@ -366,7 +374,7 @@ def test_staging_on_s3_writes_reads_and_prunes(s3, moto_url: str, monkeypatch: p
     monkeypatch.setenv("SECCOLLECT_STAGING_URL", "s3://seccollect-staging/root")
     monkeypatch.setenv("SECCOLLECT_STAGING_CONN_ID", "staging_s3")
     writer = StagingWriter(folder(), part_rows=2)
-    writer.add_many("syslog", rows(3))
+    add_rows(writer, "syslog", rows(3))
     batches = writer.close()
     assert [b.path.split("/root/", 1)[1] for b in batches] == [
         "acme-netskope-main/20260301T000500Z--20260301T001000Z/collect_event/syslog-00000.parquet",

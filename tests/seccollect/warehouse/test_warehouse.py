@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from seccollect.records.catalog import tables as catalog_tables
 from seccollect.records.envelope import EnvelopeContext, MsgOrigin
+from seccollect.records.quarantine import QuarantineEntry
 from seccollect.staging.store import StagedBatch, StagingWriter, window_folder
-from seccollect.warehouse.base import TABLES, ConsumedObject, QuarantineEntry, Warehouse, WindowKey
+from seccollect.warehouse.base import Warehouse, WindowKey
 from seccollect.warehouse.duckdb import DuckDBWarehouse, connect_with_lock_wait
-from seccollect.warehouse.postgres import PostgresWarehouse
 
 DAG = "acme-netskope-main"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -28,21 +29,6 @@ ALERT = MsgOrigin("netskopewsg_alert", "netskope", "netskope", "web_security")
 
 
 pytestmark = pytest.mark.usefixtures("staging")  # every test stages into its own local folder
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    if request.param == "duckdb":
-        warehouse: Warehouse = DuckDBWarehouse(str(tmp_path / "warehouse.duckdb"), lock_timeout=5)
-    else:
-        import psycopg
-
-        warehouse = PostgresWarehouse(psycopg.connect(**request.getfixturevalue("postgres_database")))
-    warehouse.ensure_schema()
-    try:
-        yield warehouse
-    finally:
-        warehouse.close()
 
 
 def window(n: int, content_type: str = "event") -> WindowKey:
@@ -83,10 +69,17 @@ def stage(
                 best = latest.get(link["alert_key"])
                 if best is None or (link["event_time"], link["record_id"]) > (best["event_time"], best["record_id"]):
                     latest[link["alert_key"]] = link
-            writer.add_many("alert_latest", latest.values())
+            for link in latest.values():
+                writer.add("alert_latest", link)
             rows = [{k: v for k, v in link.items() if k != "raw"} for link in rows]
-        writer.add_many(table, rows)
+        for row in rows:
+            writer.add(table, row)
     return writer.close()
+
+
+def quarantined(key: WindowKey, entries: list[QuarantineEntry]) -> list[StagedBatch]:
+    """Quarantine entries staged as a collect task stages them."""
+    return stage(key, {"quarantine_entries": [e.to_row() for e in entries]}, task_id="quarantine")
 
 
 def count(wh: Warehouse, table: str) -> int:
@@ -113,8 +106,9 @@ def test_ensure_schema_is_idempotent_and_keeps_data(wh: Warehouse) -> None:
     wh.ensure_schema()
     wh.ensure_schema()
     assert count(wh, "syslog") == 2
-    for table in TABLES:
-        assert count(wh, table) >= 0  # every table exists
+    for name, table in catalog_tables().items():
+        if table.role != "intermediate":
+            assert count(wh, name) >= 0  # every table exists
 
 
 # --- idempotent loads ----------------------------------------------------------------------------
@@ -303,14 +297,9 @@ def test_failure_on_second_table_rolls_back_rows_ledger_quarantine_and_objects(
 
     monkeypatch.setattr(wh, "_insert_absent", flaky)
     with pytest.raises(RuntimeError, match="went away"):
-        wh.load_window(
-            key,
-            batches,
-            quarantine=[QuarantineEntry("r1", "bad")],
-            consumed=[ConsumedObject("b", "k", "e", 3, "loaded")],
-        )
+        wh.load_window(key, [*batches, *quarantined(key, [QuarantineEntry("r1", "bad")])])
     assert calls == ["syslog", "assets"]
-    for table in ("syslog", "assets", "collection_ledger", "quarantine", "object_ledger"):
+    for table in ("syslog", "assets", "collection_ledger", "quarantine"):
         assert count(wh, table) == 0, table
     # The connection is still usable and the retried load commits everything.
     monkeypatch.setattr(wh, "_insert_absent", real)
@@ -356,129 +345,6 @@ def hex_id(value: Any) -> str:
     return value.hex
 
 
-#: Alert keys are 128-bit digests (md5 of the key's parts in the mapping); readable names here.
-K, OTHER = (uuid.uuid5(uuid.NAMESPACE_OID, name).hex for name in ("K", "OTHER"))
-
-
-# --- alerts --------------------------------------------------------------------------------------
-
-
-def alert_link(
-    key: WindowKey, alert_key: str, n: int, event_time: datetime, user: str = "alice"
-) -> dict[str, Any]:
-    raw = {"type": "breach", "user": user, "breach_id": "B-1", "n": n}
-    base = envelope(key).wrap(ALERT, raw, vendor_id=f"a{n}", event_time=event_time)
-    return {
-        "alert_key": alert_key,
-        "record_id": base["record_id"],
-        **{
-            c: base[c]
-            for c in (
-                "tenant",
-                "instance",
-                "content_type",
-                "msg_class",
-                "msg_origin_source",
-                "msg_origin_vendor",
-                "msg_origin_category",
-                "raw",
-            )
-        },
-        "alert_kind": "breach",
-        "user_name": user,
-        "dedup_id": "B-1",
-        "event_time": event_time,
-    }
-
-
-def alerts(wh: Warehouse) -> dict[str, tuple[Any, ...]]:
-    rows = wh.query(
-        "SELECT record_id, raw_count, first_seen, last_seen, latest_record_id, raw, event_time, alert_kind, "
-        "dedup_id, user_name FROM alerts"
-    )
-    return {hex_id(r[0]): (*r[1:4], hex_id(r[4]), *r[5:]) for r in rows}
-
-
-def test_alerts_recomputed_from_all_links_in_any_load_order(wh: Warehouse) -> None:
-    keys = {n: window(n, "alert") for n in (1, 2, 3)}
-    times = {n: keys[n].window_start + timedelta(minutes=1) for n in keys}
-    links = {n: alert_link(keys[n], K, n, times[n]) for n in keys}
-    batches = {n: stage(keys[n], {"alert_sources": [links[n]]}) for n in keys}
-    # Another key in window 2 must not be touched by the recompute of "K".
-    other = alert_link(keys[2], OTHER, 9, times[2], "bob")
-    batches[2] = stage(keys[2], {"alert_sources": [links[2], other]})
-
-    assert wh.load_window(keys[3], batches[3]).alerts_touched == 1
-    assert alerts(wh)[K][:4] == (1, times[3], times[3], links[3]["record_id"])
-
-    wh.load_window(keys[1], batches[1])
-    assert alerts(wh)[K][:4] == (2, times[1], times[3], links[3]["record_id"])
-
-    assert wh.load_window(keys[2], batches[2]).alerts_touched == 2
-    wh.load_window(keys[1], batches[1])  # a re-run of window 1 changes nothing
-
-    rows = alerts(wh)
-    assert set(rows) == {K, OTHER}
-    raw_count, first_seen, last_seen, latest, raw, event_time, kind, dedup_id, user = rows[K]
-    assert (raw_count, first_seen, last_seen, latest) == (3, times[1], times[3], links[3]["record_id"])
-    assert as_json(raw) == json.loads(links[3]["raw"])  # the latest raw alert behind the key
-    assert event_time == times[3] and (kind, dedup_id, user) == ("breach", "B-1", "alice")
-    assert rows[OTHER][:4] == (1, times[2], times[2], other["record_id"])
-    assert rows[OTHER][-1] == "bob"
-    assert count(wh, "alert_sources") == 4
-
-
-def test_alerts_several_links_of_one_key_in_one_batch_and_ties(wh: Warehouse) -> None:
-    key = window(1, "alert")
-    t = key.window_start
-    a, b, c = (alert_link(key, K, n, t + timedelta(seconds=s)) for n, s in ((1, 10), (2, 30), (3, 30)))
-    report = wh.load_window(key, stage(key, {"alert_sources": [a, b, c, a]}))
-    assert report.alerts_touched == 1
-    raw_count, first_seen, last_seen, latest, *_ = alerts(wh)[K]
-    assert (raw_count, first_seen, last_seen) == (3, a["event_time"], b["event_time"])
-    # Equal event times: the highest record_id wins, deterministically.
-    assert latest == max(b["record_id"], c["record_id"])
-    # The mapped alerts never count as window rows of the ledger.
-    assert ledger(wh)[0][3:6] == (0, 0, 0)
-
-
-def test_alert_links_repeated_across_parts_count_once(wh: Warehouse) -> None:
-    # alert_sources has a two-column key: repeats across parts are found on both columns.
-    key = window(1, "alert")
-    links = [alert_link(key, K, n, key.window_start + timedelta(seconds=n)) for n in range(1, 5)]
-    other = alert_link(key, OTHER, 1, key.window_start)  # same record as links[0], other alert key
-    report = wh.load_window(key, stage(key, {"alert_sources": [*links, other, *links[:2]]}, part_rows=2))
-    assert report.alerts_touched == 2
-    assert count(wh, "alert_sources") == 5
-    assert alerts(wh)[K][0] == 4 and alerts(wh)[OTHER][0] == 1
-
-
-def test_alert_links_in_two_batches_of_one_window(wh: Warehouse) -> None:
-    key = window(1, "alert")
-    links = [alert_link(key, K, n, key.window_start + timedelta(seconds=n)) for n in range(1, 6)]
-    batches = stage(key, {"alert_sources": links}, part_rows=2)
-    assert [b.table for b in batches].count("alert_sources") == 3
-    wh.load_window(key, batches)
-    assert alerts(wh)[K][:2] == (5, links[0]["event_time"])
-
-
-def test_alert_row_keeps_the_latest_raw_alert_though_links_store_none(wh: Warehouse) -> None:
-    """Links do not store raw alerts: the Alerts row takes the latest one from the window that brought
-    it, and keeps it when a later load (a backfill of an earlier window) brings only older links."""
-    keys = {n: window(n, "alert") for n in (1, 2, 3)}
-    link = {n: alert_link(keys[n], K, n, keys[n].window_start + timedelta(minutes=1)) for n in keys}
-    assert "raw" not in {c for (c,) in wh.query(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'alert_sources'")}
-    loaded: set[int] = set()
-    for n in (2, 1, 3, 1, 2):  # out of order, with re-runs
-        wh.load_window(keys[n], stage(keys[n], {"alert_sources": [link[n]]}))
-        loaded.add(n)
-        newest = max(loaded)
-        raw_count, *_, latest, raw = alerts(wh)[K][:5]
-        assert latest == link[newest]["record_id"] and as_json(raw) == json.loads(link[newest]["raw"])
-    assert raw_count == 3
-
-
 def test_tables_of_an_earlier_schema_are_refused(wh: Warehouse) -> None:
     from seccollect.warehouse.base import WarehouseSchemaError, create_table_sql
 
@@ -490,107 +356,29 @@ def test_tables_of_an_earlier_schema_are_refused(wh: Warehouse) -> None:
         wh.ensure_schema()
 
 
-@pytest.mark.postgres
-def test_postgres_concurrent_windows_of_one_alert_key_both_count(postgres_database: dict[str, Any]) -> None:
-    """Two loads touching one Alerts key at once: the second recompute waits for the first commit and
-    counts its links too (without the lock it would overwrite the row with its own count of 1)."""
-    import threading
-
-    import psycopg
-
-    from seccollect.staging.store import read_batch
-
-    first, second = (PostgresWarehouse(psycopg.connect(**postgres_database)) for _ in range(2))
-    first.ensure_schema()
-    keys = {n: window(n, "alert") for n in (1, 2)}
-    link = {n: alert_link(keys[n], K, n, keys[n].window_start + timedelta(minutes=1)) for n in keys}
-    batches = {n: stage(keys[n], {"alert_sources": [link[n]]}) for n in keys}
-    errors: list[BaseException] = []
-
-    def load_second() -> None:
-        try:
-            second.load_window(keys[2], batches[2])
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    with first.transaction():  # window 1, held open after its recompute as a slow commit would be
-        parts = {b.table: read_batch(b) for b in batches[1]}
-        first._insert_absent("alert_sources", parts["alert_sources"])
-        first._recompute_alerts(parts["alert_latest"], datetime.now(UTC), keys[1])
-        thread = threading.Thread(target=load_second)
-        thread.start()
-        time.sleep(1.0)
-    thread.join(30)
-    assert not thread.is_alive() and not errors
-    raw_count, first_seen, last_seen, latest = alerts(first)[K][:4]
-    assert (raw_count, first_seen, last_seen, latest) == (
-        2, link[1]["event_time"], link[2]["event_time"], link[2]["record_id"]
-    )
-    first.close()
-    second.close()
-
-
-# --- quarantine and objects ----------------------------------------------------------------------
+# --- quarantine ----------------------------------------------------------------------------------
 
 
 def test_quarantine_entries_upsert(wh: Warehouse) -> None:
     key = window(1)
     first = wh.load_window(
         key,
-        [],
-        quarantine=[
+        quarantined(key, [
             QuarantineEntry("obj-1", "bad gzip", "\x1f\x8b..."),
             QuarantineEntry("rec-7", "not JSON", "{oops"),
-        ],
+        ]),
     )
     assert first.quarantined == 2
-    wh.load_window(key, [], quarantine=[QuarantineEntry("obj-1", "truncated", None)])
+    wh.load_window(key, quarantined(key, [QuarantineEntry("obj-1", "truncated", None)]))
     rows = wh.query("SELECT source_ref, reason, raw, window_start FROM quarantine ORDER BY source_ref")
     assert rows == [
         ("obj-1", "truncated", None, key.window_start),
         ("rec-7", "not JSON", "{oops", key.window_start),
     ]
     # The same reference twice in one load keeps the last reason.
-    wh.load_window(key, [], quarantine=[QuarantineEntry("rec-9", "a"), QuarantineEntry("rec-9", "b")])
+    wh.load_window(key, quarantined(key, [QuarantineEntry("rec-9", "a"), QuarantineEntry("rec-9", "b")]))
     assert wh.query("SELECT reason FROM quarantine WHERE source_ref = 'rec-9'") == [("b",)]
     assert ledger(wh)[0][6] == 2  # the latest load's quarantine count
-
-
-def test_object_ledger_and_consumed_objects(wh: Warehouse) -> None:
-    key = window(1, "cloudtrail")
-    objs = [
-        ConsumedObject("logs", "a.json.gz", "e1", 10, "loaded"),
-        ConsumedObject("logs", "b.json.gz", "e2", 0, "quarantined"),
-    ]
-    wh.load_window(key, [], consumed=objs)
-    wh.load_window(key, [], consumed=objs)  # re-run: no second row
-    assert count(wh, "object_ledger") == 2
-    assert wh.consumed_objects(DAG, "logs", ["a.json.gz", "b.json.gz", "c.json.gz"]) == {
-        ("a.json.gz", "e1"),
-        ("b.json.gz", "e2"),
-    }
-    assert wh.consumed_objects(DAG, "logs", ["b.json.gz"]) == {("b.json.gz", "e2")}
-    assert wh.consumed_objects(DAG, "logs", []) == set()
-    assert wh.consumed_objects("other-dag", "logs", ["a.json.gz"]) == set()
-    assert wh.consumed_objects(DAG, "other-bucket", ["a.json.gz"]) == set()
-    # An object rewritten under the same key (new etag) is a new object.
-    wh.load_window(
-        window(2, "cloudtrail"), [], consumed=[ConsumedObject("logs", "a.json.gz", "e9", 1, "loaded")]
-    )
-    assert wh.consumed_objects(DAG, "logs", ["a.json.gz"]) == {("a.json.gz", "e1"), ("a.json.gz", "e9")}
-    assert wh.query("SELECT records, status FROM object_ledger WHERE etag = 'e2'") == [(0, "quarantined")]
-
-
-def test_object_ledger_of_many_objects_in_one_window(wh: Warehouse) -> None:
-    from seccollect.warehouse.base import LEDGER_ROWS_PER_STATEMENT
-
-    key = window(1, "cloudtrail")
-    objs = [ConsumedObject("logs", f"k/{i:05d}.json.gz", f"e{i}", i, "loaded") for i in range(2 * LEDGER_ROWS_PER_STATEMENT + 3)]
-    wh.load_window(key, [], consumed=objs)
-    wh.load_window(key, [], consumed=objs[-5:])  # overlapping re-run
-    assert count(wh, "object_ledger") == len(objs)
-    assert wh.query("SELECT sum(records) FROM object_ledger")[0][0] == sum(range(len(objs)))
-    assert wh.consumed_objects(DAG, "logs", [o.key for o in objs]) == {(o.key, o.etag) for o in objs}
 
 
 # --- opening through the Airflow connection ------------------------------------------------------
@@ -693,12 +481,13 @@ def _duckdb_constraints(wh: DuckDBWarehouse) -> dict[str, list[str]]:
 
 
 def test_duckdb_append_only_tables_have_no_primary_key_and_stay_unique(tmp_path: Path) -> None:
-    from seccollect.warehouse.base import APPEND_ONLY_TABLES
+    append_only = [name for name, t in catalog_tables().items() if t.append_only and t.role == "records"]
+    assert {"syslog", "alert_sources"} <= set(append_only)
 
     with DuckDBWarehouse(str(tmp_path / "w.duckdb")) as wh:
         wh.ensure_schema()
         keyed = _duckdb_constraints(wh)
-        assert not set(keyed) & set(APPEND_ONLY_TABLES), "no ART index to maintain on bulk-loaded tables"
+        assert not set(keyed) & set(append_only), "no ART index to maintain on bulk-loaded tables"
         # Upserted tables keep theirs: ON CONFLICT ... DO UPDATE needs it.
         assert {"alerts", "collection_ledger", "quarantine", "object_ledger"} <= set(keyed)
         (column_type,) = wh.query(
@@ -718,13 +507,14 @@ def test_duckdb_file_created_with_primary_keys_still_loads(tmp_path: Path) -> No
     """Warehouse files created before the append-only tables lost their primary key keep working."""
     import duckdb
 
-    from seccollect.warehouse.base import TABLES, create_table_sql
+    from seccollect.warehouse.base import create_table_sql
     from seccollect.warehouse.duckdb import SQL_TYPES
 
     path = str(tmp_path / "old.duckdb")
     con = duckdb.connect(path)
-    for name in TABLES:
-        con.execute(create_table_sql(name, SQL_TYPES))
+    for name, table in catalog_tables().items():
+        if table.role != "intermediate":
+            con.execute(create_table_sql(name, SQL_TYPES))
     con.close()
     with DuckDBWarehouse(path) as wh:
         wh.ensure_schema()

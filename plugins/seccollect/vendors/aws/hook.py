@@ -19,7 +19,7 @@ What is added here, and why:
   account discovery); named so the call site says what it is for.
 * :meth:`S3LogHook.open_object`: one ``GetObject`` returning the streaming body and the ETag of the
   bytes actually served.  ``get_key()`` would add a ``HeadObject`` per object and ``read_key()``
-  decodes UTF-8 (unusable for gzip).  ``IfMatch`` pins the version that was listed.
+  decodes UTF-8 (unusable for gzip).  The ledger records the ETag of what was read.
 * **Request counting** (:attr:`S3LogHook.request_counts`, :attr:`S3LogHook.list_requests`): every S3
   API call made through the hook's client is counted per operation, from botocore's own event
   system, so tests and the benchmark can prove that LIST cost follows the window, not the bucket.
@@ -176,17 +176,17 @@ class S3LogHook(S3Hook):
         """
         return self.list_prefixes(bucket_name=bucket, prefix=prefix, delimiter="/", page_size=MAX_PAGE_SIZE)
 
-    def open_object(self, bucket: str, key: str, *, etag: str | None = None) -> tuple[Any, str]:
+    def open_object(self, bucket: str, key: str) -> tuple[Any, str]:
         """``GetObject``: the streaming body (read it in chunks, close it) and the served ETag.
+
+        Not pinned to the listed ETag: an object rewritten since it was listed is read as it is now,
+        and the ledger records the version actually read (a pinned read would fail, and the new version
+        might never be listed again once its key time falls out of the look-back).
 
         :param bucket: bucket name.
         :param key: object key.
-        :param etag: when given, the read fails with ``PreconditionFailed`` unless the object still
-            has this ETag, so what is read is exactly what was listed (and recorded in the ledger).
         """
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if etag:
-            params["IfMatch"] = f'"{etag}"'
         if self._requester_pays:
             params["RequestPayer"] = "requester"
         response = self.get_conn().get_object(**params)

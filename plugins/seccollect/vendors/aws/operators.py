@@ -9,9 +9,10 @@ much later, into an *earlier* date folder) is found by a later run, and the ledg
 read exactly once.  Its result - batches of ``batch_size`` objects - drives dynamic task mapping.
 
 ``S3LogBatchOperator`` (one mapped task per batch) streams each object, parses it with
-:mod:`~seccollect.vendors.aws.log_formats` and stages enveloped rows; a corrupt object goes to
-quarantine with its key and reason, and the rest of the window loads.  Every processed object is
-reported as ``consumed`` so the load commits it to the object ledger together with the rows.
+:mod:`~seccollect.vendors.aws.log_formats` and stages enveloped rows; an object that cannot be read
+(corrupt, or holding a record a warehouse cannot store) goes to quarantine with its key and reason, and
+the rest of the window loads.  Every processed object gets an ``object_ledger`` row, staged beside the
+records, so the load commits it together with them and no later window reads it again.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
@@ -29,6 +29,7 @@ from seccollect.operators.collect import (
     DEFAULT_WINDOW_END,
     DEFAULT_WINDOW_START,
     BaseCollectOperator,
+    Collected,
     fail_fast,
 )
 
@@ -44,7 +45,6 @@ __all__ = [
     "S3LogBatchOperator",
     "S3LogListOperator",
     "split_batches",
-    "typed_columns",
 ]
 
 #: Warehouse index per sub type (CONNECTORS.md: cloudtrail and waf -> AWS Events, vpcflow -> Traffic).
@@ -174,6 +174,7 @@ class S3LogListOperator(BaseOperator):
 
         from seccollect.operators.collect import parse_window_bound
         from seccollect.vendors.aws.hook import aws_errors
+        from seccollect.vendors.aws.tables import consumed_objects
         from seccollect.warehouse import open_warehouse
 
         start, end = parse_window_bound(self.window_start), parse_window_bound(self.window_end)
@@ -182,7 +183,7 @@ class S3LogListOperator(BaseOperator):
             folders, candidates, skipped = self.list_window(hook, start, end)
         with open_warehouse(self.warehouse_conn_id) as warehouse:
             warehouse.ensure_schema()
-            done = warehouse.consumed_objects(self.dag_id, self.bucket, [o.key for o in candidates])
+            done = consumed_objects(warehouse, self.dag_id, self.bucket, [o.key for o in candidates])
         todo = [o for o in candidates if (o.key, o.etag) not in done]
         batches = split_batches(
             [o.to_xcom() for o in todo], self.batch_size, conf.getint("core", "max_map_length", fallback=1024)
@@ -326,24 +327,6 @@ _TYPED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[Any, .
 }
 
 
-def typed_columns(sub_type: str, raw: dict[str, Any], key: str) -> dict[str, Any]:
-    """The index's typed columns for one record (AWS Events or Traffic, see ``records/indices.py``).
-
-    * cloudtrail: account (``recipientAccountId``, else the caller's), region, ``eventSource``,
-      ``eventName``, ``sourceIPAddress``, the caller's ARN, ``errorCode``; ``action`` stays empty.
-    * waf: account and region from the web ACL ARN, ``httpSourceName`` as event source (ALB, APIGW,
-      CF…), ``terminatingRuleId`` as event name, the client IP and ``action`` (ALLOW, BLOCK…).
-    * vpcflow: the flow's account, interface, 5-tuple, counters, ``action`` and ``log-status``
-      (NODATA/SKIPDATA rows keep their nulls).
-
-    ``s3_key`` is always the object the record was read from.
-    """
-    if sub_type not in _TYPED:
-        raise ValueError(f"unknown sub type {sub_type!r}")
-    names, values = _TYPED[sub_type]
-    return {**dict(zip(names, values(raw), strict=True)), "s3_key": key}
-
-
 # --------------------------------------------------------------------------------------------------
 # processing
 # --------------------------------------------------------------------------------------------------
@@ -367,10 +350,9 @@ class S3LogBatchOperator(BaseCollectOperator):
     large object are written while it is read, so memory is bounded by the part size whatever the
     object size, and they are deleted again if the object turns out to be corrupt.
 
-    Returns (besides the staged batches) ``objects``, ``records``, ``quarantine`` (dicts of
-    :class:`~seccollect.warehouse.base.QuarantineEntry`), ``consumed`` (dicts of
-    :class:`~seccollect.warehouse.base.ConsumedObject`, quarantined ones included, with their ETag and
-    record count) and ``get_requests``.
+    Stages, beside the records, one ``object_ledger`` row per object read or quarantined (with its ETag
+    and record count) and a quarantine entry per object set aside; its figures count ``objects``,
+    ``records``, ``quarantined``, ``vanished`` (deleted after listing) and ``get_requests``.
 
     :param aws_conn_id: Airflow ``aws`` connection.
     :param bucket: S3 bucket.
@@ -385,6 +367,11 @@ class S3LogBatchOperator(BaseCollectOperator):
     """
 
     ui_color = "#e8f4fd"
+    pattern: ClassVar[str] = "objects"
+    #: Per-object problems that set the object aside instead of failing the task: a corrupt object, or
+    #: one holding a value no warehouse can store (bytes that are not UTF-8, a lone surrogate, a number
+    #: out of range). Network and permission errors are not among them: they fail the task, which retries.
+    OBJECT_PROBLEMS: ClassVar[tuple[type[Exception], ...]] = (UnicodeError, ValueError, TypeError, OverflowError)
 
     def __init__(
         self,
@@ -479,30 +466,41 @@ class S3LogBatchOperator(BaseCollectOperator):
                 raise
         return count, etag
 
-    def collect(self, writer: StagingWriter, envelope: EnvelopeContext, context: Context) -> dict[str, Any]:
+    def collect(self, writer: StagingWriter, envelope: EnvelopeContext, context: Context) -> Collected:
         from seccollect.http.errors import VendorApiError
         from seccollect.records.envelope import MsgOrigin
+        from seccollect.records.intake import quarantine
+        from seccollect.records.quarantine import QuarantineEntry
         from seccollect.vendors.aws.hook import aws_errors
         from seccollect.vendors.aws.log_formats import MSG_CLASS, MSG_ORIGIN, CorruptObjectError
-        from seccollect.warehouse.base import ConsumedObject, QuarantineEntry
 
         hook = _hook(self.aws_conn_id, self.region_name, self.proxy, self.verify_ssl)
         origin = MsgOrigin(MSG_CLASS[self.sub_type], **MSG_ORIGIN[self.sub_type])
-        quarantine: list[QuarantineEntry] = []
-        consumed: list[ConsumedObject] = []
+        quarantined: list[str] = []
         vanished: list[str] = []
         records = 0
+
+        def ledger(key: str, etag: str, count: int, status: str) -> None:
+            writer.add("object_ledger", {
+                "dag_id": self.dag_id, "bucket": self.bucket, "key": key, "etag": etag, "records": count,
+                "status": status, "window_start": envelope.window_start, "window_end": envelope.window_end,
+                "loaded_at": envelope.ingest_time,
+            })
+
         for obj in self.objects:
             key = obj["key"]
             try:
                 with aws_errors(f"GetObject s3://{self.bucket}/{key}"):
                     count, etag = self._read_object(hook, writer, key, envelope, origin)
-            except CorruptObjectError as exc:
-                # All-or-nothing: nothing of this object was handed to the writer.
-                self.log.warning("Quarantined s3://%s/%s: %s", self.bucket, key, exc)
-                quarantine.append(QuarantineEntry(source_ref=key, reason=str(exc)))
-                etag = getattr(exc, "etag", None) or obj.get("etag", "")
-                consumed.append(ConsumedObject(self.bucket, key, etag, 0, "quarantined"))
+            except self.OBJECT_PROBLEMS as exc:
+                # All-or-nothing: nothing of this object stays staged. A corrupt object (truncated gzip,
+                # broken JSON) and one holding a value no warehouse can store are alike set aside, with
+                # the reason, and recorded in the ledger so later windows do not read them again.
+                reason = str(exc) if isinstance(exc, CorruptObjectError) else f"{type(exc).__name__}: {exc}"
+                self.log.warning("Quarantined s3://%s/%s: %s", self.bucket, key, reason)
+                quarantine(writer, QuarantineEntry(source_ref=key, reason=reason, raw_bytes=obj.get("size")))
+                quarantined.append(key)
+                ledger(key, getattr(exc, "etag", None) or obj.get("etag", ""), 0, "quarantined")
                 continue
             except VendorApiError as exc:
                 if exc.status != 404 or not (exc.vendor_message or "").startswith("NoSuchKey"):
@@ -512,26 +510,23 @@ class S3LogBatchOperator(BaseCollectOperator):
                 vanished.append(key)
                 continue
             records += count
-            consumed.append(ConsumedObject(self.bucket, key, etag, count, "loaded"))
-        if quarantine:
+            ledger(key, etag, count, "loaded")
+        if quarantined:
             self.log.warning(
                 "%d of %d object(s) quarantined (their records are not loaded): %s",
-                len(quarantine),
-                len(self.objects),
-                ", ".join(q.source_ref for q in quarantine),
+                len(quarantined), len(self.objects), ", ".join(quarantined),
             )
         self.log.info(
             "Read %d object(s), %d record(s) of %s with %d GET request(s)",
-            len(consumed) - len(quarantine),
+            len(self.objects) - len(quarantined) - len(vanished),
             records,
             self.sub_type,
             hook.request_counts["GetObject"],
         )
-        return {
+        return Collected(figures={
             "objects": len(self.objects),
             "records": records,
-            "quarantine": [asdict(q) for q in quarantine],
-            "consumed": [asdict(c) for c in consumed],
-            "vanished": vanished,
+            "quarantined": len(quarantined),
+            "vanished": len(vanished),
             "get_requests": hook.request_counts["GetObject"],
-        }
+        })

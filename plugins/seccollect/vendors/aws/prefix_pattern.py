@@ -48,7 +48,6 @@ __all__ = [
     "SUB_TYPES",
     "PrefixError",
     "PrefixPattern",
-    "discover_account_prefixes",
     "expand",
     "expand_all",
     "is_log_object",
@@ -264,8 +263,7 @@ class PrefixPattern:
         """
         if self.has_wildcard:
             raise PrefixError(
-                f"prefix {self.prefix!r} contains '*': resolve the account folders first with "
-                "discover_account_prefixes() (or use expand_all())"
+                f"prefix {self.prefix!r} contains '*': use expand_all(), which discovers the account folders first"
             )
         lo, hi = _window(
             window_start, window_end, DEFAULT_LOOKBACK[self.sub_type] if lookback is None else lookback
@@ -593,32 +591,13 @@ def expand(
     """Listing prefixes (each ending in ``/``) for the key times of ``[window_start - lookback, window_end)``.
 
     ``lookback`` defaults to :data:`DEFAULT_LOOKBACK` for the sub type; pass ``timedelta(0)`` for the
-    window alone.  A Control Tower prefix (``*``) must go through :func:`expand_all` or
-    :func:`discover_account_prefixes` first.  See :meth:`PrefixPattern.expand`.
+    window alone.  A Control Tower prefix (``*``) must go through :func:`expand_all`.  See
+    :meth:`PrefixPattern.expand`.
     """
     return parse_prefix(prefix, sub_type).expand(window_start, window_end, lookback)
 
 
 ListCommonPrefixes = Callable[[str], list[str]]
-
-
-def discover_account_prefixes(
-    prefix: str, sub_type: str, list_common_prefixes: ListCommonPrefixes
-) -> list[str]:
-    """Resolve the ``*`` of a Control Tower prefix into one concrete prefix per account folder.
-
-    ``list_common_prefixes(folder)`` must perform a (paginated) ``ListObjectsV2`` with
-    ``Prefix=folder`` and ``Delimiter='/'`` and return the ``CommonPrefixes`` (full, e.g.
-    ``o-x/AWSLogs/o-x/111122223333/``, or just the folder names).  Exactly one such call is made, on
-    the folder that holds the account folders, so the bucket is never listed recursively and the cost
-    is independent of how many log objects the bucket holds.  Account folders are taken as they are
-    (no 12-digit check: AWS's own examples use 11-digit ids); one that has no ``<service>/<region>``
-    below it just yields empty listings later.  A prefix without ``*`` is returned unchanged.
-    """
-    pattern = parse_prefix(prefix, sub_type)
-    if not pattern.has_wildcard:
-        return [prefix]
-    return [p.prefix for p in _discover(pattern, list_common_prefixes)]
 
 
 def _discover(pattern: PrefixPattern, list_common_prefixes: ListCommonPrefixes) -> list[PrefixPattern]:

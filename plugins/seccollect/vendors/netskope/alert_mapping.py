@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from seccollect.records.indices import ALERT_MAPPING_FIELDS
+from seccollect.vendors.netskope.tables import ALERT_MAPPING_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -139,17 +139,6 @@ def map_fields(
             con.close()
 
 
-def fields_from_raw(syslog_rows: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
-    """The mapping's input (as :func:`with_fields` gives it, and every other column of ``syslog_rows``)
-    extracted from staged Syslog rows' raw alerts, for parts staged without ``alert_fields``."""
-    return _extract_fields(syslog_rows, con)
-
-
-def map_alerts(raw_alerts: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
-    """``alert_sources`` rows for the mapped kinds among ``raw_alerts`` (staged Syslog rows)."""
-    return map_fields(fields_from_raw(raw_alerts, con), con)
-
-
 # The window's latest link per key: greatest event time, ties broken by the greatest record_id, the
 # order the warehouse's recompute uses (32 hex characters sort as their UUIDs do); a record delivered
 # twice is taken where it was first staged (the Syslog row the load keeps).
@@ -171,8 +160,8 @@ def map_window(
     only the narrow key columns of every link and its row number in the window are kept (in DuckDB,
     ~100 bytes each) to pick each key's latest link, whose raw alert is then taken by position from
     the Syslog part holding it (``record_id`` and ``raw`` read, the record_ids checked). Neither this
-    task nor the load ever holds a raw alert per link. Syslog parts staged without their fields (by an
-    earlier release) are mapped from their raw alerts instead, with the same result.
+    task nor the load ever holds a raw alert per link. Parts whose fields are missing or out of step
+    raise :class:`FieldsOutOfStep` (re-collecting the window fixes it).
     """
     import duckdb
     import pyarrow as pa
@@ -185,7 +174,10 @@ def map_window(
     parts = [batch for batch in staged if batch.table == "syslog"]
     fields = [batch for batch in staged if batch.table == "alert_fields"]
     if [b.rows for b in fields] != [b.rows for b in parts]:
-        fields = []  # staged without (all of) their fields: extract them from the raw alerts
+        raise FieldsOutOfStep(
+            f"{len(parts)} Syslog part(s) of raw alerts but {len(fields)} alert_fields part(s) of other sizes; "
+            "re-run the window's collect task"
+        )
     mapped = offset = 0
     try:
         con.execute(
@@ -193,16 +185,9 @@ def map_window(
             "(alert_key VARCHAR, event_time TIMESTAMPTZ, record_id VARCHAR, row_no BIGINT)"
         )
         for part_no, batch in enumerate(parts):
-            if fields:
-                data = with_fields(
-                    read_batch(batch, columns=(*_LINK_ENVELOPE, "vendor_id")), read_batch(fields[part_no])
-                )
-            else:
-                data = read_batch(batch, columns=(*_LINK_ENVELOPE, "raw"))
+            data = with_fields(read_batch(batch, columns=(*_LINK_ENVELOPE, "vendor_id")), read_batch(fields[part_no]))
             data = data.append_column("row_no", pa.array(range(offset, offset + data.num_rows), pa.int64()))
             offset += data.num_rows
-            if not fields:
-                data = fields_from_raw(data, con)
             links = map_fields(data, con, keep=("row_no",))
             if not links.num_rows:
                 continue

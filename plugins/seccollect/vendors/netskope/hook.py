@@ -9,6 +9,7 @@ late record simply falls into a later window instead of being missed. The API fi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,8 +41,29 @@ ENDPOINTS: dict[str, Endpoint] = {
     "tunnels": Endpoint(None, None, "/api/v2/steering/ipsec/tunnels", False),
 }
 
-#: Netskope serves at most 10,000 records per response.
+#: Netskope v2 serves at most 10,000 records per response. v1's ``limit`` is documented as "a positive
+#: integer less than 10000" and a tenant that enforces it answers 10000 with an error, so v1 pages are
+#: one record smaller (:attr:`NetskopeHook.page_size`).
 MAX_PAGE_SIZE = 10_000
+#: v1 allows at most 24 requests per 5 seconds per tenant; stay just under it.
+V1_REQUESTS_PER_5S = 23
+
+
+def _page(body: Any, key: str) -> list[Any]:
+    """The record list of a data response (``result`` in v2, ``data`` in v1), or :class:`PageShapeError`
+    saying what the body was instead."""
+    from seccollect.http.client import PageShapeError
+
+    if not isinstance(body, dict):
+        raise PageShapeError(f"expected a JSON object with a {key!r} list, got {type(body).__name__}")
+    if key not in body:
+        raise PageShapeError(f"expected a {key!r} list, the body has only {sorted(body)[:8]}")
+    page = body[key]
+    if page is None:
+        return []
+    if not isinstance(page, list):
+        raise PageShapeError(f"expected {key!r} to be a list, got {type(page).__name__}")
+    return page
 
 
 def _netskope_policy() -> Any:
@@ -55,7 +77,7 @@ def _netskope_policy() -> Any:
             if verdict.kind != "ok":
                 return verdict
             try:
-                body = response.json()
+                body = json.loads(response.content)
             except ValueError:
                 return verdict  # the parse step retries a malformed body
             if isinstance(body, dict) and body.get("status") == "error":
@@ -81,8 +103,8 @@ class NetskopeHook(BaseHook):
     :param tenant: tenant name (``companya`` → ``https://companya.goskope.com``); overrides the host.
     :param api_version: ``v1`` or ``v2``; overrides the connection's extra.
     :param verify_ssl: verify TLS certificates (the opt-out is logged as a warning).
-    :param proxy: optional proxy URL.
-    :param page_size: records per request (at most 10,000).
+    :param proxy: optional proxy URL (without credentials); the connection's extra ``proxy`` wins.
+    :param page_size: records per request (at most 10,000 on v2, 9,999 on v1).
     """
 
     conn_name_attr = "netskope_conn_id"
@@ -106,12 +128,22 @@ class NetskopeHook(BaseHook):
         self._api_version = api_version
         self.verify_ssl = verify_ssl
         self.proxy = proxy
-        self.page_size = min(page_size, MAX_PAGE_SIZE)
+        self._page_size = page_size
         self._client: VendorHttpClient | None = None
+        self.api_version = (api_version or "v2").lower()
+
+    @property
+    def page_size(self) -> int:
+        """Records per request, within the version's documented maximum."""
+        return min(self._page_size, MAX_PAGE_SIZE - 1 if self.api_version == "v1" else MAX_PAGE_SIZE)
+
+    @page_size.setter
+    def page_size(self, value: int) -> None:
+        self._page_size = value
 
     # --- connection ---------------------------------------------------------------------------
 
-    def _settings(self) -> tuple[str, str, str]:
+    def _settings(self) -> tuple[str, str, str, str | None]:
         conn = self.get_connection(self.netskope_conn_id)
         extra = conn.extra_dejson
         api_version = (self._api_version or extra.get("api_version") or "v2").lower()
@@ -130,70 +162,84 @@ class NetskopeHook(BaseHook):
             base_url = f"https://{tenant}.goskope.com"
         if not conn.password:
             raise ValueError(f"Connection {self.netskope_conn_id!r} has no API key (password field)")
-        return base_url, conn.password, api_version
+        return base_url, conn.password, api_version, extra.get("proxy") or self.proxy
 
     def get_conn(self) -> VendorHttpClient:
-        """The HTTP client, with the token set as v2 header (v1 sends it in the request body)."""
+        """The HTTP client: the token as v2 header (v1 sends it in the request body), v1's request budget
+        shared by every hook of this process that reads the same tenant."""
         if self._client is None:
-            from seccollect.http.client import SlidingWindowBudget, VendorHttpClient
+            from seccollect.http.auth import ClientAuth, HeaderAuth
+            from seccollect.http.budget import process_budget
+            from seccollect.http.client import VendorHttpClient
 
-            base_url, token, api_version = self._settings()
+            base_url, token, api_version, proxy = self._settings()
             self.api_version = api_version
             self._token = token
             self._client = VendorHttpClient(
                 vendor="Netskope",
                 base_url=base_url,
+                conn_id=self.netskope_conn_id,
                 verify_ssl=self.verify_ssl,
-                proxy=self.proxy,
+                proxy=proxy,
                 policy=_netskope_policy(),
-                # v1: at most 24 requests per 5 seconds per tenant; stay just under it.
-                budget=SlidingWindowBudget(23, 5.0) if api_version == "v1" else None,
-                headers={"Netskope-Api-Token": token} if api_version == "v2" else {},
+                budget=process_budget(f"netskope-v1:{base_url}", V1_REQUESTS_PER_5S, 5.0) if api_version == "v1" else None,
+                auth=HeaderAuth({"Netskope-Api-Token": token}) if api_version == "v2" else ClientAuth(),
+                secrets=[token],
             )
         return self._client
 
     # --- data -----------------------------------------------------------------------------------
 
-    def iter_window(self, content_type: str, start: datetime, end: datetime) -> Iterator[list[dict[str, Any]]]:
-        """Yield pages of records inserted in ``(start, end]`` (epoch seconds), in the API's order."""
+    def iter_window(self, content_type: str, start: datetime, end: datetime) -> Iterator[list[Any]]:
+        """Yield pages of records inserted in ``(start, end]`` (epoch seconds), in the API's order.
+
+        Paging stops at the first short page; a page that repeats the previous one (a server or proxy
+        that ignores ``offset``/``skip``) stops it with an error instead of looping for ever.
+        """
+        from seccollect.http.client import decode_json
+        from seccollect.http.paging import OffsetPaging
+
         client = self.get_conn()
         endpoint = ENDPOINTS[content_type]
+        if self.api_version == "v1" and endpoint.v1_path is None:
+            raise ValueError(f"Netskope API v1 does not serve the {content_type!r} content type")
         params: dict[str, Any] = {
             "insertionstarttime": int(start.timestamp()),
             "insertionendtime": int(end.timestamp()),
-            "limit": self.page_size,
         }
-        offset = 0
-        while True:
+
+        def fetch(offset: int, limit: int) -> list[Any]:
             if self.api_version == "v1":
-                if endpoint.v1_path is None:
-                    raise ValueError(f"Netskope API v1 does not serve the {content_type!r} content type")
-                body = {"token": self._token, **params, "skip": offset}
+                body = {"token": self._token, **params, "limit": limit, "skip": offset}
                 if endpoint.v1_type:
                     body["type"] = endpoint.v1_type
-                page = client.post_json(endpoint.v1_path, json=body)["data"]
-            else:
-                page = client.get_json(endpoint.v2_path, params={**params, "offset": offset})["result"]
-            if page:
-                yield page
-            if len(page) < self.page_size:
-                return
-            offset += len(page)
+                return client.request("POST", endpoint.v1_path, json=body, parse=lambda r: _page(decode_json(r), "data"))
+            return client.request(
+                "GET", endpoint.v2_path, params={**params, "limit": limit, "offset": offset},
+                parse=lambda r: _page(decode_json(r), "result"),
+            )
 
-    def iter_snapshot(self, content_type: str) -> Iterator[list[dict[str, Any]]]:
+        yield from OffsetPaging(self.page_size, what=f"Netskope {content_type}").pages(fetch)
+
+    def iter_snapshot(self, content_type: str) -> Iterator[list[Any]]:
         """Yield pages of a steering list (pops, tunnels): the full current state, no time filter."""
+        from seccollect.http.client import decode_json
+        from seccollect.http.paging import OffsetPaging
+
         client = self.get_conn()
         path = ENDPOINTS[content_type].v2_path
-        offset = 0
-        while True:
-            body = client.get_json(path, params={"offset": offset, "limit": self.page_size})
-            page = body.get("result") or []
-            if page:
-                yield page
-            total = body.get("total")
-            offset += len(page)
-            if not page or len(page) < self.page_size or (isinstance(total, int) and offset >= total):
-                return
+        total: list[int | None] = [None]
+
+        def parse(response: requests.Response) -> tuple[list[Any], int | None]:
+            body = decode_json(response)
+            page = _page(body, "result")
+            return page, body["total"] if isinstance(body.get("total"), int) else None
+
+        def fetch(offset: int, limit: int) -> list[Any]:
+            page, total[0] = client.request("GET", path, params={"offset": offset, "limit": limit}, parse=parse)
+            return page
+
+        yield from OffsetPaging(self.page_size, what=f"Netskope {content_type}").pages(fetch, total=lambda: total[0])
 
     # --- connection test ------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from seccollect.config.instance import AwsCloudTrailInstance
 from seccollect.dag_factory.builder import build_dag
+from seccollect.vendors.aws.instance import AwsCloudTrailInstance
 
 
 def test_add_tasks_wires_sensor_list_mapped_collect_and_load():
@@ -39,5 +39,5 @@ def test_add_tasks_wires_sensor_list_mapped_collect_and_load():
     assert collect.partial_kwargs["aws_conn_id"] == "aws_prod"
     assert (listing.lookback_minutes, listing.batch_size, listing.region_name) == (45, 25, "us-east-1")
     assert wait.mode == "reschedule" and wait.prefix == instance.prefix
-    assert load.pool == "aws_loads" and load.source_task_ids == ["collect_cloudtrail"]
+    assert load.pool == "aws_loads" and load.upstream_task_ids == {"collect_cloudtrail"}  # staged=collect.output
     assert "Control Tower" in dag.doc_md and "45 min" in dag.doc_md and "object_ledger" in dag.doc_md

@@ -17,10 +17,10 @@ from seccollect.simulators.aws_bucket import (
     WAF_BUCKET,
 )
 from seccollect.vendors.aws.operators import (
+    _TYPED,
     S3LogBatchOperator,
     S3LogListOperator,
     split_batches,
-    typed_columns,
 )
 
 DAG_ID = "acme-aws_cloudtrail-unit"
@@ -121,8 +121,9 @@ def test_list_cost_does_not_grow_with_bucket_history(aws_conn, s3, scenario, duc
 
 
 def test_list_skips_objects_in_the_ledger_unless_rewritten(aws_conn, s3, scenario, duckdb_warehouse):
+    from seccollect.staging.store import StagingWriter, window_folder
     from seccollect.warehouse import open_warehouse
-    from seccollect.warehouse.base import ConsumedObject, WindowKey
+    from seccollect.warehouse.base import WindowKey
 
     scenario.upload(s3, buckets=[VPC_BUCKET])
     stream = scenario.stream("vpc-default")
@@ -134,9 +135,12 @@ def test_list_skips_objects_in_the_ledger_unless_rewritten(aws_conn, s3, scenari
     done, rewritten = objects[:2], objects[2]
     with open_warehouse("seccollect_warehouse") as wh:
         wh.ensure_schema()
-        consumed = [ConsumedObject(stream.bucket, o["key"], o["etag"], 1, "loaded") for o in done]
-        consumed.append(ConsumedObject(stream.bucket, rewritten["key"], "an-older-etag", 1, "loaded"))
-        wh.load_window(WindowKey(DAG_ID, "vpcflow", *window), [], consumed=consumed)
+        writer = StagingWriter(window_folder(DAG_ID, *window, "collect_vpcflow"))
+        for key, etag in [*((o["key"], o["etag"]) for o in done), (rewritten["key"], "an-older-etag")]:
+            writer.add("object_ledger", {"dag_id": DAG_ID, "bucket": stream.bucket, "key": key, "etag": etag,
+                                         "records": 1, "status": "loaded", "window_start": window[0],
+                                         "window_end": window[1], "loaded_at": window[1]})
+        wh.load_window(WindowKey(DAG_ID, "vpcflow", *window), writer.close())
     second, listing = run_list(list_op(aws_conn, stream, *window, lookback_minutes=0, batch_size=100))
     assert [o["key"] for o in second[0]] == [o["key"] for o in objects[2:]]
     assert listing["already_consumed"] == 2
@@ -198,10 +202,19 @@ def batch_op(conn: str, stream, objects: list[dict[str, Any]], **kwargs) -> S3Lo
 
 
 def staged_rows(result: dict[str, Any], table: str) -> list[dict[str, Any]]:
-    from seccollect.staging.store import StagedBatch, iter_batches
+    from seccollect.staging.store import StagedBatch, read_batch
 
     batches = [StagedBatch.from_xcom(b) for b in result["batches"]]
-    return [row for data in iter_batches(batches, table) for row in data.to_pylist()]
+    return [row for b in batches if b.table == table for row in read_batch(b).to_pylist()]
+
+
+def outcome(staged: Any) -> dict[str, Any]:
+    """A batch task's staged window as a dict: its parts, figures, and the quarantine entries and
+    object-ledger rows it staged beside the records."""
+    result: dict[str, Any] = {"batches": [b.to_xcom() for b in staged.batches], **staged.figures}
+    result["quarantine"] = staged_rows(result, "quarantine_entries")
+    result["consumed"] = staged_rows(result, "object_ledger")
+    return result
 
 
 def listed(s3, bucket: str, keys: list[str]) -> list[dict[str, Any]]:
@@ -225,7 +238,7 @@ def test_corrupt_object_is_quarantined_while_the_rest_loads(
     keys = [good[0].key, corrupt.key, good[1].key, good[2].key]
     op = batch_op(aws_conn, stream, listed(s3, CT_BUCKET, keys), max_buffered_records=max_buffered_records)
 
-    result = op.execute({"ti": FakeTI(map_index=3)})
+    result = outcome(op.execute({"ti": FakeTI(map_index=3)}))
 
     assert [q["source_ref"] for q in result["quarantine"]] == [corrupt.key]
     assert "corrupt object" in result["quarantine"][0]["reason"]
@@ -284,7 +297,7 @@ def test_large_objects_stream_into_parts_and_a_corrupt_ones_parts_are_deleted(aw
         s3.put_object(Bucket="big-objects", Key=f"{folder}/{name}.json.gz", Body=body)
     stream = type("S", (), {"bucket": "big-objects", "sub_type": "cloudtrail"})
     objects = listed(s3, "big-objects", [f"{folder}/{name}.json.gz" for name in "abc"])
-    result = batch_op(aws_conn, stream, objects, max_buffered_records=3).execute({"ti": FakeTI(0)})
+    result = outcome(batch_op(aws_conn, stream, objects, max_buffered_records=3).execute({"ti": FakeTI(0)}))
 
     assert [q["source_ref"] for q in result["quarantine"]] == [f"{folder}/b.json.gz"]
     assert result["records"] == 17 and result["get_requests"] == 3
@@ -294,9 +307,10 @@ def test_large_objects_stream_into_parts_and_a_corrupt_ones_parts_are_deleted(aw
     assert [r["raw"] for r in rows] == texts["a"] + texts["c"]
     # a: two full parts while it is read; before b's first part, a's last 3 rows go out (order kept);
     # b's six full parts are deleted when it turns out truncated; c: one full part, 2 rows at close.
-    assert [b["rows"] for b in result["batches"]] == [4, 4, 3, 4, 2]
-    paths = [Path(b["path"].removeprefix("file://")) for b in result["batches"]]
-    assert sorted(p.name for p in paths[0].parent.glob("*.parquet")) == sorted(p.name for p in paths)
+    events = [b for b in result["batches"] if b["table"] == "aws_events"]
+    assert [b["rows"] for b in events] == [4, 4, 3, 4, 2]
+    paths = [Path(b["path"].removeprefix("file://")) for b in events]
+    assert sorted(p.name for p in paths[0].parent.glob("aws_events-*.parquet")) == sorted(p.name for p in paths)
     assert [p.name for p in paths] == [f"aws_events-{i:05d}.parquet" for i in (0, 1, 2, 9, 10)]
 
 
@@ -305,9 +319,9 @@ def test_vpcflow_custom_columns_and_waf_text_objects(aws_conn, s3, scenario):
     for name, table in (("vpc-hive", "traffic"), ("waf-custom-text", "aws_events")):
         stream = scenario.stream(name)
         objs = [o for o in scenario.stream_objects(name) if o.kind == LOG][:2]
-        result = batch_op(aws_conn, stream, listed(s3, stream.bucket, [o.key for o in objs])).execute(
+        result = outcome(batch_op(aws_conn, stream, listed(s3, stream.bucket, [o.key for o in objs])).execute(
             {"ti": FakeTI(0)}
-        )
+        ))
         rows = staged_rows(result, table)
         assert {r["vendor_id"]: r["event_time"] for r in rows} == {
             rec.vendor_id: rec.event_time for o in objs for rec in o.records
@@ -330,10 +344,15 @@ def test_vpcflow_custom_columns_and_waf_text_objects(aws_conn, s3, scenario):
             assert {r["aws_region"] for r in rows} == {"us-east-1"}
 
 
+def typed_columns(sub_type: str, raw: dict[str, Any]) -> dict[str, Any]:
+    names, values = _TYPED[sub_type]
+    return dict(zip(names, values(raw), strict=True))
+
+
 def test_typed_columns_tolerate_missing_fields():
-    assert typed_columns("cloudtrail", {"eventTime": "x"}, "k")["account_id"] is None
+    assert typed_columns("cloudtrail", {"eventTime": "x"})["account_id"] is None
     insight = {"eventTime": "x", "recipientAccountId": "123", "awsRegion": "eu-west-1", "userIdentity": None}
-    assert typed_columns("cloudtrail", insight, "k")["account_id"] == "123"
+    assert typed_columns("cloudtrail", insight)["account_id"] == "123"
     nodata = {
         "account-id": "1",
         "interface-id": "eni-1",
@@ -341,11 +360,9 @@ def test_typed_columns_tolerate_missing_fields():
         "srcport": None,
         "log-status": "NODATA",
     }
-    cols = typed_columns("vpcflow", nodata, "k")
+    cols = typed_columns("vpcflow", nodata)
     assert cols["src_addr"] is None and cols["src_port"] is None and cols["log_status"] == "NODATA"
-    assert typed_columns("waf", {"webaclId": "not-an-arn", "httpRequest": "?"}, "k")["account_id"] is None
-    with pytest.raises(ValueError):
-        typed_columns("s3access", {}, "k")
+    assert typed_columns("waf", {"webaclId": "not-an-arn", "httpRequest": "?"})["account_id"] is None
 
 
 def test_missing_bucket_fails_the_listing_at_once(aws_conn, s3, scenario, duckdb_warehouse):
@@ -362,6 +379,6 @@ def test_object_deleted_after_listing_is_skipped_not_consumed(aws_conn, s3, scen
     keys = [o.key for o in scenario.stream_objects("waf-std")][:2]
     objects = listed(s3, WAF_BUCKET, keys)
     s3.delete_object(Bucket=WAF_BUCKET, Key=keys[0])
-    result = batch_op(aws_conn, stream, objects).execute({"ti": FakeTI(0)})
-    assert result["vanished"] == [keys[0]]
+    result = outcome(batch_op(aws_conn, stream, objects).execute({"ti": FakeTI(0)}))
+    assert result["vanished"] == 1 and keys[0] not in {c["key"] for c in result["consumed"]}
     assert [c["key"] for c in result["consumed"]] == [keys[1]]

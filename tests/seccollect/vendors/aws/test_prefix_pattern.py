@@ -9,7 +9,6 @@ import pytest
 from seccollect.vendors.aws.prefix_pattern import (
     DEFAULT_LOOKBACK,
     PrefixError,
-    discover_account_prefixes,
     expand,
     expand_all,
     is_log_object,
@@ -338,9 +337,9 @@ class FakeLister:
 def test_discovery_is_one_delimiter_listing_of_the_account_folder() -> None:
     base = "o-a1b2c3d4e5/AWSLogs/o-a1b2c3d4e5/"
     lister = FakeLister({base: [base + a + "/" for a in reversed(ACCOUNTS)]})
-    got = discover_account_prefixes(CT_TOWER, "cloudtrail", lister)
+    got = expand_all(CT_TOWER, "cloudtrail", t(2025, 1, 1), t(2025, 1, 1, 0, 5), lister, Z)
     assert lister.calls == [base]
-    assert got == [f"{base}{a}/CloudTrail/us-east-1" for a in ACCOUNTS]
+    assert got == [f"{base}{a}/CloudTrail/us-east-1/2025/01/01/" for a in ACCOUNTS]
 
 
 def test_expand_all_list_calls_scale_with_accounts_and_window_not_history() -> None:
@@ -361,16 +360,16 @@ def test_expand_all_without_wildcard_makes_no_discovery_call() -> None:
         f"{CT}/2025/01/01/"
     ]
     assert lister.calls == []
-    assert discover_account_prefixes(CT, "cloudtrail", lister) == [CT]
     with pytest.raises(PrefixError, match="list_common_prefixes"):
         expand_all(CT_TOWER, "cloudtrail", t(2025, 1, 1), t(2025, 1, 2), None, Z)
 
 
 def test_discovery_of_older_control_tower_layout_lists_awslogs() -> None:
     lister = FakeLister({"o-x/AWSLogs/": ["o-x/AWSLogs/o-x/", "o-x/AWSLogs/111122223333/"]})
-    got = discover_account_prefixes("o-x/AWSLogs/*/CloudTrail/eu-west-1", "cloudtrail", lister)
+    got = expand_all("o-x/AWSLogs/*/CloudTrail/eu-west-1", "cloudtrail", t(2025, 1, 1), t(2025, 1, 1, 0, 5), lister, Z)
     # the org-id folder shows up as an "account" too; listing below it simply finds nothing
-    assert got == ["o-x/AWSLogs/111122223333/CloudTrail/eu-west-1", "o-x/AWSLogs/o-x/CloudTrail/eu-west-1"]
+    assert got == ["o-x/AWSLogs/111122223333/CloudTrail/eu-west-1/2025/01/01/",
+                   "o-x/AWSLogs/o-x/CloudTrail/eu-west-1/2025/01/01/"]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""Netskope alert mapping: keys from ``map_alerts`` and the Alerts rows the warehouse derives from them.
+"""Netskope alert mapping: keys from ``map_fields`` and the Alerts rows the warehouse derives from them.
 
-The unit tests feed hand-built raw alerts to both :func:`map_fields` (over the ``alert_fields`` the collect
-task stages) and :func:`map_alerts` (over staged Syslog rows) and require the same links. The warehouse
+The unit tests feed hand-built raw alerts to :func:`map_fields` (over the ``alert_fields`` the collect
+task stages). The warehouse
 scenario stages three windows exactly as the DAG does (StagingWriter -> map_window -> load_window, no
 Airflow), loads
 them out of order and re-runs one, and checks every Alerts row on DuckDB and PostgreSQL.
@@ -62,23 +62,20 @@ def _table(rows: list[dict[str, Any]]):
 
 
 def _map(raws: list[dict[str, Any]], tenant: str = "acme") -> dict[str, dict[str, Any]]:
-    """Links for the raws, keyed by the raw alert's ``_id``. Both ways of mapping run and must agree:
-    from the ``alert_fields`` the collect task stages, and from the raw alerts (parts staged without
-    them)."""
-    from seccollect.vendors.netskope.alert_mapping import alert_fields, map_alerts, map_fields, with_fields
+    """Links for the raws, keyed by the raw alert's ``_id``, mapped from the ``alert_fields`` the collect
+    task stages beside them."""
+    from seccollect.vendors.netskope.alert_mapping import alert_fields, map_fields, with_fields
 
     rows = _syslog_rows(raws, tenant)
     staged = with_fields(_table(rows), alert_fields(_table(rows)))
     links = sorted(map_fields(staged).to_pylist(), key=lambda link: link["record_id"])
-    from_raw = sorted(map_alerts(_table(rows)).to_pylist(), key=lambda link: link["record_id"])
-    assert links == from_raw, "the fields staged by collect map differently from the raw alerts"
     ids = {make_record_id(tenant, MSG_CLASS, raw["_id"]): raw["_id"] for raw in raws}
     by_id = {ids[link["record_id"]]: link for link in links}
     assert len(by_id) == len(links), "one link per raw alert"
     return by_id
 
 
-# --- map_alerts unit tests ------------------------------------------------------------------------
+# --- map_fields unit tests - ------------------------------------------------------------------------
 
 
 def test_kinds_come_from_type_or_alert_type_and_other_alerts_are_ignored() -> None:
@@ -173,13 +170,15 @@ def test_an_id_of_any_json_type_keys_by_its_json_text() -> None:
     ]
 
 
-@pytest.mark.parametrize("staged_fields", [True, False], ids=["alert_fields", "syslog-only"])
-def test_map_window_stages_links_without_raw_and_each_keys_latest_raw_alert_once(tmp_path, staged_fields) -> None:
-    """With the collect task's ``alert_fields`` or, as parts of an earlier release, without them."""
+def test_map_window_stages_links_without_raw_and_each_keys_latest_raw_alert_once(tmp_path) -> None:
+    """From the collect task's ``alert_fields``."""
     from airflow.sdk import ObjectStoragePath
 
-    from seccollect.staging.store import StagingWriter, iter_batches
+    from seccollect.staging.store import StagingWriter, read_batch
     from seccollect.vendors.netskope.alert_mapping import alert_fields, map_window
+
+    def iter_batches(batches, table):
+        return (read_batch(b) for b in batches if b.table == table)
 
     ana = "ana@example.org"
     raws = [
@@ -192,9 +191,9 @@ def test_map_window_stages_links_without_raw_and_each_keys_latest_raw_alert_once
         _alert("k1-mid", ana, _at(0, 4), type="breach", breach_id="b-1"),
     ]
     collect = StagingWriter(ObjectStoragePath(f"file://{tmp_path}/collect"), part_rows=2)
-    if staged_fields:
-        collect.derive("syslog", "alert_fields", alert_fields)
-    collect.add_many("syslog", _syslog_rows(raws))
+    collect.derive("syslog", "alert_fields", alert_fields)
+    for row in _syslog_rows(raws):
+        collect.add("syslog", row)
     syslog = collect.close()
     assert len([b for b in syslog if b.table == "syslog"]) == 4
     writer = StagingWriter(ObjectStoragePath(f"file://{tmp_path}/map"))
@@ -257,6 +256,7 @@ def _stage_and_load(wh, tmp_path, window_no: int, attempt: int):
     from airflow.sdk import ObjectStoragePath
 
     from seccollect.staging.store import StagingWriter
+    from seccollect.vendors.netskope.alert_load import recompute_alerts
     from seccollect.vendors.netskope.alert_mapping import alert_fields, map_window
     from seccollect.warehouse.base import WindowKey
 
@@ -265,13 +265,14 @@ def _stage_and_load(wh, tmp_path, window_no: int, attempt: int):
     collect = StagingWriter(ObjectStoragePath(f"{base}/collect_alert"))
     collect.derive("syslog", "alert_fields", alert_fields)
     for tenant, raw in SCENARIO[window_no]:
-        collect.add_many("syslog", _syslog_rows([raw], tenant, window))
+        for row in _syslog_rows([raw], tenant, window):
+            collect.add("syslog", row)
     raw_batches = collect.close()
     mapping = StagingWriter(ObjectStoragePath(f"{base}/map_alerts"))
     map_window(raw_batches, mapping)
     batches = raw_batches + mapping.close()
     key = WindowKey("acme-netskope-unit", "alert", *window)
-    return wh.load_window(key, batches, run_id=f"w{window_no}-{attempt}")
+    return wh.load_window(key, batches, run_id=f"w{window_no}-{attempt}", post_load=recompute_alerts)
 
 
 def _alerts(wh) -> dict[tuple[str, str, str | None, str | None], tuple]:

@@ -54,9 +54,10 @@ def test_consecutive_windows_take_exactly_one_snapshot_per_day() -> None:
 
 
 def _operator(content_type: str, start: datetime, end: datetime, **kwargs):
-    from seccollect.vendors.netskope.operators import NetskopeCollectOperator
+    from seccollect.vendors.netskope.operators import NetskopeCollectOperator, NetskopeSteeringOperator
 
-    return NetskopeCollectOperator(
+    operator = NetskopeSteeringOperator if content_type in ("pops", "tunnels") else NetskopeCollectOperator
+    return operator(
         task_id=f"collect_{content_type}",
         tenant="acme",
         instance_name="unit",
@@ -69,13 +70,13 @@ def _operator(content_type: str, start: datetime, end: datetime, **kwargs):
     )
 
 
-def _staged_rows(result: dict, table: str = "syslog") -> list[dict]:
-    from seccollect.staging.store import StagedBatch, read_batch
+def _staged_rows(result, table: str = "syslog") -> list[dict]:
+    from seccollect.staging.store import read_batch
 
     rows: list[dict] = []
-    for batch in result["batches"]:
-        if batch["table"] == table:
-            rows.extend(read_batch(StagedBatch.from_xcom(batch)).to_pylist())
+    for batch in result.batches:
+        if batch.table == table:
+            rows.extend(read_batch(batch).to_pylist())
     return rows
 
 
@@ -92,7 +93,7 @@ def test_settle_lag_shifts_the_queried_insertion_window(staging, netskope_sim, n
     rows = _staged_rows(result)
     served = netskope_dataset.expected_records("alert", start - lag, end - lag)
     assert sorted(r["vendor_id"] for r in rows) == sorted(r["_id"] for r in served)
-    assert result["rows"] == len(served) and result["fetched"] == len(served)
+    assert result.rows == len(served) and result.figures["fetched"] == len(served)
     # Beside every raw alert, in the same order, the fields the alert mapping reads.
     fields = _staged_rows(result, "alert_fields")
     assert [f["vendor_id"] for f in fields] == [r["vendor_id"] for r in rows]
@@ -103,7 +104,7 @@ def test_settle_lag_shifts_the_queried_insertion_window(staging, netskope_sim, n
     # The rows are stamped with the run's window, not the shifted query window.
     assert {(r["window_start"], r["window_end"]) for r in rows} == {(start, end)}
     assert {r["msg_class"] for r in rows} == {"netskopewsg_alert"}
-    assert json.dumps(result).find(NETSKOPE_V2_TOKEN) == -1
+    assert json.dumps(result.serialize()).find(NETSKOPE_V2_TOKEN) == -1
 
 
 def test_zero_settle_lag_queries_the_window_itself(staging, netskope_sim) -> None:
@@ -160,19 +161,12 @@ def test_v1_instance_refuses_v2_only_content_types() -> None:
         )
 
 
-class _TaskInstance:
-    def __init__(self, xcom: dict) -> None:
-        self.xcom = xcom
-
-    def xcom_pull(self, task_ids: str):
-        return self.xcom[task_ids]
-
-
 def test_mapping_fails_without_retries_when_staged_fields_are_out_of_step(staging) -> None:
     from airflow.sdk import DAG, ObjectStoragePath
     from airflow.sdk.exceptions import AirflowFailException
 
     from seccollect.records.envelope import EnvelopeContext, MsgOrigin
+    from seccollect.staging.handoff import StagedWindow
     from seccollect.staging.store import StagingWriter
     from seccollect.vendors.netskope.alert_mapping import alert_fields
     from seccollect.vendors.netskope.operators import NetskopeAlertMappingOperator
@@ -186,11 +180,11 @@ def test_mapping_fails_without_retries_when_staged_fields_are_out_of_step(stagin
         writer.derive("syslog", "alert_fields", alert_fields)
         raw = {"_id": _id, "type": "breach", "breach_id": "b-1", "user": "ana@example.org"}
         writer.add("syslog", envelope.wrap(origin, raw, vendor_id=_id, event_time=start))
-        staged.append({b.table: b.to_xcom() for b in writer.close()})
+        staged.append({b.table: b for b in writer.close()})
     # Each Syslog part paired with the other part's fields: the same row counts, other records.
-    batches = [staged[0]["syslog"], staged[1]["alert_fields"], staged[1]["syslog"], staged[0]["alert_fields"]]
-    collected = {"window": [start.isoformat(), end.isoformat()], "batches": batches}
+    batches = (staged[0]["syslog"], staged[1]["alert_fields"], staged[1]["syslog"], staged[0]["alert_fields"])
+    collected = StagedWindow("alert", "windowed", start, end, batches)
     with DAG("acme-netskope-unit", schedule=None):
-        operator = NetskopeAlertMappingOperator(task_id="map_alerts", collect_task_id="collect_alert")
+        operator = NetskopeAlertMappingOperator(task_id="map_alerts", staged=collected)
     with pytest.raises(AirflowFailException, match="out of step"):
-        operator.execute(context={"ti": _TaskInstance({"collect_alert": collected})})
+        operator.execute(context={})

@@ -1,0 +1,104 @@
+"""Client-side request budgets: how many requests one credential may send in a period.
+
+A vendor's rate limit belongs to a credential, not to a task: every request made with one API key -
+by any instance, task or worker - counts against it. :class:`RequestBudget` is the interface the HTTP
+layer draws from before every attempt. :class:`ProcessBudget` keeps the count in this process (one
+budget per key, shared by every hook of the process); a budget shared across processes and workers
+implements the same interface.
+
+A budget never makes a task wait longer than its caller allows: ``acquire(max_wait=...)`` raises
+:class:`BudgetWaitTooLong` with the wait it would need, so an operator can give its worker slot back
+(defer or reschedule) instead of holding it idle.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+
+class BudgetWaitTooLong(Exception):
+    """The next request may only be sent after ``wait`` seconds, more than the caller accepts."""
+
+    def __init__(self, key: str, wait: float) -> None:
+        super().__init__(f"request budget {key!r} is spent; the next request may go in {wait:.1f}s")
+        self.key = key
+        self.wait = wait
+
+
+class RequestBudget(Protocol):
+    """Permission to send one more request."""
+
+    #: What the budget is for, e.g. ``netskope:acme`` (never a secret).
+    key: str
+
+    def acquire(self, *, max_wait: float | None = None) -> None:
+        """Return once one more request may be sent (it is counted); wait at most ``max_wait`` seconds,
+        else raise :class:`BudgetWaitTooLong`. ``None`` waits as long as needed."""
+        ...
+
+
+class ProcessBudget:
+    """At most ``max_calls`` requests per ``period`` seconds (a sliding window) within this process.
+
+    :param key: what the budget is for (budgets are shared per key, see :func:`process_budget`).
+    :param max_calls: requests allowed per period.
+    :param period: the period, in seconds.
+    :param clock: injectable monotonic clock (tests).
+    :param sleep: injectable sleep (tests).
+    """
+
+    def __init__(
+        self,
+        key: str,
+        max_calls: int,
+        period: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_calls < 1 or period <= 0:
+            raise ValueError("a budget needs max_calls >= 1 and a positive period")
+        self.key = key
+        self.max_calls = max_calls
+        self.period = period
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def _wait_needed(self, now: float) -> float:
+        while self._sent and now - self._sent[0] >= self.period:
+            self._sent.popleft()
+        if len(self._sent) < self.max_calls:
+            return 0.0
+        return self.period - (now - self._sent[0])
+
+    def acquire(self, *, max_wait: float | None = None) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                wait = self._wait_needed(now)
+                if wait <= 0:
+                    self._sent.append(now)
+                    return
+            if max_wait is not None and wait > max_wait:
+                raise BudgetWaitTooLong(self.key, wait)
+            self._sleep(wait + 0.01)
+
+
+_PROCESS_BUDGETS: dict[tuple[str, int, float], ProcessBudget] = {}
+_PROCESS_BUDGETS_LOCK = threading.Lock()
+
+
+def process_budget(key: str, max_calls: int, period: float) -> ProcessBudget:
+    """The process-wide budget of ``key`` (created on first use), so every hook of a process that uses
+    one credential draws from the same count."""
+    with _PROCESS_BUDGETS_LOCK:
+        budget = _PROCESS_BUDGETS.get((key, max_calls, period))
+        if budget is None:
+            budget = _PROCESS_BUDGETS[(key, max_calls, period)] = ProcessBudget(key, max_calls, period)
+        return budget

@@ -1,0 +1,190 @@
+"""RecordIntake: raw vendor records in, staged rows out; a record that cannot be handled is quarantined.
+
+Every collect pattern feeds its records through one intake, so the rule "no record blocks its window"
+is written once: a record that is not a JSON object, whose vendor fields cannot be read (a missing
+required field, a time that does not parse or is out of range), or that holds something a warehouse
+cannot store (bytes that are not UTF-8, a lone surrogate, an integer beyond 64 bits) becomes a
+quarantine entry with its reason and its bytes, and the rest of the window goes on.
+
+A record is staged all or nothing: its rows in every index are built and checked first, then added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from seccollect.records.catalog import table as table_of
+from seccollect.records.envelope import canonical_json
+from seccollect.records.quarantine import QuarantineEntry, RecordError, record_bytes
+from seccollect.records.values import check_bigint, check_text, check_timestamp
+
+if TYPE_CHECKING:
+    from seccollect.records.envelope import EnvelopeContext, MsgOrigin
+    from seccollect.staging.store import StagingWriter
+
+#: The staged table quarantine entries go to (loaded into ``quarantine``).
+QUARANTINE_TABLE = "quarantine_entries"
+
+
+@dataclass(frozen=True)
+class RecordFields:
+    """What a vendor reads from one raw record.
+
+    :param vendor_id: the vendor's id of the record (its identity; ``None``: the content's hash).
+    :param event_time: when the event happened, aware UTC (``None`` when the record has none).
+    :param typed: per index table, the typed columns of the record's row there. The intake's base table
+        (Syslog for most vendors) always gets a row; every other table named here gets one too.
+    :param version: for one version of an item (a snapshot's), what tells it from the item's other
+        versions; it becomes part of the record id.
+    """
+
+    vendor_id: str | None
+    event_time: datetime | None
+    typed: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    version: str | None = None
+
+
+Extract = Callable[[dict[str, Any]], RecordFields]
+
+
+@dataclass(frozen=True)
+class StagedRecord:
+    """A record the intake staged: its record id and what the vendor read from it."""
+
+    record_id: str
+    fields: RecordFields
+
+
+def quarantine(writer: StagingWriter, entry: QuarantineEntry) -> None:
+    """Stage a quarantine entry beside the window's records."""
+    writer.add(QUARANTINE_TABLE, entry.to_row())
+
+
+class RecordIntake:
+    """Stage raw records of one content type, quarantining the ones that cannot be handled.
+
+    :param writer: the collect task's staging writer.
+    :param envelope: what every record of the task shares.
+    :param origin: the records' ``msg_class`` and ``msg_origin``.
+    :param base_table: the index every record gets a row in (its raw record included).
+    :param log: called with a warning for each quarantined record (e.g. the operator's logger).
+    """
+
+    def __init__(
+        self,
+        writer: StagingWriter,
+        envelope: EnvelopeContext,
+        origin: MsgOrigin,
+        *,
+        base_table: str = "syslog",
+        log: Callable[..., Any] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.envelope = envelope
+        self.origin = origin
+        self.base_table = base_table
+        self._log = log
+        self.received = 0
+        self.staged = 0
+        self.quarantined = 0
+
+    def add(self, raw: Any, extract: Extract, *, where: str = "") -> StagedRecord | None:
+        """Stage ``raw`` (and return what was staged), or quarantine it with the reason (``None``).
+
+        :param raw: the record as decoded from the vendor's response.
+        :param extract: the vendor's reading of a record (:class:`RecordFields`).
+        :param where: where the record was (``page 3, record 17``), added to a quarantine reason.
+        """
+        self.received += 1
+        try:
+            if not isinstance(raw, dict):
+                raise RecordError(f"the record is {_kind(raw)}, not a JSON object")
+            raw_text = canonical_json(raw)
+            check_text(raw_text, "the record")
+            fields = extract(raw)
+            rows = self._rows(raw, raw_text, fields)
+        except Exception as exc:  # noqa: BLE001 - whatever one record does, the window goes on
+            reason = str(exc) if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"
+            self.reject(raw, reason + (f" ({where})" if where else ""))
+            return None
+        for table, row in rows:
+            self.writer.add(table, row)
+        self.staged += 1
+        return StagedRecord(rows[0][1]["record_id"], fields)
+
+    def reject(self, raw: Any, reason: str, *, vendor_id: str | None = None) -> None:
+        """Quarantine ``raw`` with ``reason`` (also for records a vendor rejects itself)."""
+        data = record_bytes(raw)
+        ref_id = vendor_id or _vendor_id_of(raw) or "sha256:" + hashlib.sha256(data).hexdigest()[:32]
+        entry = QuarantineEntry.of_bytes(f"{self.envelope.content_type}:{ref_id}", reason, data)
+        quarantine(self.writer, entry)
+        self.quarantined += 1
+        if self._log is not None:
+            self._log("Quarantined a %s record: %s", self.envelope.content_type, reason)
+
+    def _rows(self, raw: dict[str, Any], raw_text: str, fields: RecordFields) -> list[tuple[str, dict[str, Any]]]:
+        vendor_id = fields.vendor_id
+        if vendor_id is not None:
+            vendor_id = check_text(str(vendor_id), "the record's id")
+        check_timestamp(fields.event_time, "event time")
+        unknown = set(fields.typed) - {self.base_table} - set(_index_tables())
+        if unknown:
+            raise ValueError(f"typed columns for unknown tables {sorted(unknown)}")
+        tables = [self.base_table, *(t for t in fields.typed if t != self.base_table)]
+        rows = []
+        for table in tables:
+            typed = fields.typed.get(table)
+            row = self.envelope.wrap(
+                self.origin, raw, vendor_id=vendor_id, event_time=fields.event_time, typed=typed, raw_text=raw_text,
+                version=fields.version,
+            )
+            if typed:
+                _check_typed(table, typed)
+            rows.append((table, row))
+        return rows
+
+
+def _check_typed(table: str, typed: Mapping[str, Any]) -> None:
+    spec = table_of(table)
+    for name, value in typed.items():
+        kind = spec.column(name).type
+        if value is None:
+            continue
+        if kind in ("text", "json"):
+            if not isinstance(value, str):
+                raise RecordError(f"{name} {value!r} is not text")
+            check_text(value, name)
+        elif kind == "bigint":
+            check_bigint(value, name)
+        elif kind == "timestamp":
+            check_timestamp(value, name)
+
+
+def _index_tables() -> list[str]:
+    from seccollect.records.indices import INDICES
+
+    return list(INDICES)
+
+
+def _vendor_id_of(raw: Any) -> str | None:
+    """A short id for a quarantine reference, where the record has an obvious one."""
+    if isinstance(raw, dict):
+        for key in ("_id", "id", "eventID", "log_item_id"):
+            value = raw.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value).isascii():
+                text = str(value)
+                if 0 < len(text) <= 128:
+                    return text
+    return None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list"}.get(
+        type(value), type(value).__name__
+    )
