@@ -23,6 +23,14 @@ NUL_ESCAPE = "\\u0000"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
+def required(record: dict[str, Any], field: str) -> Any:
+    """``record[field]``, or :class:`RecordError` naming the missing field."""
+    value = record.get(field)
+    if value is None or value == "":
+        raise RecordError(f"the record has no {field!r} (a required field)")
+    return value
+
+
 def check_text(value: str, what: str) -> str:
     """``value`` if it can be stored as UTF-8 text, else :class:`RecordError`."""
     if value.isascii():

@@ -155,3 +155,31 @@ def test_instances_are_frozen() -> None:
     inst = netskope()
     with pytest.raises(ValidationError):
         inst.name = "other"
+
+
+@pytest.mark.parametrize("proxy", ["http://user:p4ss@proxy.internal:3128", "http://user@proxy.internal:3128"])
+def test_a_proxy_with_credentials_is_refused_without_echoing_them(proxy: str) -> None:
+    from pathlib import Path
+
+    from seccollect.config.loader import InstanceFileInvalid, parse_instance
+
+    with pytest.raises(InstanceFileInvalid) as raised:
+        parse_instance({**NETSKOPE, "proxy": proxy}, Path("acme-netskope-main.yaml"))
+    (error,) = raised.value.errors
+    assert error.field == "proxy" and "extra of the Airflow connection named by conn_id" in error.message
+    assert "p4ss" not in str(raised.value) and "proxy.internal" not in str(raised.value)  # never echoed
+
+
+def test_a_proxy_without_credentials_is_kept_and_a_malformed_one_refused() -> None:
+    assert netskope(proxy="http://proxy.internal:3128").proxy == "http://proxy.internal:3128"
+    with pytest.raises(ValidationError, match="proxy must be a URL"):
+        netskope(proxy="proxy.internal:3128")
+
+
+def test_task_timeout_defaults_to_four_intervals_within_an_hour_and_a_day() -> None:
+    from datetime import timedelta
+
+    assert netskope().task_timeout == timedelta(minutes=60)  # 4 x 5 min, at least an hour
+    assert netskope(interval_minutes=60).task_timeout == timedelta(hours=4)
+    assert netskope(interval_minutes=1440).task_timeout == timedelta(hours=24)
+    assert netskope(task_timeout_minutes=15).task_timeout == timedelta(minutes=15)

@@ -100,3 +100,18 @@ def test_register_dags_for_a_task_run_builds_only_its_dag(tmp_path, monkeypatch)
     namespace.clear()
     assert register_dags(namespace, tmp_path, dag_id="acme-netskope-gone") == []
     assert namespace == {}
+
+
+def test_every_task_has_the_instances_execution_timeout_and_the_docs_say_so():
+    instance = load_file(DEMO_DIR / "acme-netskope-v2.yaml")
+    dag = build_dag(instance)
+    assert all(task.execution_timeout == instance.task_timeout for task in dag.tasks)
+    assert "`task_timeout_minutes` (60 min" in dag.doc_md
+
+
+def test_doc_md_never_shows_a_credential_even_in_a_url_setting():
+    from seccollect.dag_factory.builder import _without_credentials
+
+    assert _without_credentials("http://user:s3cret@proxy.internal:3128/x?q=1") == "http://proxy.internal:3128/x"
+    assert _without_credentials("http://proxy.internal:3128") == "http://proxy.internal:3128"
+    assert _without_credentials(5) == 5

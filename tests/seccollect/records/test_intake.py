@@ -1,0 +1,103 @@
+"""RecordIntake: every record a window cannot handle becomes a quarantine entry with its reason and its
+bytes; the rest of the window is staged, and what is staged stores the same on both warehouses."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seccollect.records.envelope import EnvelopeContext, MsgOrigin
+from seccollect.records.intake import RecordFields, RecordIntake
+from seccollect.records.quarantine import text_bytes
+from seccollect.records.values import epoch_seconds, required
+from seccollect.staging.store import StagingWriter, read_batch, window_folder
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+END = START + timedelta(minutes=5)
+ORIGIN = MsgOrigin("acme_event", "acme", "acme", "testing")
+
+pytestmark = pytest.mark.usefixtures("staging")
+
+
+def extract(raw: dict[str, Any]) -> RecordFields:
+    required(raw, "user")
+    ts = raw.get("timestamp")
+    typed = {"assets": {"asset_id": raw["host"], "hostname": raw["host"]}} if "host" in raw else {}
+    return RecordFields(str(raw["_id"]) if raw.get("_id") else None, epoch_seconds(ts, "timestamp") if ts is not None else None, typed)
+
+
+def intake(records: list[Any]) -> tuple[RecordIntake, dict[str, list[dict[str, Any]]]]:
+    writer = StagingWriter(window_folder("acme-acme-x", START, END, "collect_event"))
+    envelope = EnvelopeContext("acme", "x", "event", START, END, START)
+    records_in = RecordIntake(writer, envelope, ORIGIN)
+    for n, raw in enumerate(records, 1):
+        records_in.add(raw, extract, where=f"page 1, record {n}")
+    staged: dict[str, list[dict[str, Any]]] = {}
+    for batch in writer.close():
+        staged.setdefault(batch.table, []).extend(read_batch(batch).to_pylist())
+    return records_in, staged
+
+
+GOOD = [{"_id": f"g{i}", "timestamp": 1772323200 + i, "user": "ana"} for i in range(5)]
+
+POISON = {
+    "a string": ("oops, not an object", "the record is a string, not a JSON object"),
+    "null": (None, "the record is null, not a JSON object"),
+    "a list": ([1, 2], "the record is a list, not a JSON object"),
+    "an ISO-string timestamp": ({"_id": "p1", "user": "x", "timestamp": "2026-03-01T00:00:00Z"}, "timestamp '2026-03-01T00:00:00Z' is not a Unix time"),
+    "a timestamp of 10^14": ({"_id": "p2", "user": "x", "timestamp": 10**14}, "timestamp 100000000000000 is out of range"),
+    "a boolean timestamp": ({"_id": "p3", "user": "x", "timestamp": True}, "timestamp True is not a Unix time"),
+    "a lone surrogate": ({"_id": "p4", "timestamp": 1, "user": "\ud800"}, "not valid UTF-8 (or a lone surrogate)"),
+    "bytes that are not UTF-8": ({"_id": "p5", "timestamp": 1, "user": b"caf\xe9".decode("utf-8", "surrogateescape")},
+                                 "not valid UTF-8"),
+    "NaN": ({"_id": "p6", "timestamp": 1, "user": "x", "score": float("nan")}, "Out of range float values are not JSON compliant"),
+    "a missing required field": ({"_id": "p7", "timestamp": 1}, "the record has no 'user' (a required field)"),
+    "a typed value of the wrong type": ({"_id": "p8", "timestamp": 1, "user": "x", "host": {"n": 1}}, "asset_id {'n': 1} is not text"),
+}
+
+
+@pytest.mark.parametrize("name", list(POISON))
+def test_a_poison_record_is_quarantined_with_its_reason_and_the_rest_is_staged(name: str) -> None:
+    poison, reason = POISON[name]
+    records_in, staged = intake([*GOOD[:2], poison, *GOOD[2:]])
+    assert (records_in.received, records_in.staged, records_in.quarantined) == (6, 5, 1)
+    assert [r["vendor_id"] for r in staged["syslog"]] == [g["_id"] for g in GOOD]
+    (entry,) = staged["quarantine_entries"]
+    assert reason in entry["reason"] and "(page 1, record 3)" in entry["reason"]
+    assert entry["source_ref"].startswith("event:")
+    assert entry["raw_bytes"] and len(entry["raw_sha256"]) == 64
+
+
+def test_quarantined_bytes_are_the_original_bytes_shown_readably() -> None:
+    raw = {"_id": "p5", "timestamp": 1, "user": b"caf\xe9\x00".decode("utf-8", "surrogateescape")}
+    _, staged = intake([raw])
+    (entry,) = staged["quarantine_entries"]
+    assert entry["source_ref"] == "event:p5"
+    assert "caf\\xe9" in entry["raw"] and "\x00" not in entry["raw"]  # every warehouse can store it
+    original = text_bytes(json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    assert b"caf\xe9" in original and entry["raw_bytes"] == len(original)
+
+
+def test_a_nul_character_is_kept_escaped_in_text_columns_and_as_json_in_raw() -> None:
+    _, staged = intake([{"_id": "n\x001", "timestamp": 1, "user": "a\x00b", "host": "h\x00st"}])
+    (row,) = staged["syslog"]
+    assert row["vendor_id"] == "n\\u00001"
+    assert json.loads(row["raw"])["user"] == "a\x00b"  # the JSON escape: the exact value survives
+    (asset,) = staged["assets"]
+    assert asset["asset_id"] == "h\\u0000st" and asset["record_id"] == row["record_id"]
+
+
+def test_a_record_without_an_id_is_identified_by_its_content() -> None:
+    _, staged = intake([{"timestamp": 1, "user": "ana"}, {"timestamp": 1, "user": "ana"}])
+    first, second = staged["syslog"]
+    assert first["vendor_id"] is None and first["record_id"] == second["record_id"]
+
+
+def test_a_large_quarantined_record_keeps_only_its_hash_and_size(tmp_path: Path) -> None:
+    _, staged = intake([{"_id": "big", "user": "ana", "timestamp": "x" * 100_000}])
+    (entry,) = staged["quarantine_entries"]
+    assert entry["raw"] is None and entry["raw_bytes"] > 100_000 and entry["raw_sha256"]
