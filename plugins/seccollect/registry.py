@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -80,6 +81,8 @@ class ConnectorSpec:
     :param simulator: ``"module:attribute"`` of its simulator in the dev package (demo and tests only;
         never imported by workers).
     :param demo_instances: folder of the instance files the demo runs (``make demo``, ``make airflow``).
+    :param retention: how far back the vendor serves data (``None``: as far as anyone needs). Catch-up
+        never schedules older windows, and the coverage view shows them as lost to retention.
     """
 
     connector_type: str
@@ -92,6 +95,7 @@ class ConnectorSpec:
     notes: str | Callable[[InstanceBase], str] = ""
     simulator: str | None = None
     demo_instances: Path | None = None
+    retention: timedelta | None = None
 
     @property
     def content_types(self) -> dict[str, ContentType]:

@@ -21,7 +21,8 @@ def write_instance(directory: Path, settings: dict[str, Any]) -> str:
 def run_window(dag_id: str, window_start: datetime, window_end: datetime) -> Any:
     """One DAG run whose collection window is exactly [window_start, window_end), via dag.test().
 
-    The window is passed as run conf, the same way a person replays an arbitrary window from the UI.
+    The run is dated by its window's start, as every run is (one window per logical date), and the
+    window is also passed as run conf, the way a person replays an arbitrary window from the UI.
     """
     from seccollect.dag_factory.builder import register_dags
 
@@ -29,7 +30,7 @@ def run_window(dag_id: str, window_start: datetime, window_end: datetime) -> Any
     register_dags(namespace, dag_id=dag_id)
     dag = namespace[dag_id]
     return dag.test(
-        logical_date=window_end,
+        logical_date=window_start,
         run_conf={"window_start": window_start.isoformat(), "window_end": window_end.isoformat()},
     )
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from seccollect.registry import ContentType
 
@@ -20,6 +20,7 @@ from seccollect.registry import ContentType
 # logs, staging paths and warehouse rows.
 _ASCII_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
+#: Where an instance built in code (not read from a file) and given no start_date begins.
 DEFAULT_START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 
 
@@ -63,7 +64,11 @@ class InstanceBase(_Strict):
     interval_minutes: int | None = Field(
         default=None, ge=1, le=1440, description="Collection window length; the DAG's data interval."
     )
-    start_date: datetime = Field(default=DEFAULT_START_DATE, description="First window a backfill may cover.")
+    start_date: datetime | None = Field(
+        default=None,
+        description="The first window the DAG collects (the scheduler never goes further back); default: the "
+        "hour the instance file was last written, so a new instance collects from when it was added.",
+    )
     content_types: tuple[str, ...] | None = Field(default=None, description="What to collect.")
     verify_ssl: bool = Field(default=True, description="Verify TLS certificates; disabling logs a warning.")
     proxy: str | None = Field(
@@ -71,11 +76,17 @@ class InstanceBase(_Strict):
         description="Optional HTTP(S) proxy URL for vendor calls, without credentials (a proxy that needs a "
         "password belongs in the connection's extra 'proxy').",
     )
-    retries: int = Field(default=3, ge=0, le=20, description="Airflow task retries.")
+    retries: int = Field(
+        default=10, ge=0, le=30, description="Airflow task retries; the default spans a vendor outage of ~5 hours."
+    )
     retry_delay_seconds: int = Field(default=60, ge=1, description="First retry delay; doubles each try.")
-    max_retry_delay_minutes: int = Field(default=30, ge=1, description="Cap for the exponential backoff.")
+    max_retry_delay_minutes: int = Field(default=60, ge=1, description="Cap for the exponential backoff.")
     max_active_runs: int = Field(default=4, ge=1, le=64, description="Concurrent runs (backfills).")
-    catchup: bool = Field(default=False, description="Let the scheduler fill missed intervals itself.")
+    catchup: bool = Field(
+        default=True,
+        description="Let the scheduler run the windows it missed (an outage of the scheduler) by itself, "
+        "paced by max_active_runs and never before start_date or beyond the vendor's retention.",
+    )
     enabled: bool = Field(default=True, description="A disabled instance produces no DAG.")
     warehouse_conn_id: str = Field(
         default="seccollect_warehouse", description="Airflow connection of the warehouse (duckdb or postgres)."
@@ -91,6 +102,9 @@ class InstanceBase(_Strict):
         description="execution_timeout of every task; default 4 intervals, at least 60 and at most 1440 min.",
     )
 
+    #: When the instance file was last written (set by the loader); the default start.
+    _file_time: datetime | None = PrivateAttr(default=None)
+
     @field_validator("name")
     @classmethod
     def _name_ascii(cls, value: str) -> str:
@@ -103,8 +117,10 @@ class InstanceBase(_Strict):
 
     @field_validator("start_date")
     @classmethod
-    def _start_date_utc(cls, value: datetime) -> datetime:
+    def _start_date_utc(cls, value: datetime | None) -> datetime | None:
         # A naive date would be read in the deployment's default timezone; windows are UTC everywhere.
+        if value is None:
+            return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @field_validator("proxy")
@@ -145,6 +161,20 @@ class InstanceBase(_Strict):
     def dag_id(self) -> str:
         """``<tenant>-<type>-<name>``: the guides' ``tenantname-connectortype`` convention plus the name."""
         return f"{self.tenant}-{self.connector_type}-{self.name}".lower()
+
+    @property
+    def start(self) -> datetime:
+        """The first window's start: ``start_date``, else the hour the file was last written."""
+        if self.start_date is not None:
+            return self.start_date
+        if self._file_time is not None:
+            return self._file_time.replace(minute=0, second=0, microsecond=0)
+        return DEFAULT_START_DATE
+
+    def with_file_time(self, moment: datetime) -> InstanceBase:
+        """This instance, knowing when its file was last written (see :attr:`start`)."""
+        self._file_time = moment.astimezone(UTC)
+        return self
 
     @property
     def interval(self) -> int:

@@ -176,11 +176,14 @@ def parse_instance(data: Any, path: Path) -> InstanceBase:
 
 def load_file(path: Path) -> InstanceBase:
     """Read and validate one instance file; raise :class:`InstanceFileInvalid` naming file and field."""
+    from datetime import UTC, datetime
+
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+        written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InstanceFileInvalid([InstanceFileError(path, "", f"cannot read the file: {exc}")]) from None
-    return parse_instance(data, path)
+    return parse_instance(data, path).with_file_time(written)
 
 
 @dataclass

@@ -8,31 +8,45 @@ pyarrow and DuckDB are imported inside ``execute``).
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable
+from airflow.sdk import DAG
 
 from seccollect import registry
 from seccollect.config.instance import InstanceBase
 from seccollect.config.loader import InstanceFileError, load_all, load_for_dag_id
+from seccollect.dag_factory.timetable import WindowCronTimetable, WindowDeltaTimetable
+
+#: The DAGs' start date: any window since then can be replayed or backfilled. The scheduler itself starts
+#: at the instance's start (see :func:`timetable_for`).
+REPLAYABLE_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def timetable_for(minutes: int) -> CronDataIntervalTimetable | DeltaDataIntervalTimetable:
-    """A data-interval timetable (never a trigger timetable: its windows would be zero-length).
+def timetable_for(
+    minutes: int, retention: timedelta | None = None, first_window: datetime | None = None
+) -> WindowCronTimetable | WindowDeltaTimetable:
+    """A data-interval timetable (never a trigger timetable: its windows would be zero-length) on which
+    every run, scheduled, backfilled or manual, collects the window that starts at its logical date
+    (:mod:`seccollect.dag_factory.timetable`).
 
     Intervals that divide an hour or a day are aligned to the clock (windows 10:00–10:05, …), which is
     what a person expects to see in the Grid; anything else is a fixed delta from the start date.
+
+    :param retention: how far back the vendor keeps data: catch-up never schedules older windows.
+    :param first_window: the instance's start: the scheduler schedules no earlier window (a person may
+        still replay or backfill one).
     """
+    rules: dict[str, Any] = {"retention": retention, "first_window": first_window}
     if minutes < 60 and 60 % minutes == 0:
-        return CronDataIntervalTimetable(f"*/{minutes} * * * *", timezone="UTC")
+        return WindowCronTimetable(f"*/{minutes} * * * *", "UTC", **rules)
     if minutes == 60:
-        return CronDataIntervalTimetable("0 * * * *", timezone="UTC")
+        return WindowCronTimetable("0 * * * *", "UTC", **rules)
     if minutes % 60 == 0 and 24 % (minutes // 60) == 0:
-        return CronDataIntervalTimetable(f"0 */{minutes // 60} * * *", timezone="UTC")
-    return DeltaDataIntervalTimetable(timedelta(minutes=minutes))
+        return WindowCronTimetable(f"0 */{minutes // 60} * * *", "UTC", **rules)
+    return WindowDeltaTimetable(timedelta(minutes=minutes), **rules)
 
 
 def indices_of(instance: InstanceBase, content_type: str | None = None) -> list[str]:
@@ -58,6 +72,7 @@ def doc_md(instance: InstanceBase, notes: str = "") -> str:
     settings["interval_minutes"] = instance.interval
     settings["content_types"] = list(instance.selected_content_types)
     settings["task_timeout_minutes"] = int(instance.task_timeout.total_seconds() // 60)
+    settings["start_date"] = instance.start.isoformat()
     rows = "\n".join(f"| `{k}` | `{json.dumps(_without_credentials(v))}` |" for k, v in sorted(settings.items()))
     tables = indices_of(instance)
     verify = (
@@ -93,8 +108,11 @@ def build_dag(instance: InstanceBase) -> DAG:
     }
     dag = DAG(
         dag_id=instance.dag_id,
-        schedule=timetable_for(instance.interval),
-        start_date=instance.start_date,
+        schedule=timetable_for(instance.interval, spec.retention, instance.start),
+        # Not the instance's start: Airflow creates no task for a run dated before the DAG's start date
+        # (the run would succeed empty), and any window must stay replayable. Where the scheduler
+        # starts is the timetable's first window (instance.start).
+        start_date=REPLAYABLE_SINCE,
         catchup=instance.catchup,
         max_active_runs=instance.max_active_runs,
         default_args=default_args,

@@ -68,7 +68,9 @@ class WarehouseLoadOperator(BaseOperator):
         batches = [batch for window in windows for batch in window.batches]
         cursors = [w.cursor for w in windows if w.cursor is not None]
         collected = [w.collected_at for w in windows if w.collected_at is not None]
-        post_load = registry.get(self.connector_type).post_load if self.connector_type else None
+        spec = registry.get(self.connector_type) if self.connector_type else None
+        post_load = spec.post_load if spec else None
+        content = spec.content_types.get(self.content_type) if spec else None
         with open_warehouse(self.warehouse_conn_id) as warehouse:
             try:
                 warehouse.ensure_schema()
@@ -82,6 +84,7 @@ class WarehouseLoadOperator(BaseOperator):
                 post_load=post_load,
                 snapshot=any(w.pattern == "snapshot" for w in windows),
                 collected_at=min(collected) if collected else None,
+                base_table=content.tables[0] if content else None,
             )
         summary = report.to_xcom()
         self.log.info("Loaded window %s .. %s of %s: %s", key.window_start, key.window_end, self.content_type, summary)

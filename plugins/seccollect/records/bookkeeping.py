@@ -8,24 +8,47 @@ from __future__ import annotations
 
 from seccollect.records.tables import Column, Table
 
-#: One row per (window, content type): what its loads staged and inserted, and the vendor query range
-#: (``cursor``) the collect actually used.
+#: What a window's loads did, counted in the window's records (its content type's main index):
+#: ``staged_rows`` = what the collect handed over = ``inserted_rows`` (new) + ``duplicate_rows`` (already
+#: in the warehouse) + ``quarantined`` (set aside: a record, or a whole object that could not be read).
+_LOAD_FIGURES: tuple[Column, ...] = (
+    Column("run_id", "text"),
+    Column("staged_rows", "bigint", nullable=False),
+    Column("inserted_rows", "bigint", nullable=False),
+    Column("duplicate_rows", "bigint", nullable=False),
+    Column("quarantined", "bigint", nullable=False),
+    Column("cursor", "json"),
+    Column("loaded_at", "timestamp", nullable=False),
+)
+_WINDOW: tuple[Column, ...] = (
+    Column("dag_id", "text", nullable=False),
+    Column("content_type", "text", nullable=False),
+    Column("window_start", "timestamp", nullable=False),
+    Column("window_end", "timestamp", nullable=False),
+)
+
+#: One row per (window, content type), summed over all its loads: the figures above add up for every
+#: row (each load's do), ``loads`` counts them, ``run_ids`` lists the runs in load order, ``run_id`` and
+#: ``cursor`` (the vendor query range the collect used) are the latest load's.
 COLLECTION_LEDGER = Table(
     "collection_ledger",
     (
-        Column("dag_id", "text", nullable=False),
-        Column("content_type", "text", nullable=False),
-        Column("window_start", "timestamp", nullable=False),
-        Column("window_end", "timestamp", nullable=False),
-        Column("run_id", "text"),
-        Column("staged_rows", "bigint", nullable=False),
-        Column("inserted_rows", "bigint", nullable=False),
-        Column("duplicate_rows", "bigint", nullable=False),
-        Column("quarantined", "bigint", nullable=False),
-        Column("cursor", "json"),
-        Column("loaded_at", "timestamp", nullable=False),
+        *_WINDOW,
+        *_LOAD_FIGURES,
+        Column("loads", "bigint"),
+        Column("run_ids", "json"),
+        Column("first_loaded_at", "timestamp"),
     ),
     ("dag_id", "content_type", "window_start", "window_end"),
+    role="bookkeeping",
+    append_only=False,
+)
+
+#: Every load of every window, with its own figures: the history behind ``collection_ledger``.
+COLLECTION_LOADS = Table(
+    "collection_loads",
+    (*_WINDOW, *_LOAD_FIGURES),
+    ("dag_id", "content_type", "window_start", "window_end", "loaded_at"),
     role="bookkeeping",
     append_only=False,
 )
@@ -141,6 +164,6 @@ QUARANTINE_ENTRIES = Table(
 
 BOOKKEEPING: dict[str, Table] = {
     t.name: t
-    for t in (COLLECTION_LEDGER, QUARANTINE, SNAPSHOT_STATE, SNAPSHOT_HEADS, SNAPSHOT_CHANGES, SNAPSHOT_ITEMS,
+    for t in (COLLECTION_LEDGER, COLLECTION_LOADS, QUARANTINE, SNAPSHOT_STATE, SNAPSHOT_HEADS, SNAPSHOT_CHANGES, SNAPSHOT_ITEMS,
               QUARANTINE_ENTRIES)
 }

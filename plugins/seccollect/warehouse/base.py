@@ -81,6 +81,13 @@ class LoadReport:
     tables: dict[str, TableLoad] = field(default_factory=dict)
     quarantined: int = 0
     figures: dict[str, int] = field(default_factory=dict)
+    #: The window's records, counted in its main index (the ledger's figures of this load).
+    records: TableLoad = field(default_factory=TableLoad)
+
+    @property
+    def received(self) -> int:
+        """What the collect handed over: staged records plus quarantined records or objects."""
+        return self.records.staged + self.quarantined
 
     def to_xcom(self) -> dict[str, Any]:
         return {
@@ -89,6 +96,7 @@ class LoadReport:
                 for name, t in self.tables.items()
             },
             "quarantined": self.quarantined,
+            "received": self.received,
             **self.figures,
         }
 
@@ -346,6 +354,7 @@ class Warehouse(abc.ABC):
         post_load: Any = None,
         snapshot: bool = False,
         collected_at: datetime | None = None,
+        base_table: str | None = None,
     ) -> LoadReport:
         """Load a window's staged parts in one transaction: records (insert-if-absent), the vendor's
         side rows, its post-load step, quarantine entries, snapshot state and the ledger entry.
@@ -358,6 +367,8 @@ class Warehouse(abc.ABC):
         :param snapshot: the parts are a full pull: compare it with the snapshot state and load only
             new and changed items (see :meth:`_compare_snapshot`).
         :param collected_at: when the vendor was read (a snapshot never replaces a newer pull's state).
+        :param base_table: the content type's main index, in which the ledger counts the window's records
+            (default: the first index staged).
         """
         from seccollect.records.indices import INDICES
 
@@ -383,21 +394,48 @@ class Warehouse(abc.ABC):
             if post_load is not None:
                 report.figures.update(post_load(self, context) or {})
             report.quarantined = self._write_quarantine(context)
-            staged_rows = sum(t.staged for t in report.tables.values())
-            inserted_rows = sum(t.inserted for t in report.tables.values())
-            self._execute(
-                "INSERT INTO collection_ledger (dag_id, content_type, window_start, window_end, run_id, "
-                "staged_rows, inserted_rows, duplicate_rows, quarantined, cursor, loaded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (dag_id, content_type, window_start, window_end) DO UPDATE SET "
-                "run_id = excluded.run_id, staged_rows = excluded.staged_rows, "
-                "inserted_rows = collection_ledger.inserted_rows + excluded.inserted_rows, "
-                "duplicate_rows = excluded.duplicate_rows, quarantined = excluded.quarantined, "
-                "cursor = excluded.cursor, loaded_at = excluded.loaded_at",
-                (window.dag_id, window.content_type, window.window_start, window.window_end, run_id,
-                 staged_rows, inserted_rows, staged_rows - inserted_rows, report.quarantined, cursor, context.now),
-            )
+            base = base_table or next(iter(report.tables), None)
+            report.records = report.tables.get(base, TableLoad()) if base else TableLoad()
+            self._write_ledger(context, report, cursor)
         return report
+
+    def _write_ledger(self, context: LoadContext, report: LoadReport, cursor: str | None) -> None:
+        """Add this load to the window's ledger row (summed figures, its run appended) and its history."""
+        import json
+
+        window = context.window
+        key = (window.dag_id, window.content_type, window.window_start, window.window_end)
+        figures = (report.received, report.records.inserted, report.records.duplicates, report.quarantined)
+        self._execute(
+            "INSERT INTO collection_loads (dag_id, content_type, window_start, window_end, run_id, staged_rows, "
+            "inserted_rows, duplicate_rows, quarantined, cursor, loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key, context.run_id, *figures, cursor, context.now),
+        )
+        self.lock(f"ledger:{window.dag_id}:{window.content_type}:{window.window_start.isoformat()}")
+        found = self._fetch(
+            "SELECT staged_rows, inserted_rows, duplicate_rows, quarantined, loads, run_ids, first_loaded_at "
+            "FROM collection_ledger WHERE dag_id = ? AND content_type = ? AND window_start = ? AND window_end = ?",
+            key,
+        )
+        if found:
+            *sums, loads, run_ids, first_loaded_at = found[0]
+            totals = tuple(a + b for a, b in zip(sums, figures, strict=True))
+            runs = json.loads(run_ids) if isinstance(run_ids, str) else list(run_ids or [])
+            loads = (loads or len(runs) or 1) + 1
+            self._execute(
+                "UPDATE collection_ledger SET run_id = ?, staged_rows = ?, inserted_rows = ?, duplicate_rows = ?, "
+                "quarantined = ?, cursor = ?, loaded_at = ?, loads = ?, run_ids = ?, first_loaded_at = ? "
+                "WHERE dag_id = ? AND content_type = ? AND window_start = ? AND window_end = ?",
+                (context.run_id, *totals, cursor, context.now, loads, json.dumps([*runs, context.run_id]),
+                 first_loaded_at or context.now, *key),
+            )
+            return
+        self._execute(
+            "INSERT INTO collection_ledger (dag_id, content_type, window_start, window_end, run_id, staged_rows, "
+            "inserted_rows, duplicate_rows, quarantined, cursor, loaded_at, loads, run_ids, first_loaded_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key, context.run_id, *figures, cursor, context.now, 1, json.dumps([context.run_id]), context.now),
+        )
 
     def _write_quarantine(self, context: LoadContext) -> int:
         """Upsert the window's staged quarantine entries (one row per reference: a record delivered twice

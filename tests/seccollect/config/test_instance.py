@@ -40,7 +40,8 @@ def test_netskope_defaults() -> None:
     assert inst.api_version == "v2"
     assert inst.verify_ssl is True and inst.proxy is None and inst.enabled is True
     assert inst.settle_lag_seconds == 300
-    assert inst.start_date == DEFAULT_START_DATE
+    assert inst.start_date is None and inst.start == DEFAULT_START_DATE  # not from a file: no file time
+    assert inst.catchup is True and inst.retries == 10
     assert inst.warehouse_conn_id == "seccollect_warehouse" and inst.load_pool == "warehouse_loads"
     assert inst.dag_id == "acme-netskope-main"
 
@@ -132,7 +133,7 @@ def test_unknown_key_rejected() -> None:
         ("interval_minutes", 0),
         ("interval_minutes", 1441),
         ("settle_lag_seconds", -1),
-        ("retries", 21),
+        ("retries", 31),
         ("max_active_runs", 0),
     ],
 )

@@ -7,10 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
 
 from seccollect.config.loader import load_file
 from seccollect.dag_factory.builder import build_dag, doc_md, indices_of, register_dags, timetable_for
+from seccollect.dag_factory.timetable import WindowCronTimetable, WindowDeltaTimetable
 from tests.conftest import DEMO_INSTANCES as DEMO_DIR  # noqa: E402 - the demo instances, assembled
 
 BROKEN = "name: broken\ntenant: acme\ntype: netskope\nconn_id: x\nnetskope_tenant: acme.goskope.com\n"
@@ -23,7 +23,7 @@ BROKEN = "name: broken\ntenant: acme\ntype: netskope\nconn_id: x\nnetskope_tenan
 )
 def test_intervals_that_divide_an_hour_or_a_day_are_clock_aligned(minutes, expression):
     timetable = timetable_for(minutes)
-    assert isinstance(timetable, CronDataIntervalTimetable)
+    assert isinstance(timetable, WindowCronTimetable)
     assert timetable.expression == expression
     assert timetable.timezone == "UTC"
 
@@ -31,7 +31,7 @@ def test_intervals_that_divide_an_hour_or_a_day_are_clock_aligned(minutes, expre
 @pytest.mark.parametrize("minutes", [7, 45, 90, 300, 1000])
 def test_other_intervals_are_a_fixed_delta(minutes):
     timetable = timetable_for(minutes)
-    assert isinstance(timetable, DeltaDataIntervalTimetable)
+    assert isinstance(timetable, WindowDeltaTimetable)
     assert timetable.delta == timedelta(minutes=minutes)
 
 
@@ -51,7 +51,8 @@ def test_build_dag_carries_the_instance_settings():
     dag = build_dag(instance)
     assert dag.dag_id == instance.dag_id == "acme-aws_cloudtrail-cloudtrail"
     assert dag.timetable.expression == "*/15 * * * *"  # interval_minutes: 15
-    assert dag.catchup is False
+    assert dag.catchup is True  # the scheduler fills the windows it missed (from the instance's start)
+    assert dag.timetable.first_window == instance.start  # the scheduler starts there; older windows stay replayable
     assert dag.max_active_runs == instance.max_active_runs
     args = dag.default_args
     assert args["retries"] == instance.retries

@@ -122,8 +122,14 @@ def test_reload_inserts_nothing_and_ledger_accumulates(wh: Warehouse) -> None:
     second = wh.load_window(key, batches, run_id="run-2")
     assert second.to_xcom()["tables"] == {"syslog": {"staged": 10, "inserted": 0, "duplicates": 10}}
     assert count(wh, "syslog") == 10
-    # One ledger row per window: the latest run, total inserted over all runs, the latest duplicates.
-    assert ledger(wh) == [("event", key.window_start, "run-2", 10, 10, 10, 0)]
+    # One ledger row per window, summed over its loads: staged = inserted + duplicates + quarantined, the
+    # latest run named, every run listed; and one history row per load.
+    assert ledger(wh) == [("event", key.window_start, "run-2", 20, 10, 10, 0)]
+    (loads, run_ids), = wh.query("SELECT loads, run_ids FROM collection_ledger")
+    assert loads == 2 and as_json(run_ids) == ["run-1", "run-2"]
+    assert wh.query(
+        "SELECT run_id, staged_rows, inserted_rows, duplicate_rows FROM collection_loads ORDER BY loaded_at"
+    ) == [("run-1", 10, 10, 0), ("run-2", 10, 0, 10)]
 
 
 def test_overlapping_windows_never_duplicate(wh: Warehouse) -> None:
@@ -246,7 +252,7 @@ def test_several_tables_in_one_window(wh: Warehouse) -> None:
     report = wh.load_window(key, stage(key, {"syslog": events(key, [1, 2]), "assets": [asset]}))
     assert {n: t.inserted for n, t in report.tables.items()} == {"syslog": 2, "assets": 1}
     assert wh.query("SELECT hostname, os, event_time FROM assets") == [("h1.acme", None, None)]
-    assert ledger(wh)[0][3:5] == (3, 3)
+    assert ledger(wh)[0][3:5] == (2, 2)  # the window's records, counted in its main index (Syslog)
 
 
 def test_values_round_trip_exactly(wh: Warehouse) -> None:
@@ -378,7 +384,7 @@ def test_quarantine_entries_upsert(wh: Warehouse) -> None:
     # The same reference twice in one load keeps the last reason.
     wh.load_window(key, quarantined(key, [QuarantineEntry("rec-9", "a"), QuarantineEntry("rec-9", "b")]))
     assert wh.query("SELECT reason FROM quarantine WHERE source_ref = 'rec-9'") == [("b",)]
-    assert ledger(wh)[0][6] == 2  # the latest load's quarantine count
+    assert ledger(wh)[0][6] == 5  # summed over the window's three loads (2 + 1 + 2 entries)
 
 
 # --- opening through the Airflow connection ------------------------------------------------------

@@ -1,0 +1,13 @@
+"""The Airflow plugin of the package (entry point ``airflow.plugins``): the connector DAGs' timetables,
+which the scheduler, the dag-processor and the api-server must know to (de)serialise the DAGs."""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from seccollect.dag_factory.timetable import WindowCronTimetable, WindowDeltaTimetable
+
+
+class SeccollectPlugin(AirflowPlugin):
+    name = "seccollect"
+    timetables = [WindowCronTimetable, WindowDeltaTimetable]
