@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -235,6 +235,8 @@ class VendorHttpClient:
         if self.proxy:
             self.session.proxies = {"http": self.proxy, "https": self.proxy}
         self.attempts_made = 0
+        #: The server's time (its ``Date`` header) as of the last response, if it sent one.
+        self.server_time: datetime | None = None
 
     def close(self) -> None:
         self.session.close()
@@ -308,6 +310,7 @@ class VendorHttpClient:
             except _TRANSIENT_EXCEPTIONS as exc:
                 raise _Retry(status=None, message=None, wait=None, what=type(exc).__name__,
                              detail=f"{type(exc).__name__}: no complete response ({_cause(exc)})") from None
+            self.server_time = _date_header(response) or self.server_time
             try:
                 verdict = self.policy.classify(response)
                 if verdict.kind == "ok":
@@ -394,6 +397,17 @@ class VendorHttpClient:
             vendor=self.vendor, endpoint=endpoint, status=status, vendor_message=message, detail=detail,
             attempts=attempts, conn_id=self.conn_id, fatal=fatal, redact=self.redact,
         )
+
+
+def _date_header(response: requests.Response) -> datetime | None:
+    value = response.headers.get("Date")
+    if not value:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -54,6 +54,25 @@ def fail_fast() -> Iterator[None]:
         raise
     except PagingError as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+class VendorClockBehind(Exception):
+    """The vendor's clock has not reached the end of the range to query: its last records may not be
+    queryable yet, so the collect waits instead of succeeding with missing data."""
+
+    def __init__(self, query_end: datetime, vendor_now: datetime) -> None:
+        super().__init__(f"the vendor's clock ({vendor_now.isoformat()}) has not reached {query_end.isoformat()}")
+        self.query_end = query_end
+        self.vendor_now = vendor_now
+
+    @property
+    def wait(self) -> timedelta:
+        return self.query_end - self.vendor_now
+
+
+#: How long a collect waits between two looks at a vendor clock that is behind, and in all.
+CLOCK_POLL = timedelta(seconds=60)
+CLOCK_MAX_WAIT = timedelta(hours=2)
 
 
 #: By default a run collects its data interval; a manual run may name any other window in its conf
@@ -113,12 +132,41 @@ class BaseCollectOperator(BaseOperator):
         self.window_start = window_start
         self.window_end = window_end
 
+    #: Between two looks at a vendor clock that is behind (tests shorten it).
+    clock_poll: ClassVar[timedelta] = CLOCK_POLL
+
     def should_collect(self, start: datetime, end: datetime) -> bool:
         return True
 
     def collect(self, writer: StagingWriter, envelope: EnvelopeContext, context: Context) -> Collected:
         """Fetch the window and add rows to ``writer``."""
         raise NotImplementedError
+
+    def _wait_for_vendor_clock(self, behind: VendorClockBehind, context: Context, waiting_since: str | None = None) -> None:
+        """Defer (freeing the worker slot) until the vendor's clock may have caught up, then collect again."""
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+        from airflow.sdk.exceptions import AirflowFailException
+
+        since = datetime.fromisoformat(waiting_since) if waiting_since else datetime.now(UTC)
+        if datetime.now(UTC) - since > CLOCK_MAX_WAIT:
+            raise AirflowFailException(
+                f"{behind} after waiting {CLOCK_MAX_WAIT}: the vendor's clock is behind ours by "
+                f"{behind.wait}; check the vendor's status, or raise the instance's settle lag"
+            )
+        pause = min(max(behind.wait, timedelta(seconds=1)), self.clock_poll)
+        self.log.warning("%s; waiting %s before looking again (deferred: the worker slot is free)", behind, pause)
+        self.defer(
+            trigger=TimeDeltaTrigger(pause),
+            method_name="resume_after_vendor_clock",
+            kwargs={"waiting_since": since.isoformat()},
+        )
+
+    def resume_after_vendor_clock(
+        self, context: Context, event: Any = None, waiting_since: str | None = None
+    ) -> StagedWindow:
+        """Collect again after a wait for the vendor's clock (keeps counting the total wait)."""
+        self._waiting_since = waiting_since
+        return self.execute(context)
 
     def execute(self, context: Context) -> StagedWindow:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -145,8 +193,12 @@ class BaseCollectOperator(BaseOperator):
         map_index = getattr(context.get("ti"), "map_index", -1)
         folder = self.task_id if map_index is None or map_index < 0 else f"{self.task_id}/{map_index}"
         writer = StagingWriter(window_folder(self.dag_id, start, end, folder))
-        with fail_fast():
-            collected = self.collect(writer, envelope, context)
+        try:
+            with fail_fast():
+                collected = self.collect(writer, envelope, context)
+        except VendorClockBehind as behind:
+            self._wait_for_vendor_clock(behind, context, getattr(self, "_waiting_since", None))
+            raise  # not reached: the task defers
         staged = StagedWindow(
             content_type=self.content_type,
             pattern=self.pattern,

@@ -17,8 +17,10 @@ def add_tasks(dag: DAG, instance: NetskopeInstance) -> None:
     with dag:
         for content_type in instance.selected_content_types:
             snapshot = instance.content_type(content_type).pattern == "snapshot"
+            windowed = {} if snapshot else {"warehouse_conn_id": instance.warehouse_conn_id}
             operator = NetskopeSteeringOperator if snapshot else NetskopeCollectOperator
             collect = operator(
+                **windowed,
                 task_id=f"collect_{content_type}",
                 tenant=instance.tenant,
                 instance_name=instance.name,

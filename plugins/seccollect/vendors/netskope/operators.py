@@ -127,6 +127,10 @@ class NetskopeCollectOperator(_NetskopeMixin, WindowedCollectOperator):
     def describe_query(self, query_start: datetime, query_end: datetime) -> str:
         return f"inserted in ({query_start}, {query_end}]"
 
+    def vendor_clock(self) -> datetime | None:
+        # Insertion times are on Netskope's clock, not ours: its Date header says how far it has got.
+        return self.hook.get_conn().server_time
+
     def prepare(self, writer: StagingWriter, context: Context) -> None:
         if self.content_type == "alert":
             from seccollect.vendors.netskope.alert_mapping import alert_fields

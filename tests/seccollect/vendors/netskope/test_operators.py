@@ -80,7 +80,8 @@ def _staged_rows(result, table: str = "syslog") -> list[dict]:
     return rows
 
 
-def test_settle_lag_shifts_the_queried_insertion_window(staging, netskope_sim, netskope_dataset) -> None:
+@pytest.mark.parametrize("warehouse_conn", ["duckdb"], indirect=True)
+def test_settle_lag_shifts_the_queried_insertion_window(staging, netskope_sim, netskope_dataset, warehouse_conn) -> None:
     start, end = NETSKOPE_START + timedelta(minutes=30), NETSKOPE_START + timedelta(minutes=40)
     lag = timedelta(seconds=600)
     result = _operator("alert", start, end, settle_lag_seconds=600).execute(context={})
@@ -107,7 +108,8 @@ def test_settle_lag_shifts_the_queried_insertion_window(staging, netskope_sim, n
     assert json.dumps(result.serialize()).find(NETSKOPE_V2_TOKEN) == -1
 
 
-def test_zero_settle_lag_queries_the_window_itself(staging, netskope_sim) -> None:
+@pytest.mark.parametrize("warehouse_conn", ["duckdb"], indirect=True)
+def test_zero_settle_lag_queries_the_window_itself(staging, netskope_sim, warehouse_conn) -> None:
     start, end = NETSKOPE_START, NETSKOPE_START + timedelta(minutes=5)
     _operator("page", start, end, settle_lag_seconds=0).execute(context={})
     (request,) = netskope_sim.stats.snapshot()["recent"]
@@ -140,7 +142,8 @@ def test_snapshots_collect_in_the_midnight_window_whatever_the_lag(
     assert netskope_sim.stats.count(path) == 1
 
 
-def test_fatal_vendor_error_fails_the_task_without_retry(staging, netskope_sim) -> None:
+@pytest.mark.parametrize("warehouse_conn", ["duckdb"], indirect=True)
+def test_fatal_vendor_error_fails_the_task_without_retry(staging, netskope_sim, warehouse_conn) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
     netskope_sim.expire_token(NETSKOPE_V2_TOKEN)
