@@ -478,7 +478,7 @@ def test_aws_connection_targets_moto(common_env, services):
 
 def test_simulators_command(services):
     tokens = command_tokens(services["simulators"])
-    assert tokens[:3] == ["python", "-m", "seccollect.simulators"]
+    assert tokens[:3] == ["python", "-m", "seccollect_dev.simulators"]
     options = {flag: value for flag, value in itertools.pairwise(tokens[3:]) if flag.startswith("--")}
     assert options.get("--netskope-port") == "8801"
     assert options.get("--state-file") == "/tmp/sim.json"

@@ -21,7 +21,7 @@ from seccollect.http.client import (
     retry_after,
 )
 from seccollect.http.errors import GUIDE_TABLE, VendorApiError, explain_status
-from seccollect.simulators.base import FAULT_KINDS, SimRequest, SimResponse, SimulatorApp, SimulatorServer
+from seccollect_dev.simulators.base import FAULT_KINDS, SimRequest, SimResponse, SimulatorApp, SimulatorServer
 
 PATH = "/api/items"
 BODY = {"result": [{"id": i, "name": f"item-{i}", "tags": ["a", "b"]} for i in range(300)], "total": 300}

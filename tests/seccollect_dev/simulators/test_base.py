@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from seccollect.simulators.base import (
+from seccollect_dev.simulators.base import (
     FaultPlan,
     Headers,
     SimClock,

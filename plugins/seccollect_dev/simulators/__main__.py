@@ -1,4 +1,4 @@
-"""Run vendor simulators as a process: ``python -m seccollect.simulators --netskope-port 0``.
+"""Run vendor simulators as a process: ``python -m seccollect_dev.simulators --netskope-port 0``.
 
 Why a process: the demo and end-to-end tests run Airflow tasks in other processes, which
 need a URL to talk to. Once every simulator listens, the state file receives
@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from seccollect.simulators.base import SimulatorApp, SimulatorServer
+from seccollect_dev.simulators.base import SimulatorApp, SimulatorServer
 
-log = logging.getLogger("seccollect.simulators")
+log = logging.getLogger("seccollect_dev.simulators")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def _netskope_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_netskope(args: argparse.Namespace) -> SimulatorApp:
-    from seccollect.simulators.netskope import ALL_V2_SCOPES, NetskopeDataset, NetskopeSimulator
+    from seccollect_dev.simulators.netskope import ALL_V2_SCOPES, NetskopeDataset, NetskopeSimulator
 
     rates: dict[str, float] = {}
     for item in filter(None, (p.strip() for p in args.netskope_rates.split(","))):
@@ -73,7 +73,7 @@ VENDORS: dict[str, VendorSpec] = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m seccollect.simulators", description="Run local vendor API simulators."
+        prog="python -m seccollect_dev.simulators", description="Run local vendor API simulators."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--seed", type=int, default=7)

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import requests
 
-from seccollect.simulators.base import SimClock, SimulatorServer
-from seccollect.simulators.netskope import (
+from seccollect_dev.simulators.base import SimClock, SimulatorServer
+from seccollect_dev.simulators.netskope import (
     MAPPED_ALERT_TYPES,
     V1_ALERTS_PATH,
     V1_EVENTS_PATH,
@@ -558,7 +558,7 @@ def test_cli_writes_state_file_serves_env_tokens_and_stops_on_sigterm(tmp_path: 
         [
             sys.executable,
             "-m",
-            "seccollect.simulators",
+            "seccollect_dev.simulators",
             "--netskope-port",
             "0",
             "--seed",

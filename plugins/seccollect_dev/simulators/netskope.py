@@ -30,7 +30,7 @@ from http import HTTPStatus
 from random import Random
 from typing import Any
 
-from seccollect.simulators.base import SimRequest, SimResponse, SimulatorApp
+from seccollect_dev.simulators.base import SimRequest, SimResponse, SimulatorApp
 
 __all__ = [
     "ALL_V2_SCOPES",

@@ -1,6 +1,6 @@
 """The demo: every enabled demo connector DAG over the last hour, through real Airflow, then a summary.
 
-``python -m seccollect.devtools.demo`` (``make demo``) does, in order:
+``python -m seccollect_dev.demo`` (``make demo``) does, in order:
 
 1. initialise the Airflow home inside the checkout (``.airflow/``, ignored by git) and its database;
 2. start the local vendor simulators and a moto S3/STS server (fixed local ports, see below);
@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_HOME = REPO / ".airflow"
 DEMO_DIR = REPO / ".demo"
 NETSKOPE_PORT = int(os.environ.get("DEMO_NETSKOPE_PORT", "18801"))
@@ -135,7 +135,7 @@ def services(env: dict[str, str]) -> ExitStack:
     python = sys.executable
     stack.enter_context(
         background(
-            [python, "-m", "seccollect.simulators", "--netskope-port", str(NETSKOPE_PORT), "--hours", "3",
+            [python, "-m", "seccollect_dev.simulators", "--netskope-port", str(NETSKOPE_PORT), "--hours", "3",
              "--state-file", str(DEMO_DIR / "simulators.json")],
             env, NETSKOPE_PORT, "simulators.log",
         )
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with services(env):
         print(f"Simulators: Netskope http://127.0.0.1:{NETSKOPE_PORT}, S3/STS (moto) http://127.0.0.1:{MOTO_PORT}")
-        from seccollect.devtools.demo_data import populate_demo_buckets
+        from seccollect_dev.demo_data import populate_demo_buckets
 
         populate_demo_buckets(f"http://127.0.0.1:{MOTO_PORT}", datetime.now(UTC))
         print(f"Running every enabled DAG over the last {args.minutes} minutes of intervals:", flush=True)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from seccollect.devtools.demo import AIRFLOW_HOME, demo_environment, prepare_airflow, services
+from seccollect_dev.demo import AIRFLOW_HOME, demo_environment, prepare_airflow, services
 
 
 def main() -> int:
