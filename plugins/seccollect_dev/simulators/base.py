@@ -1,14 +1,30 @@
-"""Vendor-neutral framework for local HTTP simulators of the vendor APIs.
+"""Vendor-neutral framework for local HTTP simulators of the vendor APIs, on Starlette + uvicorn.
 
 Why this exists: connector code must be exercised against something that behaves like the
 vendor (paging, time windows, auth errors, throttling, late data) *and* against the network
 failures that happen in production (timeouts, resets, cut bodies). Real tenants cannot be
-made to fail on demand, so every vendor simulator is a :class:`SimulatorApp` (pure Python,
-callable without sockets) served by a :class:`SimulatorServer` (a real HTTP/1.1 server on
-loopback, so real clients such as ``requests`` see real socket behaviour).
+made to fail on demand, so every vendor simulator is a :class:`SimulatorApp` - a Starlette
+application whose routes are the vendor's endpoints - served on loopback by uvicorn through a
+:class:`SimulatorServer`, so real clients such as ``requests`` see real socket behaviour.
 
-Faults are queued in a :class:`FaultPlan` and applied *before* the vendor handler runs, except
-``truncate`` (which cuts the vendor's real answer) and ``slow`` (which delays it).
+Faults are queued in a :class:`FaultPlan` and applied by one shared pure-ASGI middleware,
+:class:`FaultMiddleware`, *before* the vendor's route runs, except ``truncate`` (which cuts the
+vendor's real answer) and ``slow`` (which delays it). The middleware also keeps the request
+statistics (:class:`SimStats`). What a fault response looks like (error body, throttle
+response, malformed body) is the vendor's business: :class:`SimulatorApp` hooks.
+
+A fault is a JSON object (``POST /_sim/faults``) or the arguments of :meth:`FaultPlan.add`:
+
+* ``kind`` (required): ``status`` (answer ``status`` with the vendor's error body, or ``body``,
+  plus ``headers``), ``throttle`` (the vendor's "too many requests" answer), ``slow`` (wait
+  ``seconds`` before answering normally), ``drop`` (close the connection with a reset and no
+  HTTP response at all, like a crashed balancer), ``malformed`` (HTTP 200 whose body is neither
+  JSON nor XML, or ``body``), ``truncate`` (announce the full ``Content-Length``, send only
+  ``fraction`` of the body, close);
+* ``path``: only requests whose path starts with it (default: every path);
+  ``method``: only this method (default: any);
+* ``after``: let this many matching requests through first (default 0);
+  ``count``: then fault this many matching requests (default 1).
 
 Control endpoints (no auth, not counted in statistics, never faulted):
 
@@ -22,197 +38,108 @@ Control endpoints (no auth, not counted in statistics, never faulted):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import json
 import logging
-import re
 import socket
 import struct
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CONTROL_PREFIX",
     "FAULT_KINDS",
     "Fault",
+    "FaultMiddleware",
     "FaultPlan",
-    "Headers",
     "SimClock",
-    "SimRequest",
-    "SimResponse",
     "SimStats",
     "SimulatorApp",
     "SimulatorServer",
+    "control_route",
+    "merge_params",
+    "query_arg",
+    "request_params",
 ]
 
 CONTROL_PREFIX = "/_sim/"
+#: How :class:`SimStats` names the status of a request that got no HTTP response (``drop``).
+DROPPED = "dropped"
 
 
 # --------------------------------------------------------------------------------------------
-# Request / response
+# Request helpers
 # --------------------------------------------------------------------------------------------
 
 
-class Headers:
-    """Case-insensitive, multi-valued header collection.
+def query_arg(request: Request, name: str, default: str | None = None) -> str | None:
+    """First query-string value of ``name``.
 
-    HTTP header names are case-insensitive, and vendors (and clients) disagree on casing, e.g.
-    Netskope documents ``RateLimit-Remaining`` while clients read ``ratelimit-remaining``.
+    The first, not Starlette's last: several vendor APIs repeat parameters, and the simulators
+    have always read the first occurrence.
     """
-
-    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
-        if items is None:
-            return
-        pairs = items.items() if isinstance(items, Mapping) else items
-        for name, value in pairs:
-            self.add(name, value)
-
-    def add(self, name: str, value: Any) -> None:
-        self._items.append((str(name), str(value)))
-
-    def set(self, name: str, value: Any) -> None:
-        """Replace every value of ``name`` by a single one."""
-        self.remove(name)
-        self.add(name, value)
-
-    def remove(self, name: str) -> None:
-        low = name.lower()
-        self._items = [(n, v) for n, v in self._items if n.lower() != low]
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        low = name.lower()
-        for n, v in self._items:
-            if n.lower() == low:
-                return v
-        return default
-
-    def get_all(self, name: str) -> list[str]:
-        low = name.lower()
-        return [v for n, v in self._items if n.lower() == low]
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._items)
-
-    def __getitem__(self, name: str) -> str:
-        value = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return value
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(n for n, _ in self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+    values = request.query_params.getlist(name)
+    return values[0] if values else default
 
 
-@dataclass
-class SimRequest:
-    """One HTTP request as seen by a simulator.
+def merge_params(query: Mapping[str, list[str]], body: bytes, content_type: str) -> dict[str, list[str]]:
+    """Merge query string, form body and JSON-object body parameters (multi-valued).
 
-    ``query`` maps each name to *all* its values (``?a=1&a=2`` -> ``{"a": ["1", "2"]}``),
-    because several vendor APIs repeat parameters. Build one in unit tests with
-    :meth:`SimRequest.build` to call :meth:`SimulatorApp.handle` without a socket.
+    Several vendor APIs (Netskope v1 among them) accept a parameter in any of the three
+    places. Later sources override earlier ones per name: query < form < JSON body. JSON
+    scalars are turned into strings (``true`` -> ``"true"``) so handlers see one type.
     """
-
-    method: str
-    path: str
-    query: dict[str, list[str]] = field(default_factory=dict)
-    headers: Headers = field(default_factory=Headers)
-    body: bytes = b""
-    path_params: dict[str, str] = field(default_factory=dict)
-    client: tuple[str, int] | None = None
-
-    @classmethod
-    def build(
-        cls,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-        body: bytes | str | None = None,
-        json_body: Any = None,
-    ) -> SimRequest:
-        """Create a request from a raw target such as ``/api/v1/alerts?limit=5``."""
-        parts = urlsplit(target)
-        hdrs = headers if isinstance(headers, Headers) else Headers(headers)
-        raw = body.encode() if isinstance(body, str) else (body or b"")
-        if json_body is not None:
-            raw = json.dumps(json_body).encode()
-            if "content-type" not in hdrs:
-                hdrs.add("Content-Type", "application/json")
-        return cls(
-            method=method.upper(),
-            path=parts.path or "/",
-            query=parse_qs(parts.query, keep_blank_values=True),
-            headers=hdrs,
-            body=raw,
-        )
-
-    def arg(self, name: str, default: str | None = None) -> str | None:
-        """First query-string value of ``name``."""
-        values = self.query.get(name)
-        return values[0] if values else default
-
-    @property
-    def content_type(self) -> str:
-        return (self.headers.get("content-type") or "").split(";")[0].strip().lower()
-
-    def json(self) -> Any:
-        """Parse the body as JSON; raises ``ValueError`` when it is not JSON."""
-        if not self.body:
-            raise ValueError("empty body")
-        return json.loads(self.body.decode("utf-8"))
-
-    def form(self) -> dict[str, list[str]]:
-        """Parse an ``application/x-www-form-urlencoded`` body (multi-valued)."""
-        if not self.body:
-            return {}
-        return parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
-
-    def params(self) -> dict[str, list[str]]:
-        """Merge query string, form body and JSON-object body parameters.
-
-        Several vendor APIs (Netskope v1 among them) accept a parameter in any of the three
-        places. Later sources override earlier ones per name: query < form < JSON body. JSON
-        scalars are turned into strings (``true`` -> ``"true"``) so handlers see one type.
-        """
-        merged: dict[str, list[str]] = {k: list(v) for k, v in self.query.items()}
-        if not self.body:
-            return merged
-        ctype = self.content_type
-        if ctype == "application/x-www-form-urlencoded":
-            merged.update(self.form())
-            return merged
-        try:
-            payload = self.json()
-        except (ValueError, UnicodeDecodeError):
-            payload = None
-        if isinstance(payload, dict):
-            for key, value in payload.items():
-                values = value if isinstance(value, list) else [value]
-                merged[str(key)] = [_scalar_to_str(v) for v in values]
-        elif ctype != "application/json":
-            # Clients that forget the content type still send a form body sometimes.
-            with contextlib.suppress(ValueError, UnicodeDecodeError):
-                if b"=" in self.body:
-                    merged.update(self.form())
+    merged: dict[str, list[str]] = {k: list(v) for k, v in query.items()}
+    if not body:
         return merged
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded":
+        merged.update(_form(body))
+        return merged
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            values = value if isinstance(value, list) else [value]
+            merged[str(key)] = [_scalar_to_str(v) for v in values]
+    elif ctype != "application/json":
+        # Clients that forget the content type still send a form body sometimes.
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            if b"=" in body:
+                merged.update(_form(body))
+    return merged
+
+
+async def request_params(request: Request) -> dict[str, list[str]]:
+    """:func:`merge_params` of a Starlette request (reads the body)."""
+    query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    body = await request.body()
+    return merge_params(query, body, request.headers.get("content-type", ""))
+
+
+def _form(body: bytes) -> dict[str, list[str]]:
+    return parse_qs(body.decode("utf-8"), keep_blank_values=True)
 
 
 def _scalar_to_str(value: Any) -> str:
@@ -225,54 +152,11 @@ def _scalar_to_str(value: Any) -> str:
     return str(value)
 
 
-@dataclass
-class SimResponse:
-    """An HTTP response plus transport directives used by fault injection.
-
-    ``drop`` closes the connection without sending anything; ``truncate_at`` sends the full
-    ``Content-Length`` but only that many body bytes, then closes (a body cut mid-stream).
-    """
-
-    status: int = 200
-    headers: Headers = field(default_factory=Headers)
-    body: bytes = b""
-    drop: bool = False
-    truncate_at: int | None = None
-    fault: str | None = None
-
-    @classmethod
-    def json(
-        cls,
-        obj: Any,
-        status: int = 200,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-    ) -> SimResponse:
-        hdrs = Headers(headers)
-        if "content-type" not in hdrs:
-            hdrs.add("Content-Type", "application/json")
-        body = json.dumps(obj, separators=(",", ":")).encode("utf-8")
-        return cls(status=status, headers=hdrs, body=body)
-
-    @classmethod
-    def text(
-        cls,
-        text: str,
-        status: int = 200,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-        content_type: str = "text/plain; charset=utf-8",
-    ) -> SimResponse:
-        hdrs = Headers(headers)
-        if "content-type" not in hdrs:
-            hdrs.add("Content-Type", content_type)
-        return cls(status=status, headers=hdrs, body=text.encode("utf-8"))
-
-    @classmethod
-    def dropped(cls) -> SimResponse:
-        return cls(status=0, drop=True, fault="drop")
-
-    def json_body(self) -> Any:
-        """Decode the body (handy when tests call :meth:`SimulatorApp.handle` directly)."""
-        return json.loads(self.body.decode("utf-8"))
+def _replace_body(response: Response, body: bytes) -> Response:
+    """Swap a rendered response's body, keeping ``Content-Length`` true."""
+    response.body = body
+    response.headers["content-length"] = str(len(body))
+    return response
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,10 +259,10 @@ class Fault:
     def exhausted(self) -> bool:
         return self.applied >= self.count
 
-    def matches(self, request: SimRequest) -> bool:
-        if self.path and not request.path.startswith(self.path):
+    def matches(self, method: str, path: str) -> bool:
+        if self.path and not path.startswith(self.path):
             return False
-        return not (self.method and request.method != self.method)
+        return not (self.method and method.upper() != self.method)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -495,12 +379,12 @@ class FaultPlan:
         self.extend(faults)
         return faults
 
-    def take(self, request: SimRequest) -> Fault | None:
-        """Return the fault to apply to ``request`` (consuming one use of it), if any."""
+    def take(self, method: str, path: str) -> Fault | None:
+        """Return the fault to apply to a ``method path`` request (consuming one use), if any."""
         with self._lock:
             chosen: Fault | None = None
             for fault in self._faults:
-                if fault.exhausted or not fault.matches(request):
+                if fault.exhausted or not fault.matches(method, path):
                     continue
                 fault.seen += 1
                 if chosen is None and fault.seen > fault.after:
@@ -549,26 +433,35 @@ class SimStats:
             self.errors = 0
             self.recent: deque[dict[str, Any]] = deque(maxlen=self._history_size)
 
-    def record(self, request: SimRequest, response: SimResponse, error: bool = False) -> None:
-        status = "dropped" if response.drop else str(response.status)
-        query = {k: (["***"] if k.lower() in self.redact else v) for k, v in request.query.items()}
+    def record(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, list[str]],
+        status: int | str,
+        fault: str | None = None,
+        error: bool = False,
+    ) -> None:
+        """Count one request; ``status`` is the HTTP status, or ``"dropped"`` for no response."""
+        status = str(status)
+        query = {k: (["***"] if k.lower() in self.redact else v) for k, v in query.items()}
         with self._lock:
             self.total += 1
-            self.by_path[request.path] += 1
+            self.by_path[path] += 1
             self.by_status[status] += 1
-            self.by_path_status.setdefault(request.path, Counter())[status] += 1
-            if response.fault:
-                self.faults[response.fault] += 1
+            self.by_path_status.setdefault(path, Counter())[status] += 1
+            if fault:
+                self.faults[fault] += 1
             if error:
                 self.errors += 1
             self.recent.append(
                 {
                     "t": round(time.time(), 3),
-                    "method": request.method,
-                    "path": request.path,
+                    "method": method,
+                    "path": path,
                     "query": query,
                     "status": status,
-                    "fault": response.fault,
+                    "fault": fault,
                 }
             )
 
@@ -597,205 +490,348 @@ class SimStats:
 
 
 # --------------------------------------------------------------------------------------------
-# Routing and the app
+# The fault middleware
 # --------------------------------------------------------------------------------------------
 
-Handler = Callable[[SimRequest], SimResponse]
+
+class _Exchange:
+    """One non-control request on its way through :class:`FaultMiddleware`.
+
+    Statistics are recorded *before* the last body bytes leave, so a test that asserts on
+    them right after its request returned never races the server.
+    """
+
+    def __init__(self, stats: SimStats, scope: Scope, fault: Fault | None) -> None:
+        self.stats = stats
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        self.fault = fault.kind if fault else None
+        self.status: int | None = None
+        self.started = False
+        self.error = False
+        self._recorded = False
+
+    def record(self, status: int | str | None = None) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        final = status if status is not None else (self.status if self.status is not None else 500)
+        self.stats.record(self.method, self.path, self.query, final, fault=self.fault, error=self.error)
+
+    def recording(self, send: Send) -> Send:
+        """``send`` that notes the status and records the request before the body ends."""
+
+        async def _send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.started = True
+                self.status = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.record()
+            await send(message)
+
+        return _send
 
 
-@dataclass
-class _Route:
-    methods: frozenset[str]
-    pattern: str
-    regex: re.Pattern[str]
-    handler: Handler
-    control: bool
+class FaultMiddleware:
+    """The one pure-ASGI middleware that applies a :class:`SimulatorApp`'s queued faults.
 
+    Why pure ASGI rather than Starlette's ``BaseHTTPMiddleware``: faults act on the transport
+    (no response at all, a body shorter than its ``Content-Length``), which needs the raw
+    ``send`` messages and, for ``drop``/``truncate``, the connection itself. Control routes
+    (``/_sim/...``) pass straight through; every other request is counted in the app's
+    :class:`SimStats`, and an exception in a vendor route becomes the vendor's own 500.
+    """
 
-class RouteError(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
+    #: Longest wait for the client side of a dropped/cut connection to be gone.
+    DISCONNECT_TIMEOUT = 10.0
 
+    def __init__(self, app: ASGIApp, simulator: SimulatorApp) -> None:
+        self.app = app
+        self.simulator = simulator
 
-class Router:
-    """Method + path router; ``{name}`` in a pattern matches one path segment."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        _origin_form(scope)
+        if scope["path"].startswith(CONTROL_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        sim = self.simulator
+        fault = sim.faults.take(scope["method"], scope["path"])
+        exchange = _Exchange(sim.stats, scope, fault)
+        kind = fault.kind if fault is not None else None
+        if fault is not None and kind == "drop":
+            exchange.record(DROPPED)
+            await self._drop(scope, receive)
+            return
+        if fault is not None and kind == "slow":
+            await sim.pause(fault.seconds)
+        if fault is not None and kind in ("status", "throttle", "malformed"):
+            response = sim.fault_response(fault, Request(scope))
+            await response(scope, receive, exchange.recording(send))
+            return
+        if fault is not None and kind == "truncate":
+            await self._truncate(scope, receive, send, exchange, fault.fraction)
+            return
+        await self._serve(scope, receive, exchange.recording(send), exchange)
 
-    def __init__(self) -> None:
-        self._routes: list[_Route] = []
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange) -> None:
+        """The vendor's route; an exception in it becomes the vendor's 500 (and is counted)."""
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            if exchange.started:
+                raise
+            log.exception("%s: handler failed for %s %s", self.simulator.name, scope["method"], scope["path"])
+            exchange.error = True
+            await self.simulator.error_body(500, Request(scope))(scope, receive, send)
 
-    def add(
-        self, methods: str | Iterable[str], pattern: str, handler: Handler, control: bool = False
+    async def _drop(self, scope: Scope, receive: Receive) -> None:
+        """Reset the connection without a byte of response, as a crashed balancer would."""
+        transport = self.simulator.transport_for(scope)
+        if transport is None:
+            raise RuntimeError(
+                "a 'drop' fault needs the connection: serve the simulator with SimulatorServer"
+            )
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                # RST instead of FIN: the client sees a reset, not a tidy close.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+        await self._disconnected(receive)
+
+    async def _truncate(
+        self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange, fraction: float
     ) -> None:
-        names = {methods} if isinstance(methods, str) else set(methods)
-        regex = re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(pattern)) + "$")
-        self._routes.append(_Route(frozenset(m.upper() for m in names), pattern, regex, handler, control))
+        """Send the full ``Content-Length`` but only ``fraction`` of the body, then close."""
+        start: Message | None = None
+        chunks: list[bytes] = []
 
-    def match(self, method: str, path: str) -> tuple[_Route, dict[str, str]]:
-        """Find the route; raises :class:`RouteError` 404 / 405."""
-        path_matched = False
-        for route in self._routes:
-            m = route.regex.match(path)
-            if not m:
-                continue
-            path_matched = True
-            if method in route.methods:
-                return route, m.groupdict()
-        raise RouteError(405 if path_matched else 404)
+        async def buffer(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                exchange.started = True
+                exchange.status = int(message["status"])
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self._serve(scope, receive, buffer, exchange)
+        if start is None:  # the route sent nothing: nothing to cut
+            return
+        body = b"".join(chunks)
+        cut = body[: min(int(len(body) * fraction), max(len(body) - 1, 0))]
+        declared = max(len(body), len(cut) + 1)
+        headers = [
+            (name, value)
+            for name, value in start.get("headers", [])
+            if name.lower() not in (b"content-length", b"transfer-encoding", b"connection")
+        ]
+        headers += [(b"content-length", str(declared).encode()), (b"connection", b"close")]
+        exchange.record()
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": cut, "more_body": True})
+        transport = self.simulator.transport_for(scope)
+        if transport is None:
+            return  # the server closes an unfinished response itself (and logs it)
+        transport.close()  # flushes what was written, then FIN
+        await self._disconnected(receive)
+
+    async def _disconnected(self, receive: Receive) -> None:
+        """Wait until the server has noticed the closed connection.
+
+        Returning earlier would make uvicorn answer the (gone) request with its own 500 or log
+        an unfinished response.
+        """
+        with contextlib.suppress(asyncio.TimeoutError):
+            async with asyncio.timeout(self.DISCONNECT_TIMEOUT):
+                while (await receive())["type"] != "http.disconnect":
+                    pass
 
 
-class SimulatorApp:
-    """Base class of every vendor simulator.
+def _origin_form(scope: Scope) -> None:
+    """Turn an absolute-form target (``GET http://host/path``, sent to a proxy) into its path.
 
-    Subclasses register handlers with :meth:`route` and override the hooks that make fault
-    responses look like the vendor's own: :meth:`error_body`, :meth:`throttle_response` and
-    (rarely) :meth:`malformed_response`. :meth:`reset` should be extended to clear vendor
-    state such as rate-limit windows.
+    The simulators double as forward proxies in tests of the clients' proxy settings. uvicorn's
+    httptools parser already does this; its h11 parser hands the absolute URI through.
+    """
+    path: str = scope["path"]
+    if path.startswith(("http://", "https://")):
+        scope["path"] = urlsplit(path).path or "/"
+        scope["raw_path"] = scope["path"].encode()
+
+
+# --------------------------------------------------------------------------------------------
+# The app
+# --------------------------------------------------------------------------------------------
+
+ControlEndpoint = Callable[[Request], Response | Awaitable[Response]]
+
+
+def control_route(path: str, endpoint: ControlEndpoint, methods: Sequence[str]) -> Route:
+    """A ``/_sim/...`` route whose bad input (``ValueError``/``KeyError``/``TypeError``) is a 400.
+
+    Control routes skip faults, statistics and the vendor's auth; the 400 tells a test author
+    what was wrong with the control request instead of a stack trace.
+    """
+    if not path.startswith(CONTROL_PREFIX):
+        raise ValueError(f"control routes must start with {CONTROL_PREFIX}")
+
+    async def guarded(request: Request) -> Response:
+        try:
+            result = endpoint(request)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        except (ValueError, KeyError, TypeError) as exc:
+            return JSONResponse({"error": f"bad control request: {exc!r}"}, status_code=400)
+
+    return Route(path, guarded, methods=list(methods))
+
+
+class SimulatorApp(Starlette):
+    """Base class of every vendor simulator: a Starlette app plus faults, statistics and a clock.
+
+    Subclasses pass their vendor routes (plain Starlette ``Route`` objects; sync endpoints run
+    in Starlette's thread pool) and extra ``/_sim/`` routes (see :func:`control_route`), and
+    override the hooks that make fault responses look like the vendor's own:
+    :meth:`error_body`, :meth:`throttle_response` and (rarely) :meth:`malformed_response`.
+    :meth:`reset` should be extended to clear vendor state such as rate-limit windows.
+    Unknown paths and methods are answered with :meth:`error_body` 404 / 405.
     """
 
     name = "simulator"
 
-    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        routes: Sequence[BaseRoute] = (),
+        *,
+        control_routes: Sequence[BaseRoute] = (),
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.clock: Callable[[], float] = clock or time.time
         self.faults = FaultPlan()
         self.stats = SimStats()
-        self.router = Router()
-        self._wake = threading.Event()  # set on server stop to cut `slow` sleeps short
-        self.route("GET", "/_sim/stats", self._ctl_stats, control=True)
-        self.route("POST", "/_sim/reset", self._ctl_reset, control=True)
-        self.route(("GET", "POST", "DELETE"), "/_sim/faults", self._ctl_faults, control=True)
-        self.route(("GET", "POST"), "/_sim/clock", self._ctl_clock, control=True)
-
-    # -- registration -----------------------------------------------------------------------
-
-    def route(
-        self, methods: str | Iterable[str], pattern: str, handler: Handler, *, control: bool = False
-    ) -> None:
-        """Register ``handler`` for ``methods`` on ``pattern``.
-
-        Control routes must live under ``/_sim/``; they skip faults, statistics and auth.
-        """
-        if control and not pattern.startswith(CONTROL_PREFIX):
-            raise ValueError(f"control routes must start with {CONTROL_PREFIX}")
-        self.router.add(methods, pattern, handler, control)
+        self._wake = threading.Event()  # set on server stop to cut `slow` waits short
+        self._connection_finders: list[Callable[[Scope], asyncio.Transport | None]] = []
+        builtin = [
+            control_route("/_sim/stats", self._ctl_stats, ["GET"]),
+            control_route("/_sim/reset", self._ctl_reset, ["POST"]),
+            control_route("/_sim/faults", self._ctl_faults, ["GET", "POST", "DELETE"]),
+            control_route("/_sim/clock", self._ctl_clock, ["GET", "POST"]),
+        ]
+        super().__init__(
+            routes=[*builtin, *control_routes, *routes],
+            middleware=[Middleware(FaultMiddleware, simulator=self)],
+            exception_handlers={HTTPException: self._http_error},
+        )
+        # A vendor answers /x/ with its 404, not with a redirect to /x.
+        self.router.redirect_slashes = False
 
     # -- vendor hooks -----------------------------------------------------------------------
 
-    def error_body(self, status: int, request: SimRequest) -> SimResponse:
+    def error_body(self, status: int, request: Request) -> Response:
         """The vendor's own error response for ``status`` (used by faults and routing)."""
         try:
             phrase = HTTPStatus(status).phrase
         except ValueError:
             phrase = "Error"
-        return SimResponse.json({"error": phrase, "status": status}, status=status)
+        return JSONResponse({"error": phrase, "status": status}, status_code=status)
 
-    def throttle_response(self, request: SimRequest) -> SimResponse:
+    def throttle_response(self, request: Request) -> Response:
         """The vendor's own "too many requests" response."""
         resp = self.error_body(429, request)
-        resp.headers.set("Retry-After", "1")
+        resp.headers["Retry-After"] = "1"
         return resp
 
-    def malformed_response(self, request: SimRequest, body: str | None = None) -> SimResponse:
+    def malformed_response(self, request: Request, body: str | None = None) -> Response:
         """HTTP 200 whose body is neither valid JSON nor well-formed XML."""
         text = body if body is not None else '{"result": [{"_id": <html><body>upstream error'
-        return SimResponse.text(text, content_type="application/json")
+        return Response(text, media_type="application/json")
 
     def reset(self) -> None:
         """Clear faults and statistics; subclasses also clear throttling windows."""
         self.faults.clear()
         self.stats.reset()
 
-    # -- pipeline ---------------------------------------------------------------------------
+    # -- used by the middleware and the server ----------------------------------------------
 
-    def handle(self, request: SimRequest) -> SimResponse:
-        """Serve one request: control routes, then faults, then the vendor handler."""
-        try:
-            route, params = self.router.match(request.method, request.path)
-        except RouteError as exc:
-            route, params = None, {}
-            route_error: int | None = exc.status
-        else:
-            route_error = None
-        request.path_params = params
-
-        if route is not None and route.control:
-            try:
-                return route.handler(request)
-            except (ValueError, KeyError, TypeError) as exc:
-                return SimResponse.json({"error": f"bad control request: {exc!r}"}, status=400)
-        if request.path.startswith(CONTROL_PREFIX):
-            return SimResponse.json({"error": "unknown control endpoint"}, status=404)
-
-        error = False
-        fault = self.faults.take(request)
-        response: SimResponse | None = None
-        if fault is not None:
-            response = self._apply_fault(fault, request)
-        if response is None:
-            try:
-                if route is None:
-                    response = self.error_body(route_error or 404, request)
-                else:
-                    response = route.handler(request)
-            except Exception:
-                log.exception("%s: handler failed for %s %s", self.name, request.method, request.path)
-                error = True
-                response = self.error_body(500, request)
-            if fault is not None:
-                response.fault = fault.kind
-                if fault.kind == "truncate":
-                    response.truncate_at = int(len(response.body) * fault.fraction)
-        self.stats.record(request, response, error=error)
-        return response
-
-    def _apply_fault(self, fault: Fault, request: SimRequest) -> SimResponse | None:
-        """Response that replaces the handler's, or ``None`` to run the handler anyway."""
-        if fault.kind == "slow":
-            self._wake.wait(fault.seconds)
-            return None
-        if fault.kind == "truncate":
-            return None
-        if fault.kind == "drop":
-            return SimResponse.dropped()
+    def fault_response(self, fault: Fault, request: Request) -> Response:
+        """The response replacing the route's for a ``status``/``throttle``/``malformed`` fault."""
         if fault.kind == "status":
             assert fault.status is not None
             resp = self.error_body(fault.status, request)
             if fault.body is not None:
-                resp.body = fault.body.encode("utf-8")
+                _replace_body(resp, fault.body.encode("utf-8"))
             for name, value in fault.headers.items():
-                resp.headers.set(name, value)
-        elif fault.kind == "throttle":
-            resp = self.throttle_response(request)
-        else:  # malformed
-            resp = self.malformed_response(request, fault.body)
-        resp.fault = fault.kind
-        return resp
+                resp.headers[name] = str(value)
+            return resp
+        if fault.kind == "throttle":
+            return self.throttle_response(request)
+        if fault.kind == "malformed":
+            return self.malformed_response(request, fault.body)
+        raise ValueError(f"fault kind {fault.kind!r} has no response of its own")
+
+    async def pause(self, seconds: float) -> None:
+        """A ``slow`` fault's wait; ends early when the server stops."""
+        deadline = time.monotonic() + seconds
+        while not self._wake.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, 0.05))
+
+    def add_connection_finder(self, finder: Callable[[Scope], asyncio.Transport | None]) -> None:
+        """Let ``drop``/``truncate`` reach the connection of a request (see :class:`SimulatorServer`)."""
+        self._connection_finders.append(finder)
+
+    def remove_connection_finder(self, finder: Callable[[Scope], asyncio.Transport | None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._connection_finders.remove(finder)
+
+    def transport_for(self, scope: Scope) -> asyncio.Transport | None:
+        """The transport carrying the request of ``scope``: ASGI hands apps no socket."""
+        for finder in list(self._connection_finders):
+            transport = finder(scope)
+            if transport is not None:
+                return transport
+        return None
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        """Routing errors (404/405) in the vendor's shape; unknown control endpoints are ours."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if request.url.path.startswith(CONTROL_PREFIX):
+            return JSONResponse({"error": "unknown control endpoint"}, status_code=404)
+        return self.error_body(status, request)
 
     # -- control endpoints ------------------------------------------------------------------
 
-    def _ctl_stats(self, request: SimRequest) -> SimResponse:
-        return SimResponse.json(self.stats.snapshot())
+    def _ctl_stats(self, request: Request) -> Response:
+        return JSONResponse(self.stats.snapshot())
 
-    def _ctl_reset(self, request: SimRequest) -> SimResponse:
+    def _ctl_reset(self, request: Request) -> Response:
         self.reset()
-        return SimResponse.json({"ok": True})
+        return JSONResponse({"ok": True})
 
-    def _ctl_faults(self, request: SimRequest) -> SimResponse:
+    async def _ctl_faults(self, request: Request) -> Response:
         if request.method == "POST":
             try:
-                payload = request.json()
+                payload = await request.json()
             except ValueError as exc:
                 raise ValueError(f"body must be JSON: {exc}") from exc
             added = self.faults.load(payload)
-            return SimResponse.json({"added": len(added), "faults": self.faults.snapshot()})
+            return JSONResponse({"added": len(added), "faults": self.faults.snapshot()})
         if request.method == "DELETE":
             self.faults.clear()
-        return SimResponse.json({"faults": self.faults.snapshot()})
+        return JSONResponse({"faults": self.faults.snapshot()})
 
-    def _ctl_clock(self, request: SimRequest) -> SimResponse:
+    async def _ctl_clock(self, request: Request) -> Response:
         """``{"now": t}`` freezes at t, ``{"advance": s}`` moves on, ``{"real": true}`` unfreezes."""
         if request.method == "POST":
-            payload = request.json() if request.body else {}
+            payload = await request.json() if await request.body() else {}
             if not isinstance(payload, dict):
                 raise ValueError("body must be a JSON object")
             if not isinstance(self.clock, SimClock):
@@ -808,154 +844,102 @@ class SimulatorApp:
             if "advance" in payload:
                 clock.advance(float(payload["advance"]))
         frozen = isinstance(self.clock, SimClock) and self.clock.frozen
-        return SimResponse.json({"now": self.clock(), "frozen": frozen})
+        return JSONResponse({"now": self.clock(), "frozen": frozen})
 
 
 # --------------------------------------------------------------------------------------------
-# HTTP server
+# Server
 # --------------------------------------------------------------------------------------------
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    # Idle keep-alive connections give up after this many seconds so threads do not pile up.
-    timeout = 30
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def _read_body(self) -> bytes:
-        if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _dispatch(self) -> None:
-        parts = urlsplit(self.path)
-        request = SimRequest(
-            method=self.command,
-            path=parts.path or "/",
-            query=parse_qs(parts.query, keep_blank_values=True),
-            headers=Headers(self.headers.items()),
-            body=self._read_body(),
-            client=self.client_address[:2] if self.client_address else None,
-        )
-        response = self.server.app.handle(request)
-        if response.drop:
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                # RST instead of FIN: the client sees a reset, as with a crashed balancer.
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            return
-        body = response.body
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            if name.lower() not in ("content-length", "connection"):
-                self.send_header(name, value)
-        if response.truncate_at is not None:
-            sent = body[: min(response.truncate_at, max(len(body) - 1, 0))]
-            self.send_header("Content-Length", str(max(len(body), len(sent) + 1)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(sent)
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except OSError:
-            # The client gave up (e.g. its timeout fired during a `slow` fault): nothing to do.
-            self.close_connection = True
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], app: SimulatorApp) -> None:
-        self.app = app
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(address, _RequestHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Unblock handler threads waiting on idle keep-alive connections."""
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("simulator connection error from %s", client_address, exc_info=True)
 
 
 class SimulatorServer:
-    """Serve a :class:`SimulatorApp` on loopback from a daemon thread.
+    """Serve a :class:`SimulatorApp` with uvicorn on loopback, from a daemon thread.
 
-    ``port=0`` picks a free port; read :attr:`url` after :meth:`start`. Use as a context
-    manager in tests so the port and threads are released even when an assertion fails.
+    ``port=0`` picks a free port; read :attr:`url` after :meth:`start`, which returns once the
+    server accepts connections. Use as a context manager in tests so the port and the thread are
+    released even when an assertion fails. The server also tells the app how to find a
+    request's connection, which ``drop`` and ``truncate`` faults need.
     """
+
+    #: Seconds uvicorn may spend finishing in-flight requests on stop before cancelling them.
+    GRACEFUL_SHUTDOWN = 3
 
     def __init__(self, app: SimulatorApp, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = app
         self.host = host
         self.port = port
-        self._server: _Server | None = None
+        self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._bound: tuple[str, int] | None = None
 
     @property
     def url(self) -> str:
-        if self._server is None:
+        if self._bound is None:
             raise RuntimeError("server not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        host, port = self._bound
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
-    def start(self) -> SimulatorServer:
+    def start(self, timeout: float = 10.0) -> SimulatorServer:
         if self._server is not None:
             return self
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(128)
+        except OSError:
+            sock.close()
+            raise
+        self._bound = sock.getsockname()[:2]
+        self.port = self._bound[1]
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            access_log=False,
+            log_config=None,  # leave the host process's logging (Airflow's, pytest's) alone
+            log_level="warning",
+            proxy_headers=False,  # scope["client"] is the real peer
+            server_header=False,
+            loop="asyncio",
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=self.GRACEFUL_SHUTDOWN,
+        )
+        server = uvicorn.Server(config)
         self.app._wake.clear()
-        self._server = _Server((self.host, self.port), self.app)
-        self.port = self._server.server_address[1]
+        self.app.add_connection_finder(self._transport_for)
+        self._server = server
         self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            target=server.run,
+            kwargs={"sockets": [sock]},
             name=f"sim-{self.app.name}-{self.port}",
             daemon=True,
         )
         self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                sock.close()
+                raise RuntimeError(f"simulator {self.app.name} did not start on {self.host}:{self.port}")
+            time.sleep(0.01)
         return self
+
+    def _transport_for(self, scope: Scope) -> asyncio.Transport | None:
+        """Find the uvicorn connection of ``scope``; runs on the server's event loop."""
+        server = self._server
+        if server is None:
+            return None
+        connections = list(server.server_state.connections)
+        for conn in connections:
+            cycle = getattr(conn, "cycle", None)
+            if getattr(conn, "scope", None) is scope or getattr(cycle, "scope", None) is scope:
+                return getattr(conn, "transport", None)
+        client = tuple(scope.get("client") or ())
+        for conn in connections:  # a middleware may have copied the scope: match the peer
+            if client and tuple(getattr(conn, "client", None) or ()) == client:
+                return getattr(conn, "transport", None)
+        return None
 
     def stop(self) -> None:
         """Stop accepting, wake `slow` faults, close open connections, free the port."""
@@ -963,12 +947,11 @@ class SimulatorServer:
         if server is None:
             return
         self.app._wake.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
+        server.should_exit = True
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=self.GRACEFUL_SHUTDOWN + 5)
             self._thread = None
+        self.app.remove_connection_finder(self._transport_for)
 
     def __enter__(self) -> SimulatorServer:
         return self.start()

@@ -30,7 +30,12 @@ from http import HTTPStatus
 from random import Random
 from typing import Any
 
-from seccollect_dev.simulators.base import SimRequest, SimResponse, SimulatorApp
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from seccollect_dev.simulators.base import SimulatorApp, control_route, query_arg, request_params
 
 __all__ = [
     "ALL_V2_SCOPES",
@@ -956,7 +961,6 @@ class NetskopeSimulator(SimulatorApp):
         monotonic: Callable[[], float] | None = None,
         options: NetskopeOptions | None = None,
     ) -> None:
-        super().__init__(clock=clock)
         self.dataset = dataset
         # A private copy: set_rate_limit() must not leak into other simulators sharing options.
         opts = options or NetskopeOptions()
@@ -978,14 +982,21 @@ class NetskopeSimulator(SimulatorApp):
             self._by_insertion[content] = recs
             self._insertion_keys[content] = [r["_insertion_epoch_timestamp"] for r in recs]
 
-        for path in (V1_ALERTS_PATH, V1_EVENTS_PATH):
-            self.route(("GET", "POST"), path, self._v1)
-        self.route(("GET",), V2_DATA_PREFIX + "{kind}", self._v2_data)
-        self.route(("GET",), V2_POPS_PATH, self._v2_pops)
-        self.route(("GET",), V2_TUNNELS_PATH, self._v2_tunnels)
-        self.route("POST", "/_sim/netskope/tokens", self._ctl_tokens, control=True)
-        self.route("POST", "/_sim/netskope/expire", self._ctl_expire, control=True)
-        self.route("POST", "/_sim/netskope/rate_limit", self._ctl_rate_limit, control=True)
+        super().__init__(
+            routes=[
+                Route(V1_ALERTS_PATH, self._v1, methods=["GET", "POST"]),
+                Route(V1_EVENTS_PATH, self._v1, methods=["GET", "POST"]),
+                Route(V2_DATA_PREFIX + "{kind}", self._v2_data, methods=["GET"]),
+                Route(V2_POPS_PATH, self._v2_pops, methods=["GET"]),
+                Route(V2_TUNNELS_PATH, self._v2_tunnels, methods=["GET"]),
+            ],
+            control_routes=[
+                control_route("/_sim/netskope/tokens", self._ctl_tokens, ["POST"]),
+                control_route("/_sim/netskope/expire", self._ctl_expire, ["POST"]),
+                control_route("/_sim/netskope/rate_limit", self._ctl_rate_limit, ["POST"]),
+            ],
+            clock=clock,
+        )
 
     # -- tokens and limits --------------------------------------------------------------------
 
@@ -1024,8 +1035,8 @@ class NetskopeSimulator(SimulatorApp):
     # -- vendor error shapes ------------------------------------------------------------------
 
     @staticmethod
-    def _is_v1(request: SimRequest) -> bool:
-        return request.path.startswith("/api/v1/")
+    def _is_v1(request: Request) -> bool:
+        return request.url.path.startswith("/api/v1/")
 
     @staticmethod
     def _phrase(status: int) -> str:
@@ -1034,25 +1045,25 @@ class NetskopeSimulator(SimulatorApp):
         except ValueError:
             return "Error"
 
-    def _v1_error(self, message: str, error_code: str = "Invalid Request", status: int = 200) -> SimResponse:
-        return SimResponse.json(
-            {"status": "error", "errorCode": error_code, "errors": [message]}, status=status
+    def _v1_error(self, message: str, error_code: str = "Invalid Request", status: int = 200) -> Response:
+        return JSONResponse(
+            {"status": "error", "errorCode": error_code, "errors": [message]}, status_code=status
         )
 
-    def error_body(self, status: int, request: SimRequest) -> SimResponse:
+    def error_body(self, status: int, request: Request) -> Response:
         """v1: ``{"status":"error","errorCode":...,"errors":[...]}``; v2: ``{"message":...}``."""
         phrase = self._phrase(status)
         if self._is_v1(request):
             return self._v1_error(phrase, error_code=phrase, status=status)
-        return SimResponse.json({"message": phrase}, status=status)
+        return JSONResponse({"message": phrase}, status_code=status)
 
-    def throttle_response(self, request: SimRequest) -> SimResponse:
+    def throttle_response(self, request: Request) -> Response:
         if self._is_v1(request):
-            return self._v1_error("Too many requests", error_code="Too Many Requests", status=429)
-        limit = self._v2_limit(request.path)
-        return SimResponse.json(
+            return self._v1_throttled()
+        limit = self._v2_limit(request.url.path)
+        return JSONResponse(
             {"message": "API rate limit exceeded"},
-            status=429,
+            status_code=429,
             headers={
                 "RateLimit-Limit": str(limit),
                 "RateLimit-Remaining": "0",
@@ -1077,10 +1088,18 @@ class NetskopeSimulator(SimulatorApp):
             self._v1_window.append(now)
             return True
 
-    def _v1(self, request: SimRequest) -> SimResponse:
+    def _v1_throttled(self) -> Response:
+        return self._v1_error("Too many requests", error_code="Too Many Requests", status=429)
+
+    async def _v1(self, request: Request) -> Response:
+        """v1 takes its parameters from the query string, a JSON body or a form body (doc §2.1)."""
+        params = await request_params(request)
+        # The selection is CPU work under a threading lock: keep it off the event loop.
+        return await run_in_threadpool(self._v1_serve, request.url.path, params)
+
+    def _v1_serve(self, path: str, params: Mapping[str, list[str]]) -> Response:
         if not self._v1_rate_ok():
-            return self.throttle_response(request)
-        params = request.params()
+            return self._v1_throttled()
 
         def arg(name: str) -> str | None:
             values = params.get(name)
@@ -1096,11 +1115,11 @@ class NetskopeSimulator(SimulatorApp):
                 status=self.options.v1_auth_error_status,
             )
         try:
-            return self._v1_query(request.path, arg)
+            return self._v1_query(path, arg)
         except _BadRequest as exc:
             return self._v1_error(exc.message)
 
-    def _v1_query(self, path: str, arg: Callable[[str], str | None]) -> SimResponse:
+    def _v1_query(self, path: str, arg: Callable[[str], str | None]) -> Response:
         opts = self.options
         is_alerts = path == V1_ALERTS_PATH
         if is_alerts:
@@ -1136,7 +1155,7 @@ class NetskopeSimulator(SimulatorApp):
             records.sort(
                 key=lambda r: (r["timestamp"], r["_id"], r["_insertion_epoch_timestamp"]), reverse=True
             )
-        return SimResponse.json({"status": "success", "msg": "", "data": records[skip : skip + limit]})
+        return JSONResponse({"status": "success", "msg": "", "data": records[skip : skip + limit]})
 
     def _v1_window_args(self, arg: Callable[[str], str | None], now: int) -> tuple[str, int, int] | None:
         opts = self.options
@@ -1180,19 +1199,20 @@ class NetskopeSimulator(SimulatorApp):
     def _v2_limit(self, path: str) -> int:
         return self.options.v2_rate_limits.get(path, self.options.v2_default_rate_limit)
 
-    def _v2_guard(self, request: SimRequest) -> tuple[SimResponse | None, dict[str, str]]:
+    def _v2_guard(self, request: Request) -> tuple[Response | None, dict[str, str]]:
         """Rate limit then auth; returns (error response or None, RateLimit-* headers)."""
-        limit = self._v2_limit(request.path)
+        path = request.url.path
+        limit = self._v2_limit(path)
         now = self.monotonic()
         second = int(now)
         with self._lock:
-            window, used = self._v2_windows.get(request.path, (second, 0))
+            window, used = self._v2_windows.get(path, (second, 0))
             if window != second:
                 window, used = second, 0
             allowed = used < limit
             if allowed:
                 used += 1
-            self._v2_windows[request.path] = (window, used)
+            self._v2_windows[path] = (window, used)
         reset = max(1, math.ceil(second + 1 - now))
         headers = {
             "RateLimit-Limit": str(limit),
@@ -1200,9 +1220,9 @@ class NetskopeSimulator(SimulatorApp):
             "RateLimit-Reset": str(reset),
         }
         if not allowed:
-            resp = SimResponse.json(
+            resp = JSONResponse(
                 {"message": "API rate limit exceeded"},
-                status=429,
+                status_code=429,
                 headers={**headers, "Retry-After": str(reset)},
             )
             return resp, headers
@@ -1215,17 +1235,15 @@ class NetskopeSimulator(SimulatorApp):
             scopes = self._v2_tokens.get(token or "")
             expired = token in self._expired
         if not token:
-            return SimResponse.json({"message": "Missing Netskope-Api-Token header"}, 401, headers), headers
+            return JSONResponse({"message": "Missing Netskope-Api-Token header"}, 401, headers), headers
         if scopes is None or expired:
             msg = "Token expired" if expired else "Invalid token"
-            return SimResponse.json({"message": msg}, 401, headers), headers
-        if not any(request.path == s or request.path.startswith(s.rstrip("/") + "/") for s in scopes):
-            return SimResponse.json(
-                {"message": f"Token is not authorized for {request.path}"}, 403, headers
-            ), headers
+            return JSONResponse({"message": msg}, 401, headers), headers
+        if not any(path == s or path.startswith(s.rstrip("/") + "/") for s in scopes):
+            return JSONResponse({"message": f"Token is not authorized for {path}"}, 403, headers), headers
         return None, headers
 
-    def _v2_data(self, request: SimRequest) -> SimResponse:
+    def _v2_data(self, request: Request) -> Response:
         kind = request.path_params["kind"]
         if kind not in V2_EVENT_KINDS:
             return self.error_body(404, request)
@@ -1233,42 +1251,42 @@ class NetskopeSimulator(SimulatorApp):
         if denied is not None:
             return denied
         opts = self.options
+
+        def arg(name: str) -> str | None:
+            return query_arg(request, name)
+
         try:
             now = int(self.clock())
-            has_ev = request.arg("starttime") is not None or request.arg("endtime") is not None
-            has_ins = (
-                request.arg("insertionstarttime") is not None or request.arg("insertionendtime") is not None
-            )
+            has_ev = arg("starttime") is not None or arg("endtime") is not None
+            has_ins = arg("insertionstarttime") is not None or arg("insertionendtime") is not None
             if has_ev and has_ins:
                 raise _BadRequest("Use either starttime/endtime or insertionstarttime/insertionendtime")
             if has_ev or has_ins:
-                window: tuple[str, int, int] | None = self._pair_window(
-                    request.arg, "insertion" if has_ins else ""
-                )
+                window: tuple[str, int, int] | None = self._pair_window(arg, "insertion" if has_ins else "")
             elif opts.v2_require_time_selector:
                 raise _BadRequest("starttime/endtime or insertionstarttime/insertionendtime is required")
             else:
                 window = None
-            limit = self._int_arg(request.arg("limit"), "limit", opts.v2_default_limit, 1, opts.v2_max_limit)
-            offset = self._int_arg(request.arg("offset"), "offset", 0, 0, opts.v2_max_offset)
-            clauses = self._query_arg(request.arg("query"))
+            limit = self._int_arg(arg("limit"), "limit", opts.v2_default_limit, 1, opts.v2_max_limit)
+            offset = self._int_arg(arg("offset"), "offset", 0, 0, opts.v2_max_offset)
+            clauses = self._query_arg(arg("query"))
             is_alert = kind == "alert"
             contents = (kind,) if kind in NetskopeDataset.CONTENT_TYPES else ()
             records = self._select(
                 contents,
                 window,
                 now,
-                alert_type=request.arg("type") if is_alert else None,
-                acked=request.arg("acked") if is_alert else None,
+                alert_type=arg("type") if is_alert else None,
+                acked=arg("acked") if is_alert else None,
                 clauses=clauses,
             )
         except _BadRequest as exc:
-            return SimResponse.json({"message": exc.message}, exc.status, headers)
-        fields_arg = request.arg("fields")
+            return JSONResponse({"message": exc.message}, exc.status, headers)
+        fields_arg = arg("fields")
         if fields_arg:
             agg = re.fullmatch(r"\s*(\w+)\s*:\s*count\(\s*_id\s*\)\s*", fields_arg)
             if agg:
-                return SimResponse.json({"ok": 1, "result": [{agg.group(1): len(records)}]}, headers=headers)
+                return JSONResponse({"ok": 1, "result": [{agg.group(1): len(records)}]}, headers=headers)
         records.sort(
             key=lambda r: (r["timestamp"], r["_id"], r["_insertion_epoch_timestamp"]),
             reverse=opts.v2_order == "desc",
@@ -1277,22 +1295,22 @@ class NetskopeSimulator(SimulatorApp):
         if fields_arg:
             wanted = [f.strip() for f in fields_arg.split(",") if f.strip()]
             page = [{f: r[f] for f in wanted if f in r} for r in page]
-        return SimResponse.json({"ok": 1, "result": page}, headers=headers)
+        return JSONResponse({"ok": 1, "result": page}, headers=headers)
 
-    def _paging(self, request: SimRequest, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _paging(self, request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Steering lists: `offset`/`limit`, everything when `limit` is absent (not documented)."""
-        offset = self._int_arg(request.arg("offset"), "offset", 0, 0, None)
-        if not request.arg("limit"):
+        offset = self._int_arg(query_arg(request, "offset"), "offset", 0, 0, None)
+        if not query_arg(request, "limit"):
             return items[offset:]
-        limit = self._int_arg(request.arg("limit"), "limit", None, 1, None)
+        limit = self._int_arg(query_arg(request, "limit"), "limit", None, 1, None)
         return items[offset : offset + limit]
 
-    def _v2_pops(self, request: SimRequest) -> SimResponse:
+    def _v2_pops(self, request: Request) -> Response:
         denied, headers = self._v2_guard(request)
         if denied is not None:
             return denied
         try:
-            lat_arg, long_arg = request.arg("lat"), request.arg("long")
+            lat_arg, long_arg = query_arg(request, "lat"), query_arg(request, "long")
             try:
                 lat = float(lat_arg) if lat_arg is not None else _REFERENCE_POINT[0]
                 lon = float(long_arg) if long_arg is not None else _REFERENCE_POINT[1]
@@ -1307,19 +1325,19 @@ class NetskopeSimulator(SimulatorApp):
             items = [p for _, p in pops]
             page = self._paging(request, items)
         except _BadRequest as exc:
-            return SimResponse.json({"message": exc.message}, exc.status, headers)
-        return SimResponse.json({"total": len(items), "result": page}, headers=headers)
+            return JSONResponse({"message": exc.message}, exc.status, headers)
+        return JSONResponse({"total": len(items), "result": page}, headers=headers)
 
-    def _v2_tunnels(self, request: SimRequest) -> SimResponse:
+    def _v2_tunnels(self, request: Request) -> Response:
         denied, headers = self._v2_guard(request)
         if denied is not None:
             return denied
         items = list(self.dataset.tunnels)
         if self.options.tunnel_query_filters:
             site, pop, status = (
-                request.arg("query.site"),
-                request.arg("query.pop"),
-                request.arg("query.status"),
+                query_arg(request, "query.site"),
+                query_arg(request, "query.pop"),
+                query_arg(request, "query.status"),
             )
             if site is not None:
                 items = [t for t in items if t["site"] == site]
@@ -1330,8 +1348,8 @@ class NetskopeSimulator(SimulatorApp):
         try:
             page = self._paging(request, items)
         except _BadRequest as exc:
-            return SimResponse.json({"message": exc.message}, exc.status, headers)
-        return SimResponse.json({"status": 200, "total": len(items), "result": page}, headers=headers)
+            return JSONResponse({"message": exc.message}, exc.status, headers)
+        return JSONResponse({"status": 200, "total": len(items), "result": page}, headers=headers)
 
     # -- shared selection -----------------------------------------------------------------------
 
@@ -1415,20 +1433,20 @@ class NetskopeSimulator(SimulatorApp):
 
     # -- control ------------------------------------------------------------------------------
 
-    def _ctl_tokens(self, request: SimRequest) -> SimResponse:
-        payload = request.json()
+    async def _ctl_tokens(self, request: Request) -> Response:
+        payload = await request.json()
         token = str(payload["token"])
         if int(payload.get("version", 2)) == 1:
             self.add_v1_token(token)
         else:
             self.add_v2_token(token, payload.get("scopes", ALL_V2_SCOPES))
-        return SimResponse.json({"ok": True})
+        return JSONResponse({"ok": True})
 
-    def _ctl_expire(self, request: SimRequest) -> SimResponse:
-        self.expire_token(str(request.json()["token"]))
-        return SimResponse.json({"ok": True})
+    async def _ctl_expire(self, request: Request) -> Response:
+        self.expire_token(str((await request.json())["token"]))
+        return JSONResponse({"ok": True})
 
-    def _ctl_rate_limit(self, request: SimRequest) -> SimResponse:
-        payload = request.json()
+    async def _ctl_rate_limit(self, request: Request) -> Response:
+        payload = await request.json()
         self.set_rate_limit(str(payload["path"]), payload.get("rps"))
-        return SimResponse.json({"ok": True})
+        return JSONResponse({"ok": True})
