@@ -99,8 +99,9 @@ class NetskopeOptions:
     v1_auth_error_status: int = 200
     #: v1 page size when `limit` is absent (not documented).
     v1_default_limit: int = 5000
-    #: v1 `limit` must be a positive integer up to this (doc: max 10000 per response).
-    v1_max_limit: int = 10000
+    #: Largest v1 `limit`: the doc says "a positive integer less than 10000" (§2.2), so a tenant
+    #: enforcing it answers `limit=10000` with the v1 error body; 9999 is the largest page.
+    v1_max_limit: int = 9999
     #: (requests, seconds) sliding window for v1 (doc: 24 per 5 s); None disables.
     v1_rate_limit: tuple[int, float] | None = (24, 5.0)
     #: Reject a v1 call without any time selector (the doc only forbids using several).
@@ -811,122 +812,16 @@ class NetskopeDataset:
 
 
 # --------------------------------------------------------------------------------------------
-# `query` filter language (doc §2.2 / §3.2): `field op value [and field op value ...]`
-# --------------------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"\s*(?:(\[)|(\])|(,)|'([^']*)'|\"([^\"]*)\"|([^\s,\[\]]+))")
-_OPS = {"eq", "neq", "ne", "gt", "gte", "lt", "lte", "in", "like"}
-
-
-class QueryError(ValueError):
-    pass
-
-
-def _parse_query(text: str) -> list[tuple[str, str, Any]]:
-    tokens: list[tuple[str, Any]] = []
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            raise QueryError(f"cannot parse query near {text[pos:]!r}")
-        pos = m.end()
-        if m.group(1):
-            tokens.append(("[", None))
-        elif m.group(2):
-            tokens.append(("]", None))
-        elif m.group(3):
-            tokens.append((",", None))
-        elif m.group(4) is not None or m.group(5) is not None:
-            tokens.append(("str", m.group(4) if m.group(4) is not None else m.group(5)))
-        else:
-            tokens.append(("word", m.group(6)))
-    clauses = []
-    i = 0
-    while i < len(tokens):
-        if len(tokens) - i < 3 or tokens[i][0] != "word" or tokens[i + 1][0] != "word":
-            raise QueryError("expected `field op value`")
-        fld, op = tokens[i][1], tokens[i + 1][1].lower()
-        if op not in _OPS:
-            raise QueryError(f"unsupported operator {op!r}")
-        i += 2
-        if op == "in":
-            if tokens[i][0] != "[":
-                raise QueryError("`in` needs a [ list ]")
-            values = []
-            i += 1
-            while i < len(tokens) and tokens[i][0] != "]":
-                if tokens[i][0] in ("str", "word"):
-                    values.append(tokens[i][1])
-                i += 1
-            if i >= len(tokens):
-                raise QueryError("unterminated list")
-            i += 1
-            clauses.append((fld, op, values))
-        else:
-            if tokens[i][0] not in ("str", "word"):
-                raise QueryError("expected a value")
-            clauses.append((fld, op, tokens[i][1]))
-            i += 1
-        if i < len(tokens):
-            if tokens[i] != ("word", tokens[i][1]) or str(tokens[i][1]).lower() != "and":
-                raise QueryError("clauses must be joined with `and`")
-            i += 1
-            if i >= len(tokens):
-                raise QueryError("dangling `and`")
-    return clauses
-
-
-def _lookup(record: Mapping[str, Any], dotted: str) -> list[Any]:
-    values: list[Any] = [record]
-    for part in dotted.split("."):
-        nxt: list[Any] = []
-        for v in values:
-            if isinstance(v, Mapping) and part in v:
-                item = v[part]
-                nxt.extend(item if isinstance(item, list) else [item])
-            elif isinstance(v, list):
-                nxt.extend(x[part] for x in v if isinstance(x, Mapping) and part in x)
-        values = nxt
-    return values
-
-
-def _compare(actual: Any, op: str, expected: Any) -> bool:
-    if op == "in":
-        return str(actual) in {str(e) for e in expected}
-    if op == "like":
-        return str(expected).lower() in str(actual).lower()
-    try:
-        a: Any = float(actual)
-        e: Any = float(expected)
-    except (TypeError, ValueError):
-        a, e = str(actual), str(expected)
-    return {
-        "eq": a == e,
-        "neq": a != e,
-        "ne": a != e,
-        "gt": a > e,
-        "gte": a >= e,
-        "lt": a < e,
-        "lte": a <= e,
-    }[op]
-
-
-def _query_matches(record: Mapping[str, Any], clauses: list[tuple[str, str, Any]]) -> bool:
-    for fld, op, value in clauses:
-        actual = _lookup(record, fld)
-        if op in ("neq", "ne"):
-            if any(_compare(a, "eq", value) for a in actual):
-                return False
-            continue
-        if not any(_compare(a, op, value) for a in actual):
-            return False
-    return True
-
-
-# --------------------------------------------------------------------------------------------
 # Simulator
 # --------------------------------------------------------------------------------------------
+
+
+#: The answer to any `query` parameter. The simulator once parsed the filter language; the collector
+#: never sends it, and a client that relied on it would silently get unfiltered data, so it fails loudly.
+QUERY_NOT_SIMULATED = (
+    "query filters are not simulated: this Netskope simulator serves only the documented type/acked and "
+    "time-window filters, remove the query parameter"
+)
 
 
 class _BadRequest(Exception):
@@ -943,6 +838,10 @@ class NetskopeSimulator(SimulatorApp):
     sub-paths). Records whose ``_insertion_epoch_timestamp`` is later than ``clock()`` are not
     served yet. ``monotonic`` drives the rate limiters, separate from ``clock`` so a test can
     freeze "now" for the data and still get (or freeze) throttling.
+
+    Not simulated: the ``query`` filter language (doc §2.2/§3.2); a request carrying ``query`` gets
+    the vendor-shaped error (v1: HTTP 200 ``status: error``; v2: 400 ``{"message"}``) rather than
+    unfiltered data. v1 ``limit`` must be below 10000 (doc §2.2), as a strict tenant demands.
 
     Extra control endpoints: ``POST /_sim/netskope/tokens`` ``{"token", "version": 1|2,
     "scopes": [...]}``, ``POST /_sim/netskope/expire`` ``{"token"}``, ``POST
@@ -1139,7 +1038,8 @@ class NetskopeSimulator(SimulatorApp):
         window = self._v1_window_args(arg, now)
         limit = self._int_arg(arg("limit"), "limit", opts.v1_default_limit, 1, opts.v1_max_limit)
         skip = self._int_arg(arg("skip"), "skip", 0, 0, None)
-        clauses = self._query_arg(arg("query"))
+        if arg("query") is not None:
+            raise _BadRequest(QUERY_NOT_SIMULATED)
         alert_type = (arg("type") or arg("alert_type")) if is_alerts else None
         records = self._select(
             contents,
@@ -1147,7 +1047,6 @@ class NetskopeSimulator(SimulatorApp):
             now,
             alert_type=alert_type,
             acked=arg("acked") if is_alerts else None,
-            clauses=clauses,
         )
         if (arg("unsorted") or "").lower() == "true":
             records.sort(key=lambda r: r["_id"])
@@ -1269,7 +1168,8 @@ class NetskopeSimulator(SimulatorApp):
                 window = None
             limit = self._int_arg(arg("limit"), "limit", opts.v2_default_limit, 1, opts.v2_max_limit)
             offset = self._int_arg(arg("offset"), "offset", 0, 0, opts.v2_max_offset)
-            clauses = self._query_arg(arg("query"))
+            if arg("query") is not None:
+                raise _BadRequest(QUERY_NOT_SIMULATED)
             is_alert = kind == "alert"
             contents = (kind,) if kind in NetskopeDataset.CONTENT_TYPES else ()
             records = self._select(
@@ -1278,7 +1178,6 @@ class NetskopeSimulator(SimulatorApp):
                 now,
                 alert_type=arg("type") if is_alert else None,
                 acked=arg("acked") if is_alert else None,
-                clauses=clauses,
             )
         except _BadRequest as exc:
             return JSONResponse({"message": exc.message}, exc.status, headers)
@@ -1368,15 +1267,6 @@ class NetskopeSimulator(SimulatorApp):
             raise _BadRequest(f"{name} must be {bound}, got {value}")
         return value
 
-    @staticmethod
-    def _query_arg(raw: str | None) -> list[tuple[str, str, Any]]:
-        if not raw:
-            return []
-        try:
-            return _parse_query(raw)
-        except QueryError as exc:
-            raise _BadRequest(f"Invalid query: {exc}") from None
-
     def _select(
         self,
         contents: Iterable[str],
@@ -1385,7 +1275,6 @@ class NetskopeSimulator(SimulatorApp):
         *,
         alert_type: str | None = None,
         acked: str | None = None,
-        clauses: list[tuple[str, str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """Visible records (inserted by ``now``) in ``window``, after the filters."""
         opts = self.options
@@ -1425,8 +1314,6 @@ class NetskopeSimulator(SimulatorApp):
                 ):
                     continue
                 if acked is not None and rec.get("acked") != acked.lower():
-                    continue
-                if clauses and not _query_matches(rec, clauses):
                     continue
                 out.append(rec)
         return out
