@@ -1,7 +1,8 @@
 """``make airflow``: the Airflow UI (``airflow standalone``) on the demo's home, DAGs and connections.
 
-The vendor simulators and moto are started on the demo's ports too, so triggering a DAG, a backfill
-or a connection's Test button from the UI works against them. Ctrl-C stops everything.
+Every simulator (the Netskope API, moto's S3/STS) is started on the demo's ports too, and moto's buckets
+are filled, so triggering a DAG, a backfill or a connection's Test button from the UI works against
+them. Ctrl-C stops everything.
 """
 
 from __future__ import annotations

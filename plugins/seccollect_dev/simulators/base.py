@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CONTROL_PREFIX",
+    "FAULT_INJECTION_HELP",
     "FAULT_KINDS",
     "Fault",
     "FaultMiddleware",
@@ -82,6 +83,51 @@ __all__ = [
 ]
 
 CONTROL_PREFIX = "/_sim/"
+
+#: How to inject faults, for ``python -m seccollect_dev.simulators --help`` (README: "Fault injection").
+FAULT_INJECTION_HELP = """\
+fault injection:
+  Faults are queued per simulator over HTTP and act on the next matching requests, in the order
+  queued, at most one per request. A fault is a JSON object:
+
+    kind      required, one of:
+                status     answer `status` with the vendor's error body (or `body`), plus `headers`
+                throttle   the vendor's own "too many requests" answer (e.g. 429 + Retry-After)
+                slow       wait `seconds`, then answer normally (client timeouts)
+                drop       reset the connection: no HTTP response at all (a crashed balancer)
+                malformed  HTTP 200 whose body is neither JSON nor XML (or `body`)
+                truncate   announce the full Content-Length, send `fraction` of the body, close
+    path      only requests whose path starts with this             (default: every path)
+    method    only this HTTP method                                 (default: any)
+    after     let this many matching requests through first         (default: 0)
+    count     then fault this many matching requests                (default: 1)
+    status    kind=status: HTTP status, 100-599                     (required for status)
+    seconds   kind=slow: the delay in seconds                       (default: 1.0)
+    fraction  kind=truncate: share of the body sent, in [0, 1)      (default: 0.5)
+    body      kind=status/malformed: body sent instead (string; other JSON is serialised)
+    headers   kind=status: extra response headers, e.g. {"Retry-After": "3"}
+
+control endpoints (no auth, never faulted, not counted in the statistics):
+  POST   /_sim/faults   queue a fault object or a list of them (all-or-nothing: 400 if one is bad)
+  GET    /_sim/faults   the plan, with each fault's progress (seen, applied)
+  DELETE /_sim/faults   clear the plan
+  POST   /_sim/reset    clear faults, statistics and the vendor's throttling windows
+  GET    /_sim/stats    requests by path / status / fault, errors, the recent requests
+  GET    /_sim/clock    the simulated "now";
+  POST   /_sim/clock    {"now": t} freezes at t, {"advance": s} moves on, {"real": true} unfreezes
+
+examples (the Netskope simulator on the demo's port 18801):
+  # the next two v2 alert requests fail with 503
+  curl -X POST http://127.0.0.1:18801/_sim/faults \\
+       -d '{"kind": "status", "status": 503, "path": "/api/v2/events/data/alert", "count": 2}'
+  # throttle the next request, whatever its path
+  curl -X POST http://127.0.0.1:18801/_sim/faults -d '{"kind": "throttle"}'
+  # let two alert pages through, then cut the third one in half
+  curl -X POST http://127.0.0.1:18801/_sim/faults \\
+       -d '{"kind": "truncate", "path": "/api/v2/events/data/alert", "after": 2, "fraction": 0.5}'
+  # what happened
+  curl http://127.0.0.1:18801/_sim/stats
+"""
 #: How :class:`SimStats` names the status of a request that got no HTTP response (``drop``).
 DROPPED = "dropped"
 

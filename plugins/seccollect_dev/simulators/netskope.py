@@ -16,16 +16,19 @@ Behaviour that the reference marks [INFERRED] / [UNCONFIRMED] is a field of
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import dataclasses
+import json
 import math
+import os
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from random import Random
 from typing import Any
@@ -35,7 +38,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from seccollect_dev.simulators.base import SimulatorApp, control_route, query_arg, request_params
+from seccollect_dev.simulators.base import (
+    SimulatorApp,
+    SimulatorServer,
+    control_route,
+    query_arg,
+    request_params,
+)
+from seccollect_dev.simulators.spec import SimulatorSpec
 
 __all__ = [
     "ALL_V2_SCOPES",
@@ -44,6 +54,8 @@ __all__ = [
     "NetskopeDataset",
     "NetskopeOptions",
     "NetskopeSimulator",
+    "QUERY_NOT_SIMULATED",
+    "SIMULATOR",
     "V1_ALERTS_PATH",
     "V1_EVENTS_PATH",
     "V2_DATA_PATHS",
@@ -1337,3 +1349,85 @@ class NetskopeSimulator(SimulatorApp):
         payload = await request.json()
         self.set_rate_limit(str(payload["path"]), payload.get("rps"))
         return JSONResponse({"ok": True})
+
+
+# --------------------------------------------------------------------------------------------
+# As a process (python -m seccollect_dev.simulators) and in the demo
+# --------------------------------------------------------------------------------------------
+
+#: The demo's fixed port for the Netskope simulator.
+DEFAULT_PORT = 18801
+
+
+def _tokens() -> tuple[str, str, tuple[str, ...]]:
+    """(v1 token, v2 token, v2 scopes) from the environment.
+
+    The environment, because the simulator process and the demo (or docker-compose) that writes
+    the Airflow connections must agree on the tokens without talking to each other.
+    """
+    scopes_env = os.environ.get("SIM_NETSKOPE_V2_SCOPES")
+    scopes = tuple(s.strip() for s in scopes_env.split(",") if s.strip()) if scopes_env else ALL_V2_SCOPES
+    return (
+        os.environ.get("SIM_NETSKOPE_V1_TOKEN", "sim-netskope-v1-token"),
+        os.environ.get("SIM_NETSKOPE_V2_TOKEN", "sim-netskope-v2-token"),
+        scopes,
+    )
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("netskope")
+    group.add_argument(
+        "--netskope-rates", default="", help="records per hour, e.g. alert=600,application=900,page=1500"
+    )
+
+
+def build_simulator(args: argparse.Namespace) -> NetskopeSimulator:
+    """The simulator the CLI serves: ``args.hours`` of data up to now, tokens from the environment
+    (``SIM_NETSKOPE_V1_TOKEN``, ``SIM_NETSKOPE_V2_TOKEN``, ``SIM_NETSKOPE_V2_SCOPES``)."""
+    rates: dict[str, float] = {}
+    for item in filter(None, (p.strip() for p in args.netskope_rates.split(","))):
+        key, _, value = item.partition("=")
+        rates[key.strip()] = float(value)
+    end = datetime.now(UTC).replace(microsecond=0)
+    dataset = NetskopeDataset(seed=args.seed, start=end - timedelta(hours=args.hours), end=end, rates=rates)
+    v1_token, v2_token, scopes = _tokens()
+    return NetskopeSimulator(dataset, v1_token=v1_token, v2_tokens={v2_token: scopes})
+
+
+def _start(args: argparse.Namespace, host: str, port: int) -> SimulatorServer:
+    return SimulatorServer(build_simulator(args), host=host, port=port).start()
+
+
+def _connections(url: str) -> dict[str, dict[str, Any]]:
+    """The demo's two Netskope instances: ``acme`` over v2, ``globex`` over v1."""
+    v1_token, v2_token, _ = _tokens()
+    return {
+        "netskope_demo": {
+            "conn_type": "netskope",
+            "host": "demo",
+            "password": v2_token,
+            "extra": json.dumps({"api_version": "v2", "base_url": url}),
+        },
+        "netskope_demo_v1": {
+            "conn_type": "netskope",
+            "host": "demo",
+            "password": v1_token,
+            "extra": json.dumps({"api_version": "v1", "base_url": url}),
+        },
+    }
+
+
+SIMULATOR = SimulatorSpec(
+    name="netskope",
+    default_port=DEFAULT_PORT,
+    add_arguments=_add_arguments,
+    start=_start,
+    connections=_connections,
+    help="""\
+netskope control endpoints (besides /_sim/faults, /_sim/reset, /_sim/stats, /_sim/clock):
+  POST /_sim/netskope/tokens      {"token": "...", "version": 1|2, "scopes": ["/api/v2/..."]}
+  POST /_sim/netskope/expire      {"token": "..."}: from now on 401 (v2) / the auth error body (v1)
+  POST /_sim/netskope/rate_limit  {"path": "/api/v2/events/data/alert", "rps": 4} (null = default)
+  Tokens: SIM_NETSKOPE_V1_TOKEN, SIM_NETSKOPE_V2_TOKEN (scopes: SIM_NETSKOPE_V2_SCOPES) in the environment.
+""",
+)
