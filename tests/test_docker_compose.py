@@ -596,6 +596,17 @@ def test_dockerignore_excludes(pattern):
     assert pattern in dockerignore_patterns(DOCKERIGNORE.read_text())
 
 
+def test_dockerignore_keeps_the_dev_only_package_out_of_the_image():
+    """seccollect_dev (simulators, demo) is for development: COPY plugins/ must not take it along."""
+    patterns = dockerignore_patterns(DOCKERIGNORE.read_text())
+    dev_files = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "plugins" / "seccollect_dev").rglob("*.py")
+        if "__pycache__" not in p.parts
+    ]
+    assert dev_files and all(is_dockerignored(path, patterns) for path in dev_files)
+
+
 def test_dockerignore_keeps_the_build_inputs(instructions):
     patterns = dockerignore_patterns(DOCKERIGNORE.read_text())
     inputs = list(copy_destinations(instructions)) + [
