@@ -15,7 +15,8 @@ USER airflow
 COPY --chown=airflow:0 requirements.txt /tmp/seccollect/requirements.txt
 RUN pip install --no-cache-dir "apache-airflow[celery]==3.3.2" -r /tmp/seccollect/requirements.txt
 
-# 2) The seccollect package (hooks, operators, triggers, simulators). It is installed, not only mounted:
+# 2) The seccollect package (hooks, operators, triggers; not the dev-only seccollect_dev simulators and
+#    demo, which .dockerignore leaves out and pyproject.toml does not package). It is installed, not only mounted:
 #    the triggerer and the api-server (connection "Test" button) import triggers and hooks by dotted
 #    path, outside the DAG folder, and the provider entry point in pyproject.toml needs the installed
 #    distribution. --no-deps: everything it needs was pinned in step 1.

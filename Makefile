@@ -12,13 +12,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+# The dev-only package plugins/seccollect_dev (simulators, demo) is not part of the distribution
+# (pyproject.toml packages only seccollect): a .pth file puts plugins/ on the venv's sys.path instead.
+	echo "$(CURDIR)/plugins" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/seccollect_dev.pth"
 	touch $@
 
 venv: $(VENV)/.installed
 
 ## The demo: simulators + moto, every demo connector DAG over the last hour, a summary table.
 demo: venv
-	$(PY) -m seccollect.devtools.demo --fresh
+	$(PY) -m seccollect_dev.demo --fresh
 
 ## The whole test suite (PostgreSQL tests skip when the server is absent, unless REQUIRE_SERVICES=1).
 test: venv
@@ -27,7 +30,7 @@ test: venv
 
 ## The Airflow UI on the demo's home, DAGs and connections (run `make demo` first).
 airflow: venv
-	$(PY) -m seccollect.devtools.airflow_ui
+	$(PY) -m seccollect_dev.airflow_ui
 
 lint: venv
 	$(VENV)/bin/ruff check .

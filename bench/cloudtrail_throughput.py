@@ -617,7 +617,7 @@ def child_baseline(endpoint: str, backend: str, target: str, keys: list[str]) ->
     import pandas as pd
     import sqlalchemy as sa
 
-    from seccollect.devtools.moto_server import s3_client
+    from seccollect_dev.moto_server import s3_client
 
     if backend == "duckdb":
         url = f"duckdb:///{target}"
@@ -801,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False", "SCARF_NO_ANALYTICS": "true", "DO_NOT_TRACK": "1",
     })
     os.environ.pop("SECCOLLECT_STAGING_CONN_ID", None)
-    from seccollect.devtools.moto_server import s3_client, start_moto_server
+    from seccollect_dev.moto_server import s3_client, start_moto_server
 
     endpoint, stop = start_moto_server()
     report: dict[str, Any] = {"machine": machine(backends), "args": vars(args), "backends": backends,

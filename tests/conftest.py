@@ -153,7 +153,7 @@ NETSKOPE_V2_TOKEN = "test-v2-token-9a7e"
 
 @pytest.fixture(scope="session")
 def netskope_dataset():
-    from seccollect.simulators.netskope import NetskopeDataset
+    from seccollect_dev.simulators.netskope import NetskopeDataset
 
     return NetskopeDataset(seed=11, start=NETSKOPE_START, end=NETSKOPE_END)
 
@@ -161,8 +161,8 @@ def netskope_dataset():
 @pytest.fixture
 def netskope_sim(netskope_dataset, monkeypatch: pytest.MonkeyPatch):
     """A Netskope simulator on 127.0.0.1 (clock after all data is inserted) + connections pointing at it."""
-    from seccollect.simulators.base import SimulatorServer
-    from seccollect.simulators.netskope import ALL_V2_SCOPES, NetskopeSimulator
+    from seccollect_dev.simulators.base import SimulatorServer
+    from seccollect_dev.simulators.netskope import ALL_V2_SCOPES, NetskopeSimulator
 
     app = NetskopeSimulator(
         netskope_dataset,
@@ -196,7 +196,7 @@ def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """A moto server (S3 and STS) in this process, on a free port of 127.0.0.1, shared by the session."""
-    from seccollect.devtools.moto_server import start_moto_server
+    from seccollect_dev.moto_server import start_moto_server
 
     url, stop = start_moto_server()
     try:
@@ -208,7 +208,7 @@ def moto_url() -> Iterator[str]:
 @pytest.fixture
 def s3(moto_url: str):
     """A boto3 S3 client on an emptied moto server."""
-    from seccollect.devtools.moto_server import reset_moto_server, s3_client
+    from seccollect_dev.moto_server import reset_moto_server, s3_client
 
     reset_moto_server(moto_url)
     return s3_client(moto_url)

@@ -478,7 +478,7 @@ def test_aws_connection_targets_moto(common_env, services):
 
 def test_simulators_command(services):
     tokens = command_tokens(services["simulators"])
-    assert tokens[:3] == ["python", "-m", "seccollect.simulators"]
+    assert tokens[:3] == ["python", "-m", "seccollect_dev.simulators"]
     options = {flag: value for flag, value in itertools.pairwise(tokens[3:]) if flag.startswith("--")}
     assert options.get("--netskope-port") == "8801"
     assert options.get("--state-file") == "/tmp/sim.json"
@@ -594,6 +594,17 @@ def test_dockerfile_copies_project_folders(instructions, source, target):
 )
 def test_dockerignore_excludes(pattern):
     assert pattern in dockerignore_patterns(DOCKERIGNORE.read_text())
+
+
+def test_dockerignore_keeps_the_dev_only_package_out_of_the_image():
+    """seccollect_dev (simulators, demo) is for development: COPY plugins/ must not take it along."""
+    patterns = dockerignore_patterns(DOCKERIGNORE.read_text())
+    dev_files = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "plugins" / "seccollect_dev").rglob("*.py")
+        if "__pycache__" not in p.parts
+    ]
+    assert dev_files and all(is_dockerignored(path, patterns) for path in dev_files)
 
 
 def test_dockerignore_keeps_the_build_inputs(instructions):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from seccollect.simulators.netskope import V1_ALERTS_PATH, V2_DATA_PATHS
+from seccollect_dev.simulators.netskope import V1_ALERTS_PATH, V2_DATA_PATHS
 from tests.conftest import NETSKOPE_START, NETSKOPE_V1_TOKEN, NETSKOPE_V2_TOKEN
 from tests.e2e.dag_runner import run_window, task_states, write_instance
 

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 import requests
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from seccollect.http.budget import ProcessBudget
 from seccollect.http.client import (
@@ -21,7 +24,7 @@ from seccollect.http.client import (
     retry_after,
 )
 from seccollect.http.errors import GUIDE_TABLE, VendorApiError, explain_status
-from seccollect.simulators.base import FAULT_KINDS, SimRequest, SimResponse, SimulatorApp, SimulatorServer
+from seccollect_dev.simulators.base import FAULT_KINDS, SimulatorApp, SimulatorServer
 
 PATH = "/api/items"
 BODY = {"result": [{"id": i, "name": f"item-{i}", "tags": ["a", "b"]} for i in range(300)], "total": 300}
@@ -34,31 +37,34 @@ class ItemsApp(SimulatorApp):
     name = "items"
 
     def __init__(self) -> None:
-        super().__init__()
         self.calls = 0
-        self.route("GET", PATH, self._items)
-        self.route(
-            "GET",
-            "/api/hidden-error",
-            lambda r: SimResponse.json({"status": "error", "errorCode": "Forbidden"}),
+        super().__init__(
+            routes=[
+                Route(PATH, self._items, methods=["GET"]),
+                Route(
+                    "/api/hidden-error",
+                    lambda r: JSONResponse({"status": "error", "errorCode": "Forbidden"}),
+                    methods=["GET"],
+                ),
+                Route("/api/hidden-throttle", self._hidden_throttle, methods=["GET"]),
+            ]
         )
-        self.route("GET", "/api/hidden-throttle", self._hidden_throttle)
 
-    def _items(self, request: SimRequest) -> SimResponse:
+    def _items(self, request: Request) -> Response:
         self.calls += 1
-        return SimResponse.json(BODY)
+        return JSONResponse(BODY)
 
-    def _hidden_throttle(self, request: SimRequest) -> SimResponse:
+    def _hidden_throttle(self, request: Request) -> Response:
         self.calls += 1
         if self.calls == 1:
-            return SimResponse.json({"status": "error", "errors": ["rate limit exceeded, wait 3s"]})
-        return SimResponse.json({"status": "success", "data": [1, 2]})
+            return JSONResponse({"status": "error", "errors": ["rate limit exceeded, wait 3s"]})
+        return JSONResponse({"status": "success", "data": [1, 2]})
 
-    def error_body(self, status: int, request: SimRequest) -> SimResponse:
-        return SimResponse.json({"message": f"vendor says {status} for {request.path}"}, status=status)
+    def error_body(self, status: int, request: Request) -> Response:
+        return JSONResponse({"message": f"vendor says {status} for {request.url.path}"}, status_code=status)
 
-    def throttle_response(self, request: SimRequest) -> SimResponse:
-        return SimResponse.json({"message": "slow down"}, status=429, headers={"Retry-After": "7"})
+    def throttle_response(self, request: Request) -> Response:
+        return JSONResponse({"message": "slow down"}, status_code=429, headers={"Retry-After": "7"})
 
 
 @pytest.fixture
@@ -502,15 +508,15 @@ def test_unreachable_host_is_explained() -> None:
 def test_headers_sent_and_post_json(app: ItemsApp, server: SimulatorServer) -> None:
     seen: dict[str, Any] = {}
 
-    def echo(request: SimRequest) -> SimResponse:
+    async def echo(request: Request) -> Response:
         seen.update(
             auth=request.headers.get("Netskope-Api-Token"),
             ua=request.headers.get("User-Agent"),
-            body=request.json(),
+            body=await request.json(),
         )
-        return SimResponse.json({"ok": True})
+        return JSONResponse({"ok": True})
 
-    app.route("POST", "/api/echo", echo)
+    app.add_route("/api/echo", echo, methods=["POST"])
     client = make_client(server.url, headers={"Netskope-Api-Token": "tok"})
     assert client.post_json("/api/echo", json={"a": 1}) == {"ok": True}
     assert seen == {"auth": "tok", "ua": "seccollect-airflow/0.1", "body": {"a": 1}}

@@ -62,7 +62,7 @@ def scenario():
     Built per test (70 ms) because it remembers what it uploaded, and every test starts from an
     emptied server.
     """
-    from seccollect.simulators.aws_bucket import build_scenario
+    from seccollect_dev.simulators.aws_bucket import build_scenario
 
     return build_scenario()
 

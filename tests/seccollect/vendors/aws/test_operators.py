@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from seccollect.simulators.aws_bucket import (
+from seccollect.vendors.aws.operators import (
+    _TYPED,
+    S3LogBatchOperator,
+    S3LogListOperator,
+    split_batches,
+)
+from seccollect_dev.simulators.aws_bucket import (
     ACCOUNTS,
     CORRUPT,
     CT_BUCKET,
@@ -15,12 +21,6 @@ from seccollect.simulators.aws_bucket import (
     ORG_ID,
     VPC_BUCKET,
     WAF_BUCKET,
-)
-from seccollect.vendors.aws.operators import (
-    _TYPED,
-    S3LogBatchOperator,
-    S3LogListOperator,
-    split_batches,
 )
 
 DAG_ID = "acme-aws_cloudtrail-unit"

@@ -185,7 +185,7 @@ def test_trigger_run_reports_errors(aws_conn, s3, recent_window):
 
 
 def test_find_window_object_in_a_control_tower_bucket(aws_conn, s3, scenario):
-    from seccollect.simulators.aws_bucket import CT_BUCKET
+    from seccollect_dev.simulators.aws_bucket import CT_BUCKET
 
     scenario.upload(s3, buckets=[CT_BUCKET])
     prefix = scenario.stream("ct-us-east-1").prefix

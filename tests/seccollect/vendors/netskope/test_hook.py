@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from seccollect.simulators.netskope import (
+from seccollect_dev.simulators.netskope import (
     ALL_V2_SCOPES,
     V1_ALERTS_PATH,
     V1_EVENTS_PATH,

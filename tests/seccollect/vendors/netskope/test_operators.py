@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from seccollect.simulators.netskope import V2_DATA_PATHS, V2_POPS_PATH, V2_TUNNELS_PATH
+from seccollect_dev.simulators.netskope import V2_DATA_PATHS, V2_POPS_PATH, V2_TUNNELS_PATH
 from tests.conftest import NETSKOPE_START, NETSKOPE_V2_TOKEN
 
 D = datetime(2026, 3, 1, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """Fill the demo's moto S3 with the last hours of CloudTrail, VPC flow and WAF logs.
 
-The data is the AWS bucket simulator's scenario (:mod:`seccollect.simulators.aws_bucket`) moved to
+The data is the AWS bucket simulator's scenario (:mod:`seccollect_dev.simulators.aws_bucket`) moved to
 the period just before ``now``: a Control Tower CloudTrail bucket (3 accounts, 2 regions, digests,
 Insights, Config objects, a duplicate event, an empty and a corrupt object), a VPC flow log bucket
 and a WAF log bucket.  The demo instance files in ``include/connectors/acme-aws_cloudtrail-*.yaml``
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from seccollect.simulators.aws_bucket import AwsBucketScenario, build_scenario
+from seccollect_dev.simulators.aws_bucket import AwsBucketScenario, build_scenario
 
 __all__ = ["DEMO_HOURS", "DEMO_STREAMS", "populate_demo_buckets"]
 
@@ -34,7 +34,7 @@ def populate_demo_buckets(endpoint_url: str, now: datetime, *, seed: int = 7) ->
     :param seed: scenario seed (same seed and ``now`` -> byte-identical buckets).
     :return: the scenario, for its ground truth.
     """
-    from seccollect.devtools.moto_server import s3_client
+    from seccollect_dev.moto_server import s3_client
 
     now = now.astimezone(UTC).replace(second=0, microsecond=0)
     scenario = build_scenario(seed, start=now - timedelta(hours=DEMO_HOURS), end=now)

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from seccollect.devtools.moto_server import reset_moto_server
-from seccollect.simulators.aws_bucket import (
+from seccollect.vendors.aws.log_formats import CorruptObjectError, parse_object
+from seccollect.vendors.aws.prefix_pattern import expand_all, is_log_object, parse_prefix
+from seccollect_dev.moto_server import reset_moto_server
+from seccollect_dev.simulators.aws_bucket import (
     ACCOUNTS,
     CORRUPT,
     CT_BUCKET,
@@ -26,8 +28,6 @@ from seccollect.simulators.aws_bucket import (
     SimStream,
     build_scenario,
 )
-from seccollect.vendors.aws.log_formats import CorruptObjectError, parse_object
-from seccollect.vendors.aws.prefix_pattern import expand_all, is_log_object, parse_prefix
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """The demo: every enabled demo connector DAG over the last hour, through real Airflow, then a summary.
 
-``python -m seccollect.devtools.demo`` (``make demo``) does, in order:
+``python -m seccollect_dev.demo`` (``make demo``) does, in order:
 
 1. initialise the Airflow home inside the checkout (``.airflow/``, ignored by git) and its database;
-2. start the local vendor simulators and a moto S3/STS server (fixed local ports, see below);
-3. register the Airflow connections that point at them, and the ``warehouse_loads`` pool;
-4. fill the moto bucket with the last hours of CloudTrail / VPC flow / WAF logs;
+2. register the Airflow connections that point at the simulators, and the ``warehouse_loads`` pool;
+3. start every simulator of :data:`seccollect_dev.simulators.SIMULATORS` (the Netskope API, moto's
+   S3/STS) in one ``python -m seccollect_dev.simulators`` process, each on its fixed local port;
+4. populate the simulators that are plain stores (moto's buckets: the last hours of CloudTrail,
+   VPC flow and WAF logs);
 5. run each enabled DAG of ``include/connectors`` once per data interval of the last hour
    (``dag.test()``: the real task runner, XCom, retries, the metadata database);
 6. print per instance and per index: records loaded, duplicates skipped, alerts mapped, failures;
@@ -24,19 +26,28 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[3]
+from seccollect_dev.simulators import SIMULATORS
+
+REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_HOME = REPO / ".airflow"
 DEMO_DIR = REPO / ".demo"
-NETSKOPE_PORT = int(os.environ.get("DEMO_NETSKOPE_PORT", "18801"))
-MOTO_PORT = int(os.environ.get("DEMO_MOTO_PORT", "18802"))
-DEMO_V1_TOKEN = "demo-netskope-v1-token"
-DEMO_V2_TOKEN = "demo-netskope-v2-token"
 WAREHOUSE_PATH = DEMO_DIR / "warehouse.duckdb"
+SIMULATORS_STATE = DEMO_DIR / "simulators.json"
+
+
+def simulator_port(name: str) -> int:
+    """The demo's port for simulator ``name``: its ``default_port``, or ``DEMO_<NAME>_PORT``."""
+    return int(os.environ.get(f"DEMO_{name.upper()}_PORT", SIMULATORS[name].default_port))
+
+
+def simulator_urls() -> dict[str, str]:
+    """Where each simulator listens during the demo and ``make airflow``."""
+    return {name: f"http://127.0.0.1:{simulator_port(name)}" for name in SIMULATORS}
 
 
 def demo_environment() -> dict[str, str]:
@@ -50,37 +61,19 @@ def demo_environment() -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "CONNECTORS_DIR": str(DEMO_DIR / "connectors"),
         "SECCOLLECT_STAGING_URL": "file://" + str(DEMO_DIR / "staging"),
-        "SIM_NETSKOPE_V1_TOKEN": DEMO_V1_TOKEN,
-        "SIM_NETSKOPE_V2_TOKEN": DEMO_V2_TOKEN,
         "SCARF_NO_ANALYTICS": "true",
         "DO_NOT_TRACK": "1",
     }
 
 
 def demo_connections() -> dict[str, dict[str, Any]]:
-    """The Airflow connections of the demo instances, pointing at the local simulators."""
-    netskope_url = f"http://127.0.0.1:{NETSKOPE_PORT}"
-    return {
-        "seccollect_warehouse": {"conn_type": "duckdb", "host": str(WAREHOUSE_PATH)},
-        "netskope_demo": {
-            "conn_type": "netskope",
-            "host": "demo",
-            "password": DEMO_V2_TOKEN,
-            "extra": json.dumps({"api_version": "v2", "base_url": netskope_url}),
-        },
-        "netskope_demo_v1": {
-            "conn_type": "netskope",
-            "host": "demo",
-            "password": DEMO_V1_TOKEN,
-            "extra": json.dumps({"api_version": "v1", "base_url": netskope_url}),
-        },
-        "aws_demo": {
-            "conn_type": "aws",
-            "login": "demo-access-key",
-            "password": "demo-secret-key",
-            "extra": json.dumps({"endpoint_url": f"http://127.0.0.1:{MOTO_PORT}", "region_name": "us-east-1"}),
-        },
+    """The Airflow connections of the demo instances: the warehouse, and each simulator's own."""
+    connections: dict[str, dict[str, Any]] = {
+        "seccollect_warehouse": {"conn_type": "duckdb", "host": str(WAREHOUSE_PATH)}
     }
+    for name, url in simulator_urls().items():
+        connections.update(SIMULATORS[name].connections(url))
+    return connections
 
 
 def _airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -115,51 +108,45 @@ def prepare_airflow(env: dict[str, str]) -> None:
     _airflow("pools", "set", "warehouse_loads", "1", "one writer at a time (DuckDB allows a single writer)", env=env)
 
 
-def _wait_for_port(port: int, timeout: float = 30.0) -> None:
-    import socket
-
+def _wait_for_state(proc: subprocess.Popen[bytes], state_file: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """The simulators' state file, written once every one of them listens."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
+    while not state_file.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the simulators exited with {proc.returncode}; see {DEMO_DIR / 'simulators.log'}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the simulators did not start within {timeout:.0f}s")
         time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+    return json.loads(state_file.read_text())
 
 
 @contextmanager
-def background(cmd: list[str], env: dict[str, str], port: int, log_name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``cmd`` until the block ends; it must listen on ``port`` first."""
-    log = open(DEMO_DIR / log_name, "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_for_port(port)
-        yield proc
-    finally:
-        proc.terminate()
+def services(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Run every simulator in one process until the block ends; yields ``{name: url}``.
+
+    The simulators that hold plain data (moto's buckets) are populated before the block starts.
+    """
+    ports = [arg for name in SIMULATORS for arg in (f"--{name}-port", str(simulator_port(name)))]
+    cmd = [sys.executable, "-m", "seccollect_dev.simulators", *ports, "--hours", "3",
+           "--state-file", str(SIMULATORS_STATE)]
+    SIMULATORS_STATE.unlink(missing_ok=True)
+    with open(DEMO_DIR / "simulators.log", "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def services(env: dict[str, str]) -> ExitStack:
-    """Start the vendor simulators and moto; the returned stack stops them."""
-    stack = ExitStack()
-    python = sys.executable
-    stack.enter_context(
-        background(
-            [python, "-m", "seccollect.simulators", "--netskope-port", str(NETSKOPE_PORT), "--hours", "3",
-             "--state-file", str(DEMO_DIR / "simulators.json")],
-            env, NETSKOPE_PORT, "simulators.log",
-        )
-    )
-    stack.enter_context(
-        background([python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(MOTO_PORT)], env, MOTO_PORT, "moto.log")
-    )
-    return stack
+            state = _wait_for_state(proc, SIMULATORS_STATE)
+            urls = {name: info["url"] for name, info in state.items()}
+            now = datetime.now(UTC)
+            for name, url in urls.items():
+                populate = SIMULATORS[name].populate
+                if populate is not None:
+                    populate(url, now)
+            yield urls
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def intervals(dag: Any, now: datetime, span: timedelta) -> list[tuple[datetime, datetime]]:
@@ -268,11 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     for conn_id, conn in demo_connections().items():
         os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
     started = time.monotonic()
-    with services(env):
-        print(f"Simulators: Netskope http://127.0.0.1:{NETSKOPE_PORT}, S3/STS (moto) http://127.0.0.1:{MOTO_PORT}")
-        from seccollect.devtools.demo_data import populate_demo_buckets
-
-        populate_demo_buckets(f"http://127.0.0.1:{MOTO_PORT}", datetime.now(UTC))
+    with services(env) as urls:
+        print("Simulators: " + ", ".join(f"{name} {url}" for name, url in urls.items()))
         print(f"Running every enabled DAG over the last {args.minutes} minutes of intervals:", flush=True)
         runs = run_dags(timedelta(minutes=args.minutes))
     print()

@@ -1,7 +1,8 @@
 """``make airflow``: the Airflow UI (``airflow standalone``) on the demo's home, DAGs and connections.
 
-The vendor simulators and moto are started on the demo's ports too, so triggering a DAG, a backfill
-or a connection's Test button from the UI works against them. Ctrl-C stops everything.
+Every simulator (the Netskope API, moto's S3/STS) is started on the demo's ports too, and moto's buckets
+are filled, so triggering a DAG, a backfill or a connection's Test button from the UI works against
+them. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from seccollect.devtools.demo import AIRFLOW_HOME, demo_environment, prepare_airflow, services
+from seccollect_dev.demo import AIRFLOW_HOME, demo_environment, prepare_airflow, services
 
 
 def main() -> int:

@@ -16,21 +16,36 @@ Behaviour that the reference marks [INFERRED] / [UNCONFIRMED] is a field of
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import dataclasses
+import json
 import math
+import os
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from random import Random
 from typing import Any
 
-from seccollect.simulators.base import SimRequest, SimResponse, SimulatorApp
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from seccollect_dev.simulators.base import (
+    SimulatorApp,
+    SimulatorServer,
+    control_route,
+    query_arg,
+    request_params,
+)
+from seccollect_dev.simulators.spec import SimulatorSpec
 
 __all__ = [
     "ALL_V2_SCOPES",
@@ -39,6 +54,8 @@ __all__ = [
     "NetskopeDataset",
     "NetskopeOptions",
     "NetskopeSimulator",
+    "QUERY_NOT_SIMULATED",
+    "SIMULATOR",
     "V1_ALERTS_PATH",
     "V1_EVENTS_PATH",
     "V2_DATA_PATHS",
@@ -94,8 +111,9 @@ class NetskopeOptions:
     v1_auth_error_status: int = 200
     #: v1 page size when `limit` is absent (not documented).
     v1_default_limit: int = 5000
-    #: v1 `limit` must be a positive integer up to this (doc: max 10000 per response).
-    v1_max_limit: int = 10000
+    #: Largest v1 `limit`: the doc says "a positive integer less than 10000" (§2.2), so a tenant
+    #: enforcing it answers `limit=10000` with the v1 error body; 9999 is the largest page.
+    v1_max_limit: int = 9999
     #: (requests, seconds) sliding window for v1 (doc: 24 per 5 s); None disables.
     v1_rate_limit: tuple[int, float] | None = (24, 5.0)
     #: Reject a v1 call without any time selector (the doc only forbids using several).
@@ -806,122 +824,16 @@ class NetskopeDataset:
 
 
 # --------------------------------------------------------------------------------------------
-# `query` filter language (doc §2.2 / §3.2): `field op value [and field op value ...]`
-# --------------------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"\s*(?:(\[)|(\])|(,)|'([^']*)'|\"([^\"]*)\"|([^\s,\[\]]+))")
-_OPS = {"eq", "neq", "ne", "gt", "gte", "lt", "lte", "in", "like"}
-
-
-class QueryError(ValueError):
-    pass
-
-
-def _parse_query(text: str) -> list[tuple[str, str, Any]]:
-    tokens: list[tuple[str, Any]] = []
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            raise QueryError(f"cannot parse query near {text[pos:]!r}")
-        pos = m.end()
-        if m.group(1):
-            tokens.append(("[", None))
-        elif m.group(2):
-            tokens.append(("]", None))
-        elif m.group(3):
-            tokens.append((",", None))
-        elif m.group(4) is not None or m.group(5) is not None:
-            tokens.append(("str", m.group(4) if m.group(4) is not None else m.group(5)))
-        else:
-            tokens.append(("word", m.group(6)))
-    clauses = []
-    i = 0
-    while i < len(tokens):
-        if len(tokens) - i < 3 or tokens[i][0] != "word" or tokens[i + 1][0] != "word":
-            raise QueryError("expected `field op value`")
-        fld, op = tokens[i][1], tokens[i + 1][1].lower()
-        if op not in _OPS:
-            raise QueryError(f"unsupported operator {op!r}")
-        i += 2
-        if op == "in":
-            if tokens[i][0] != "[":
-                raise QueryError("`in` needs a [ list ]")
-            values = []
-            i += 1
-            while i < len(tokens) and tokens[i][0] != "]":
-                if tokens[i][0] in ("str", "word"):
-                    values.append(tokens[i][1])
-                i += 1
-            if i >= len(tokens):
-                raise QueryError("unterminated list")
-            i += 1
-            clauses.append((fld, op, values))
-        else:
-            if tokens[i][0] not in ("str", "word"):
-                raise QueryError("expected a value")
-            clauses.append((fld, op, tokens[i][1]))
-            i += 1
-        if i < len(tokens):
-            if tokens[i] != ("word", tokens[i][1]) or str(tokens[i][1]).lower() != "and":
-                raise QueryError("clauses must be joined with `and`")
-            i += 1
-            if i >= len(tokens):
-                raise QueryError("dangling `and`")
-    return clauses
-
-
-def _lookup(record: Mapping[str, Any], dotted: str) -> list[Any]:
-    values: list[Any] = [record]
-    for part in dotted.split("."):
-        nxt: list[Any] = []
-        for v in values:
-            if isinstance(v, Mapping) and part in v:
-                item = v[part]
-                nxt.extend(item if isinstance(item, list) else [item])
-            elif isinstance(v, list):
-                nxt.extend(x[part] for x in v if isinstance(x, Mapping) and part in x)
-        values = nxt
-    return values
-
-
-def _compare(actual: Any, op: str, expected: Any) -> bool:
-    if op == "in":
-        return str(actual) in {str(e) for e in expected}
-    if op == "like":
-        return str(expected).lower() in str(actual).lower()
-    try:
-        a: Any = float(actual)
-        e: Any = float(expected)
-    except (TypeError, ValueError):
-        a, e = str(actual), str(expected)
-    return {
-        "eq": a == e,
-        "neq": a != e,
-        "ne": a != e,
-        "gt": a > e,
-        "gte": a >= e,
-        "lt": a < e,
-        "lte": a <= e,
-    }[op]
-
-
-def _query_matches(record: Mapping[str, Any], clauses: list[tuple[str, str, Any]]) -> bool:
-    for fld, op, value in clauses:
-        actual = _lookup(record, fld)
-        if op in ("neq", "ne"):
-            if any(_compare(a, "eq", value) for a in actual):
-                return False
-            continue
-        if not any(_compare(a, op, value) for a in actual):
-            return False
-    return True
-
-
-# --------------------------------------------------------------------------------------------
 # Simulator
 # --------------------------------------------------------------------------------------------
+
+
+#: The answer to any `query` parameter. The simulator once parsed the filter language; the collector
+#: never sends it, and a client that relied on it would silently get unfiltered data, so it fails loudly.
+QUERY_NOT_SIMULATED = (
+    "query filters are not simulated: this Netskope simulator serves only the documented type/acked and "
+    "time-window filters, remove the query parameter"
+)
 
 
 class _BadRequest(Exception):
@@ -938,6 +850,10 @@ class NetskopeSimulator(SimulatorApp):
     sub-paths). Records whose ``_insertion_epoch_timestamp`` is later than ``clock()`` are not
     served yet. ``monotonic`` drives the rate limiters, separate from ``clock`` so a test can
     freeze "now" for the data and still get (or freeze) throttling.
+
+    Not simulated: the ``query`` filter language (doc §2.2/§3.2); a request carrying ``query`` gets
+    the vendor-shaped error (v1: HTTP 200 ``status: error``; v2: 400 ``{"message"}``) rather than
+    unfiltered data. v1 ``limit`` must be below 10000 (doc §2.2), as a strict tenant demands.
 
     Extra control endpoints: ``POST /_sim/netskope/tokens`` ``{"token", "version": 1|2,
     "scopes": [...]}``, ``POST /_sim/netskope/expire`` ``{"token"}``, ``POST
@@ -956,7 +872,6 @@ class NetskopeSimulator(SimulatorApp):
         monotonic: Callable[[], float] | None = None,
         options: NetskopeOptions | None = None,
     ) -> None:
-        super().__init__(clock=clock)
         self.dataset = dataset
         # A private copy: set_rate_limit() must not leak into other simulators sharing options.
         opts = options or NetskopeOptions()
@@ -978,14 +893,21 @@ class NetskopeSimulator(SimulatorApp):
             self._by_insertion[content] = recs
             self._insertion_keys[content] = [r["_insertion_epoch_timestamp"] for r in recs]
 
-        for path in (V1_ALERTS_PATH, V1_EVENTS_PATH):
-            self.route(("GET", "POST"), path, self._v1)
-        self.route(("GET",), V2_DATA_PREFIX + "{kind}", self._v2_data)
-        self.route(("GET",), V2_POPS_PATH, self._v2_pops)
-        self.route(("GET",), V2_TUNNELS_PATH, self._v2_tunnels)
-        self.route("POST", "/_sim/netskope/tokens", self._ctl_tokens, control=True)
-        self.route("POST", "/_sim/netskope/expire", self._ctl_expire, control=True)
-        self.route("POST", "/_sim/netskope/rate_limit", self._ctl_rate_limit, control=True)
+        super().__init__(
+            routes=[
+                Route(V1_ALERTS_PATH, self._v1, methods=["GET", "POST"]),
+                Route(V1_EVENTS_PATH, self._v1, methods=["GET", "POST"]),
+                Route(V2_DATA_PREFIX + "{kind}", self._v2_data, methods=["GET"]),
+                Route(V2_POPS_PATH, self._v2_pops, methods=["GET"]),
+                Route(V2_TUNNELS_PATH, self._v2_tunnels, methods=["GET"]),
+            ],
+            control_routes=[
+                control_route("/_sim/netskope/tokens", self._ctl_tokens, ["POST"]),
+                control_route("/_sim/netskope/expire", self._ctl_expire, ["POST"]),
+                control_route("/_sim/netskope/rate_limit", self._ctl_rate_limit, ["POST"]),
+            ],
+            clock=clock,
+        )
 
     # -- tokens and limits --------------------------------------------------------------------
 
@@ -1024,8 +946,8 @@ class NetskopeSimulator(SimulatorApp):
     # -- vendor error shapes ------------------------------------------------------------------
 
     @staticmethod
-    def _is_v1(request: SimRequest) -> bool:
-        return request.path.startswith("/api/v1/")
+    def _is_v1(request: Request) -> bool:
+        return request.url.path.startswith("/api/v1/")
 
     @staticmethod
     def _phrase(status: int) -> str:
@@ -1034,25 +956,25 @@ class NetskopeSimulator(SimulatorApp):
         except ValueError:
             return "Error"
 
-    def _v1_error(self, message: str, error_code: str = "Invalid Request", status: int = 200) -> SimResponse:
-        return SimResponse.json(
-            {"status": "error", "errorCode": error_code, "errors": [message]}, status=status
+    def _v1_error(self, message: str, error_code: str = "Invalid Request", status: int = 200) -> Response:
+        return JSONResponse(
+            {"status": "error", "errorCode": error_code, "errors": [message]}, status_code=status
         )
 
-    def error_body(self, status: int, request: SimRequest) -> SimResponse:
+    def error_body(self, status: int, request: Request) -> Response:
         """v1: ``{"status":"error","errorCode":...,"errors":[...]}``; v2: ``{"message":...}``."""
         phrase = self._phrase(status)
         if self._is_v1(request):
             return self._v1_error(phrase, error_code=phrase, status=status)
-        return SimResponse.json({"message": phrase}, status=status)
+        return JSONResponse({"message": phrase}, status_code=status)
 
-    def throttle_response(self, request: SimRequest) -> SimResponse:
+    def throttle_response(self, request: Request) -> Response:
         if self._is_v1(request):
-            return self._v1_error("Too many requests", error_code="Too Many Requests", status=429)
-        limit = self._v2_limit(request.path)
-        return SimResponse.json(
+            return self._v1_throttled()
+        limit = self._v2_limit(request.url.path)
+        return JSONResponse(
             {"message": "API rate limit exceeded"},
-            status=429,
+            status_code=429,
             headers={
                 "RateLimit-Limit": str(limit),
                 "RateLimit-Remaining": "0",
@@ -1077,10 +999,18 @@ class NetskopeSimulator(SimulatorApp):
             self._v1_window.append(now)
             return True
 
-    def _v1(self, request: SimRequest) -> SimResponse:
+    def _v1_throttled(self) -> Response:
+        return self._v1_error("Too many requests", error_code="Too Many Requests", status=429)
+
+    async def _v1(self, request: Request) -> Response:
+        """v1 takes its parameters from the query string, a JSON body or a form body (doc §2.1)."""
+        params = await request_params(request)
+        # The selection is CPU work under a threading lock: keep it off the event loop.
+        return await run_in_threadpool(self._v1_serve, request.url.path, params)
+
+    def _v1_serve(self, path: str, params: Mapping[str, list[str]]) -> Response:
         if not self._v1_rate_ok():
-            return self.throttle_response(request)
-        params = request.params()
+            return self._v1_throttled()
 
         def arg(name: str) -> str | None:
             values = params.get(name)
@@ -1096,11 +1026,11 @@ class NetskopeSimulator(SimulatorApp):
                 status=self.options.v1_auth_error_status,
             )
         try:
-            return self._v1_query(request.path, arg)
+            return self._v1_query(path, arg)
         except _BadRequest as exc:
             return self._v1_error(exc.message)
 
-    def _v1_query(self, path: str, arg: Callable[[str], str | None]) -> SimResponse:
+    def _v1_query(self, path: str, arg: Callable[[str], str | None]) -> Response:
         opts = self.options
         is_alerts = path == V1_ALERTS_PATH
         if is_alerts:
@@ -1120,7 +1050,8 @@ class NetskopeSimulator(SimulatorApp):
         window = self._v1_window_args(arg, now)
         limit = self._int_arg(arg("limit"), "limit", opts.v1_default_limit, 1, opts.v1_max_limit)
         skip = self._int_arg(arg("skip"), "skip", 0, 0, None)
-        clauses = self._query_arg(arg("query"))
+        if arg("query") is not None:
+            raise _BadRequest(QUERY_NOT_SIMULATED)
         alert_type = (arg("type") or arg("alert_type")) if is_alerts else None
         records = self._select(
             contents,
@@ -1128,7 +1059,6 @@ class NetskopeSimulator(SimulatorApp):
             now,
             alert_type=alert_type,
             acked=arg("acked") if is_alerts else None,
-            clauses=clauses,
         )
         if (arg("unsorted") or "").lower() == "true":
             records.sort(key=lambda r: r["_id"])
@@ -1136,7 +1066,7 @@ class NetskopeSimulator(SimulatorApp):
             records.sort(
                 key=lambda r: (r["timestamp"], r["_id"], r["_insertion_epoch_timestamp"]), reverse=True
             )
-        return SimResponse.json({"status": "success", "msg": "", "data": records[skip : skip + limit]})
+        return JSONResponse({"status": "success", "msg": "", "data": records[skip : skip + limit]})
 
     def _v1_window_args(self, arg: Callable[[str], str | None], now: int) -> tuple[str, int, int] | None:
         opts = self.options
@@ -1180,19 +1110,20 @@ class NetskopeSimulator(SimulatorApp):
     def _v2_limit(self, path: str) -> int:
         return self.options.v2_rate_limits.get(path, self.options.v2_default_rate_limit)
 
-    def _v2_guard(self, request: SimRequest) -> tuple[SimResponse | None, dict[str, str]]:
+    def _v2_guard(self, request: Request) -> tuple[Response | None, dict[str, str]]:
         """Rate limit then auth; returns (error response or None, RateLimit-* headers)."""
-        limit = self._v2_limit(request.path)
+        path = request.url.path
+        limit = self._v2_limit(path)
         now = self.monotonic()
         second = int(now)
         with self._lock:
-            window, used = self._v2_windows.get(request.path, (second, 0))
+            window, used = self._v2_windows.get(path, (second, 0))
             if window != second:
                 window, used = second, 0
             allowed = used < limit
             if allowed:
                 used += 1
-            self._v2_windows[request.path] = (window, used)
+            self._v2_windows[path] = (window, used)
         reset = max(1, math.ceil(second + 1 - now))
         headers = {
             "RateLimit-Limit": str(limit),
@@ -1200,9 +1131,9 @@ class NetskopeSimulator(SimulatorApp):
             "RateLimit-Reset": str(reset),
         }
         if not allowed:
-            resp = SimResponse.json(
+            resp = JSONResponse(
                 {"message": "API rate limit exceeded"},
-                status=429,
+                status_code=429,
                 headers={**headers, "Retry-After": str(reset)},
             )
             return resp, headers
@@ -1215,17 +1146,15 @@ class NetskopeSimulator(SimulatorApp):
             scopes = self._v2_tokens.get(token or "")
             expired = token in self._expired
         if not token:
-            return SimResponse.json({"message": "Missing Netskope-Api-Token header"}, 401, headers), headers
+            return JSONResponse({"message": "Missing Netskope-Api-Token header"}, 401, headers), headers
         if scopes is None or expired:
             msg = "Token expired" if expired else "Invalid token"
-            return SimResponse.json({"message": msg}, 401, headers), headers
-        if not any(request.path == s or request.path.startswith(s.rstrip("/") + "/") for s in scopes):
-            return SimResponse.json(
-                {"message": f"Token is not authorized for {request.path}"}, 403, headers
-            ), headers
+            return JSONResponse({"message": msg}, 401, headers), headers
+        if not any(path == s or path.startswith(s.rstrip("/") + "/") for s in scopes):
+            return JSONResponse({"message": f"Token is not authorized for {path}"}, 403, headers), headers
         return None, headers
 
-    def _v2_data(self, request: SimRequest) -> SimResponse:
+    def _v2_data(self, request: Request) -> Response:
         kind = request.path_params["kind"]
         if kind not in V2_EVENT_KINDS:
             return self.error_body(404, request)
@@ -1233,42 +1162,42 @@ class NetskopeSimulator(SimulatorApp):
         if denied is not None:
             return denied
         opts = self.options
+
+        def arg(name: str) -> str | None:
+            return query_arg(request, name)
+
         try:
             now = int(self.clock())
-            has_ev = request.arg("starttime") is not None or request.arg("endtime") is not None
-            has_ins = (
-                request.arg("insertionstarttime") is not None or request.arg("insertionendtime") is not None
-            )
+            has_ev = arg("starttime") is not None or arg("endtime") is not None
+            has_ins = arg("insertionstarttime") is not None or arg("insertionendtime") is not None
             if has_ev and has_ins:
                 raise _BadRequest("Use either starttime/endtime or insertionstarttime/insertionendtime")
             if has_ev or has_ins:
-                window: tuple[str, int, int] | None = self._pair_window(
-                    request.arg, "insertion" if has_ins else ""
-                )
+                window: tuple[str, int, int] | None = self._pair_window(arg, "insertion" if has_ins else "")
             elif opts.v2_require_time_selector:
                 raise _BadRequest("starttime/endtime or insertionstarttime/insertionendtime is required")
             else:
                 window = None
-            limit = self._int_arg(request.arg("limit"), "limit", opts.v2_default_limit, 1, opts.v2_max_limit)
-            offset = self._int_arg(request.arg("offset"), "offset", 0, 0, opts.v2_max_offset)
-            clauses = self._query_arg(request.arg("query"))
+            limit = self._int_arg(arg("limit"), "limit", opts.v2_default_limit, 1, opts.v2_max_limit)
+            offset = self._int_arg(arg("offset"), "offset", 0, 0, opts.v2_max_offset)
+            if arg("query") is not None:
+                raise _BadRequest(QUERY_NOT_SIMULATED)
             is_alert = kind == "alert"
             contents = (kind,) if kind in NetskopeDataset.CONTENT_TYPES else ()
             records = self._select(
                 contents,
                 window,
                 now,
-                alert_type=request.arg("type") if is_alert else None,
-                acked=request.arg("acked") if is_alert else None,
-                clauses=clauses,
+                alert_type=arg("type") if is_alert else None,
+                acked=arg("acked") if is_alert else None,
             )
         except _BadRequest as exc:
-            return SimResponse.json({"message": exc.message}, exc.status, headers)
-        fields_arg = request.arg("fields")
+            return JSONResponse({"message": exc.message}, exc.status, headers)
+        fields_arg = arg("fields")
         if fields_arg:
             agg = re.fullmatch(r"\s*(\w+)\s*:\s*count\(\s*_id\s*\)\s*", fields_arg)
             if agg:
-                return SimResponse.json({"ok": 1, "result": [{agg.group(1): len(records)}]}, headers=headers)
+                return JSONResponse({"ok": 1, "result": [{agg.group(1): len(records)}]}, headers=headers)
         records.sort(
             key=lambda r: (r["timestamp"], r["_id"], r["_insertion_epoch_timestamp"]),
             reverse=opts.v2_order == "desc",
@@ -1277,22 +1206,22 @@ class NetskopeSimulator(SimulatorApp):
         if fields_arg:
             wanted = [f.strip() for f in fields_arg.split(",") if f.strip()]
             page = [{f: r[f] for f in wanted if f in r} for r in page]
-        return SimResponse.json({"ok": 1, "result": page}, headers=headers)
+        return JSONResponse({"ok": 1, "result": page}, headers=headers)
 
-    def _paging(self, request: SimRequest, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _paging(self, request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Steering lists: `offset`/`limit`, everything when `limit` is absent (not documented)."""
-        offset = self._int_arg(request.arg("offset"), "offset", 0, 0, None)
-        if not request.arg("limit"):
+        offset = self._int_arg(query_arg(request, "offset"), "offset", 0, 0, None)
+        if not query_arg(request, "limit"):
             return items[offset:]
-        limit = self._int_arg(request.arg("limit"), "limit", None, 1, None)
+        limit = self._int_arg(query_arg(request, "limit"), "limit", None, 1, None)
         return items[offset : offset + limit]
 
-    def _v2_pops(self, request: SimRequest) -> SimResponse:
+    def _v2_pops(self, request: Request) -> Response:
         denied, headers = self._v2_guard(request)
         if denied is not None:
             return denied
         try:
-            lat_arg, long_arg = request.arg("lat"), request.arg("long")
+            lat_arg, long_arg = query_arg(request, "lat"), query_arg(request, "long")
             try:
                 lat = float(lat_arg) if lat_arg is not None else _REFERENCE_POINT[0]
                 lon = float(long_arg) if long_arg is not None else _REFERENCE_POINT[1]
@@ -1307,19 +1236,19 @@ class NetskopeSimulator(SimulatorApp):
             items = [p for _, p in pops]
             page = self._paging(request, items)
         except _BadRequest as exc:
-            return SimResponse.json({"message": exc.message}, exc.status, headers)
-        return SimResponse.json({"total": len(items), "result": page}, headers=headers)
+            return JSONResponse({"message": exc.message}, exc.status, headers)
+        return JSONResponse({"total": len(items), "result": page}, headers=headers)
 
-    def _v2_tunnels(self, request: SimRequest) -> SimResponse:
+    def _v2_tunnels(self, request: Request) -> Response:
         denied, headers = self._v2_guard(request)
         if denied is not None:
             return denied
         items = list(self.dataset.tunnels)
         if self.options.tunnel_query_filters:
             site, pop, status = (
-                request.arg("query.site"),
-                request.arg("query.pop"),
-                request.arg("query.status"),
+                query_arg(request, "query.site"),
+                query_arg(request, "query.pop"),
+                query_arg(request, "query.status"),
             )
             if site is not None:
                 items = [t for t in items if t["site"] == site]
@@ -1330,8 +1259,8 @@ class NetskopeSimulator(SimulatorApp):
         try:
             page = self._paging(request, items)
         except _BadRequest as exc:
-            return SimResponse.json({"message": exc.message}, exc.status, headers)
-        return SimResponse.json({"status": 200, "total": len(items), "result": page}, headers=headers)
+            return JSONResponse({"message": exc.message}, exc.status, headers)
+        return JSONResponse({"status": 200, "total": len(items), "result": page}, headers=headers)
 
     # -- shared selection -----------------------------------------------------------------------
 
@@ -1350,15 +1279,6 @@ class NetskopeSimulator(SimulatorApp):
             raise _BadRequest(f"{name} must be {bound}, got {value}")
         return value
 
-    @staticmethod
-    def _query_arg(raw: str | None) -> list[tuple[str, str, Any]]:
-        if not raw:
-            return []
-        try:
-            return _parse_query(raw)
-        except QueryError as exc:
-            raise _BadRequest(f"Invalid query: {exc}") from None
-
     def _select(
         self,
         contents: Iterable[str],
@@ -1367,7 +1287,6 @@ class NetskopeSimulator(SimulatorApp):
         *,
         alert_type: str | None = None,
         acked: str | None = None,
-        clauses: list[tuple[str, str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """Visible records (inserted by ``now``) in ``window``, after the filters."""
         opts = self.options
@@ -1408,27 +1327,107 @@ class NetskopeSimulator(SimulatorApp):
                     continue
                 if acked is not None and rec.get("acked") != acked.lower():
                     continue
-                if clauses and not _query_matches(rec, clauses):
-                    continue
                 out.append(rec)
         return out
 
     # -- control ------------------------------------------------------------------------------
 
-    def _ctl_tokens(self, request: SimRequest) -> SimResponse:
-        payload = request.json()
+    async def _ctl_tokens(self, request: Request) -> Response:
+        payload = await request.json()
         token = str(payload["token"])
         if int(payload.get("version", 2)) == 1:
             self.add_v1_token(token)
         else:
             self.add_v2_token(token, payload.get("scopes", ALL_V2_SCOPES))
-        return SimResponse.json({"ok": True})
+        return JSONResponse({"ok": True})
 
-    def _ctl_expire(self, request: SimRequest) -> SimResponse:
-        self.expire_token(str(request.json()["token"]))
-        return SimResponse.json({"ok": True})
+    async def _ctl_expire(self, request: Request) -> Response:
+        self.expire_token(str((await request.json())["token"]))
+        return JSONResponse({"ok": True})
 
-    def _ctl_rate_limit(self, request: SimRequest) -> SimResponse:
-        payload = request.json()
+    async def _ctl_rate_limit(self, request: Request) -> Response:
+        payload = await request.json()
         self.set_rate_limit(str(payload["path"]), payload.get("rps"))
-        return SimResponse.json({"ok": True})
+        return JSONResponse({"ok": True})
+
+
+# --------------------------------------------------------------------------------------------
+# As a process (python -m seccollect_dev.simulators) and in the demo
+# --------------------------------------------------------------------------------------------
+
+#: The demo's fixed port for the Netskope simulator.
+DEFAULT_PORT = 18801
+
+
+def _tokens() -> tuple[str, str, tuple[str, ...]]:
+    """(v1 token, v2 token, v2 scopes) from the environment.
+
+    The environment, because the simulator process and the demo (or docker-compose) that writes
+    the Airflow connections must agree on the tokens without talking to each other.
+    """
+    scopes_env = os.environ.get("SIM_NETSKOPE_V2_SCOPES")
+    scopes = tuple(s.strip() for s in scopes_env.split(",") if s.strip()) if scopes_env else ALL_V2_SCOPES
+    return (
+        os.environ.get("SIM_NETSKOPE_V1_TOKEN", "sim-netskope-v1-token"),
+        os.environ.get("SIM_NETSKOPE_V2_TOKEN", "sim-netskope-v2-token"),
+        scopes,
+    )
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("netskope")
+    group.add_argument(
+        "--netskope-rates", default="", help="records per hour, e.g. alert=600,application=900,page=1500"
+    )
+
+
+def build_simulator(args: argparse.Namespace) -> NetskopeSimulator:
+    """The simulator the CLI serves: ``args.hours`` of data up to now, tokens from the environment
+    (``SIM_NETSKOPE_V1_TOKEN``, ``SIM_NETSKOPE_V2_TOKEN``, ``SIM_NETSKOPE_V2_SCOPES``)."""
+    rates: dict[str, float] = {}
+    for item in filter(None, (p.strip() for p in args.netskope_rates.split(","))):
+        key, _, value = item.partition("=")
+        rates[key.strip()] = float(value)
+    end = datetime.now(UTC).replace(microsecond=0)
+    dataset = NetskopeDataset(seed=args.seed, start=end - timedelta(hours=args.hours), end=end, rates=rates)
+    v1_token, v2_token, scopes = _tokens()
+    return NetskopeSimulator(dataset, v1_token=v1_token, v2_tokens={v2_token: scopes})
+
+
+def _start(args: argparse.Namespace, host: str, port: int) -> SimulatorServer:
+    return SimulatorServer(build_simulator(args), host=host, port=port).start()
+
+
+def _connections(url: str) -> dict[str, dict[str, Any]]:
+    """The demo's two Netskope instances: ``acme`` over v2, ``globex`` over v1."""
+    v1_token, v2_token, _ = _tokens()
+    return {
+        "netskope_demo": {
+            "conn_type": "netskope",
+            "host": "demo",
+            "password": v2_token,
+            "extra": json.dumps({"api_version": "v2", "base_url": url}),
+        },
+        "netskope_demo_v1": {
+            "conn_type": "netskope",
+            "host": "demo",
+            "password": v1_token,
+            "extra": json.dumps({"api_version": "v1", "base_url": url}),
+        },
+    }
+
+
+SIMULATOR = SimulatorSpec(
+    name="netskope",
+    default_port=DEFAULT_PORT,
+    add_arguments=_add_arguments,
+    start=_start,
+    connections=_connections,
+    help="""\
+netskope control endpoints (besides /_sim/faults, /_sim/reset, /_sim/stats, /_sim/clock):
+  POST /_sim/netskope/tokens      {"token": "...", "version": 1|2, "scopes": ["/api/v2/..."]}
+  POST /_sim/netskope/expire      {"token": "..."}: from now on 401 (v2) / the auth error body (v1)
+  POST /_sim/netskope/rate_limit  {"path": "/api/v2/events/data/alert", "rps": 4} (null = default)
+  Tokens: SIM_NETSKOPE_V1_TOKEN, SIM_NETSKOPE_V2_TOKEN (scopes: SIM_NETSKOPE_V2_SCOPES) in the environment.
+""",
+)

@@ -1,22 +1,27 @@
-"""The vendor-neutral simulator framework, exercised through real sockets and ``requests``."""
+"""The vendor-neutral simulator framework (Starlette + uvicorn), exercised through real sockets and ``requests``."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import requests
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from seccollect.simulators.base import (
+from seccollect_dev.simulators.base import (
     FaultPlan,
-    Headers,
     SimClock,
-    SimRequest,
-    SimResponse,
     SimulatorApp,
     SimulatorServer,
+    merge_params,
+    query_arg,
+    request_params,
 )
 
 
@@ -26,34 +31,54 @@ class ItemsApp(SimulatorApp):
     name = "items"
 
     def __init__(self) -> None:
-        super().__init__()
         self.items = [{"id": i} for i in range(25)]
-        self.route("GET", "/items", self._items)
-        self.route(("GET", "POST"), "/echo/{name}", self._echo)
-        self.route("GET", "/boom", self._boom)
+        super().__init__(
+            routes=[
+                Route("/items", self._items, methods=["GET"]),
+                Route("/echo/{name}", self._echo, methods=["GET", "POST"]),
+                Route("/boom", self._boom, methods=["GET"]),
+            ]
+        )
 
-    def _items(self, request: SimRequest) -> SimResponse:
-        offset = int(request.arg("offset", "0"))
-        limit = int(request.arg("limit", "10"))
-        return SimResponse.json({"items": self.items[offset : offset + limit]})
+    def _items(self, request: Request) -> Response:
+        offset = int(query_arg(request, "offset", "0"))
+        limit = int(query_arg(request, "limit", "10"))
+        return JSONResponse({"items": self.items[offset : offset + limit]})
 
-    def _echo(self, request: SimRequest) -> SimResponse:
-        return SimResponse.json(
+    async def _echo(self, request: Request) -> Response:
+        return JSONResponse(
             {
                 "name": request.path_params["name"],
-                "params": request.params(),
+                "params": await request_params(request),
                 "x_key": request.headers.get("X-KEY"),
             }
         )
 
-    def _boom(self, request: SimRequest) -> SimResponse:
+    def _boom(self, request: Request) -> Response:
         raise RuntimeError("handler bug")
 
-    def error_body(self, status: int, request: SimRequest) -> SimResponse:
-        return SimResponse.json({"vendor_error": status}, status=status)
+    def error_body(self, status: int, request: Request) -> Response:
+        return JSONResponse({"vendor_error": status}, status_code=status)
 
-    def throttle_response(self, request: SimRequest) -> SimResponse:
-        return SimResponse.json({"vendor_throttled": True}, status=429, headers={"Retry-After": "7"})
+    def throttle_response(self, request: Request) -> Response:
+        return JSONResponse({"vendor_throttled": True}, status_code=429, headers={"Retry-After": "7"})
+
+
+def build_request(method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b"") -> Request:
+    """A Starlette request without a socket (what the old ``SimRequest.build`` gave the tests)."""
+    path, _, query = target.partition("?")
+    scope = {
+        "type": "http",
+        "method": method.upper(),
+        "path": path,
+        "query_string": query.encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    }
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)
 
 
 @pytest.fixture
@@ -63,26 +88,26 @@ def server() -> Iterator[SimulatorServer]:
 
 
 def test_request_helpers_multi_valued_query_case_insensitive_headers_and_bodies() -> None:
-    req = SimRequest.build(
+    req = build_request(
         "post", "/x?a=1&a=2&b=", headers={"Content-Type": "application/json"}, body=b'{"c": 3, "flag": true}'
     )
-    assert req.query == {"a": ["1", "2"], "b": [""]}
-    assert req.arg("a") == "1"
+    assert {k: req.query_params.getlist(k) for k in req.query_params} == {"a": ["1", "2"], "b": [""]}
+    assert query_arg(req, "a") == "1"
     assert req.headers.get("content-TYPE") == "application/json"
-    assert req.json() == {"c": 3, "flag": True}
-    assert req.params() == {"a": ["1", "2"], "b": [""], "c": ["3"], "flag": ["true"]}
+    assert asyncio.run(req.json()) == {"c": 3, "flag": True}
+    assert asyncio.run(request_params(req)) == {"a": ["1", "2"], "b": [""], "c": ["3"], "flag": ["true"]}
 
-    form = SimRequest.build(
-        "POST", "/x?a=1", headers={"content-type": "application/x-www-form-urlencoded"}, body="a=9&d=4&d=5"
+    form = build_request(
+        "POST", "/x?a=1", headers={"content-type": "application/x-www-form-urlencoded"}, body=b"a=9&d=4&d=5"
     )
-    assert form.form() == {"a": ["9"], "d": ["4", "5"]}
-    assert form.params() == {"a": ["9"], "d": ["4", "5"]}
+    assert merge_params({}, b"a=9&d=4&d=5", "application/x-www-form-urlencoded") == {"a": ["9"], "d": ["4", "5"]}
+    assert asyncio.run(request_params(form)) == {"a": ["9"], "d": ["4", "5"]}
     with pytest.raises(ValueError):
-        form.json()
+        asyncio.run(form.json())
 
-    h = Headers([("RateLimit-Remaining", "3"), ("X-A", "1"), ("x-a", "2")])
-    assert h["ratelimit-remaining"] == "3"
-    assert h.get_all("X-A") == ["1", "2"]
+    h = Headers(raw=[(b"ratelimit-remaining", b"3"), (b"x-a", b"1"), (b"x-a", b"2")])
+    assert h["RateLimit-Remaining"] == "3"
+    assert h.getlist("X-A") == ["1", "2"]
     assert "x-a" in h and "nope" not in h
 
 
@@ -138,6 +163,37 @@ def test_drop_fault_closes_connection_without_response(server: SimulatorServer) 
         requests.get(f"{server.url}/items")
     assert requests.get(f"{server.url}/items").status_code == 200
     assert server.app.stats.count("/items", "dropped") == 1
+
+
+def test_drop_fault_resets_the_connection_before_any_response_byte(server: SimulatorServer) -> None:
+    import socket
+
+    server.app.faults.add("drop", path="/items")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /items HTTP/1.1\r\nHost: sim\r\n\r\n")
+        received = b""
+        with pytest.raises(ConnectionResetError):
+            while chunk := sock.recv(4096):
+                received += chunk
+    assert received == b""  # not even a status line: like a crashed balancer
+
+
+def test_drop_fault_on_a_reused_keep_alive_connection(server: SimulatorServer) -> None:
+    with requests.Session() as s:
+        assert s.get(f"{server.url}/items").status_code == 200
+        server.app.faults.add("drop", path="/items")
+        with pytest.raises(requests.ConnectionError):
+            s.get(f"{server.url}/items")
+        assert s.get(f"{server.url}/items").status_code == 200
+    assert server.app.stats.snapshot()["by_status"] == {"200": 2, "dropped": 1}
+
+
+def test_unknown_control_endpoint_is_ours_and_not_counted(server: SimulatorServer) -> None:
+    r = requests.get(f"{server.url}/_sim/nope")
+    assert (r.status_code, r.json()) == (404, {"error": "unknown control endpoint"})
+    r = requests.put(f"{server.url}/_sim/faults")
+    assert r.status_code == 404
+    assert server.app.stats.total == 0
 
 
 def test_truncate_fault_cuts_body_below_content_length(server: SimulatorServer) -> None:
@@ -249,10 +305,10 @@ def test_fault_plan_is_exact_under_concurrency(server: SimulatorServer) -> None:
 def test_fault_plan_method_filter_without_server() -> None:
     plan = FaultPlan()
     plan.add("drop", method="post")
-    assert plan.take(SimRequest.build("GET", "/a")) is None
-    fault = plan.take(SimRequest.build("POST", "/a"))
+    assert plan.take("GET", "/a") is None
+    fault = plan.take("POST", "/a")
     assert fault is not None and fault.kind == "drop"
-    assert plan.take(SimRequest.build("POST", "/a")) is None
+    assert plan.take("POST", "/a") is None
 
 
 def test_clock_control_freezes_and_advances(server: SimulatorServer) -> None:
@@ -290,9 +346,10 @@ def test_stop_is_clean_with_idle_keep_alive_and_pending_slow_request() -> None:
     t.join(timeout=5)
     assert time.monotonic() - t0 < 3
     assert not t.is_alive()
-    # The handler thread sleeping in the `slow` fault is woken too, not left behind for 30 s.
+    # The request sleeping in the `slow` fault is woken too, not left behind for 30 s: uvicorn waits
+    # for in-flight requests before its thread ends, so no server thread may be left running.
     deadline = time.monotonic() + 3
-    while any("process_request_thread" in th.name for th in threading.enumerate()):
+    while any(th.name == f"sim-items-{srv.port}" for th in threading.enumerate()):
         assert time.monotonic() < deadline, "simulator handler threads still running after stop()"
         time.sleep(0.05)
     with pytest.raises(requests.ConnectionError):

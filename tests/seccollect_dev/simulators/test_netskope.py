@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import requests
 
-from seccollect.simulators.base import SimClock, SimulatorServer
-from seccollect.simulators.netskope import (
+from seccollect_dev.simulators.base import SimClock, SimulatorServer
+from seccollect_dev.simulators.netskope import (
     MAPPED_ALERT_TYPES,
+    QUERY_NOT_SIMULATED,
     V1_ALERTS_PATH,
     V1_EVENTS_PATH,
     V2_DATA_PATHS,
@@ -266,14 +267,15 @@ def test_v2_alert_type_filter_and_query(url: str, dataset: NetskopeDataset) -> N
     r = v2_get(url, ALERT, type="nonsense", **window)
     assert r.status_code == 400 and "message" in r.json()
 
-    q = v2_get(
+    # The `query` language is not simulated: a client relying on it must fail, not get unfiltered data.
+    r = v2_get(
         url,
         ALERT,
         query="alert_type in [ 'Malware', 'malsite' ] and action eq 'block'",
         limit=10000,
         **window,
-    ).json()["result"]
-    assert q and all(x["alert_type"] in ("Malware", "malsite") and x["action"] == "block" for x in q)
+    )
+    assert (r.status_code, r.json()) == (400, {"message": QUERY_NOT_SIMULATED})
     assert v2_get(url, ALERT, query="alert_type ~~ 'x'", **window).status_code == 400
 
 
@@ -382,11 +384,11 @@ def test_v2_rate_limit_headers_and_documented_429(
 
 
 def test_v1_token_and_parameters_from_query_json_or_form(url: str, dataset: NetskopeDataset) -> None:
-    params = {"insertionstarttime": T0 + 600, "insertionendtime": T0 + 900, "limit": 10000}
+    params = {"insertionstarttime": T0 + 600, "insertionendtime": T0 + 900, "limit": 9999}
     expected = dataset.expected_ids("alert", T0 + 600, T0 + 900)
     via_get = requests.get(url + V1_ALERTS_PATH, params={"token": V1, **params}).json()
     via_json = requests.post(url + V1_ALERTS_PATH, params={"token": V1}, json=params).json()
-    via_body_token = requests.post(url + V1_ALERTS_PATH + "?limit=10000", json={"token": V1, **params}).json()
+    via_body_token = requests.post(url + V1_ALERTS_PATH + "?limit=9999", json={"token": V1, **params}).json()
     via_form = requests.post(url + V1_ALERTS_PATH, data={"token": V1, **params}).json()
     for resp in (via_get, via_json, via_body_token, via_form):
         assert resp["status"] == "success" and resp["msg"] == ""
@@ -415,6 +417,32 @@ def test_v1_errors_are_http_200_with_status_error(url: str, params: dict[str, An
     assert needle in body["errorCode"] + " ".join(body["errors"])
 
 
+def test_v1_limit_is_less_than_10000(url: str, dataset: NetskopeDataset) -> None:
+    """Doc §2.2: "a positive integer less than 10000"; a strict tenant answers 10000 with its v1 error."""
+    params = {"token": V1, "insertionstarttime": T0, "insertionendtime": T_END + 7200}
+    ok = requests.post(url + V1_ALERTS_PATH, json={**params, "limit": 9999})
+    assert ok.status_code == 200 and ok.json()["status"] == "success"
+    assert len(ok.json()["data"]) == len(dataset.expected_records("alert", T0, T_END + 7200)) < 9999
+    for send in (
+        lambda: requests.post(url + V1_ALERTS_PATH, json={**params, "limit": 10000}),
+        lambda: requests.get(url + V1_ALERTS_PATH, params={**params, "limit": 10000}),
+        lambda: requests.post(url + V1_EVENTS_PATH, data={**params, "limit": 10000}),
+    ):
+        r = send()
+        assert r.status_code == 200  # v1 reports errors in the body
+        body = r.json()
+        assert set(body) == {"status", "errorCode", "errors"} and body["status"] == "error"
+        assert body["errorCode"] == "Invalid Request" and "limit" in body["errors"][0]
+
+
+def test_v1_query_filter_is_rejected_not_ignored(url: str) -> None:
+    r = requests.post(
+        url + V1_ALERTS_PATH, json={"token": V1, "timeperiod": 3600, "query": "alert_type in [ 'DLP' ]"}
+    )
+    assert r.status_code == 200
+    assert r.json() == {"status": "error", "errorCode": "Invalid Request", "errors": [QUERY_NOT_SIMULATED]}
+
+
 def test_v1_skip_paging_newest_first_is_complete(url: str, dataset: NetskopeDataset) -> None:
     lo, hi = T0, T0 + 1800
     served: list[dict[str, Any]] = []
@@ -440,7 +468,7 @@ def test_v1_skip_paging_newest_first_is_complete(url: str, dataset: NetskopeData
 def test_v1_timeperiod_is_relative_to_clock(url: str, dataset: NetskopeDataset, clock: SimClock) -> None:
     clock.set(T0 + 3600)
     data = requests.get(
-        url + V1_ALERTS_PATH, params={"token": V1, "timeperiod": 3600, "limit": 10000}
+        url + V1_ALERTS_PATH, params={"token": V1, "timeperiod": 3600, "limit": 9999}
     ).json()["data"]
     inserted = [r for r in dataset.records("alert") if r["_insertion_epoch_timestamp"] <= T0 + 3600]
     assert Counter(r["_id"] for r in data) == Counter(
@@ -558,7 +586,7 @@ def test_cli_writes_state_file_serves_env_tokens_and_stops_on_sigterm(tmp_path: 
         [
             sys.executable,
             "-m",
-            "seccollect.simulators",
+            "seccollect_dev.simulators",
             "--netskope-port",
             "0",
             "--seed",
