@@ -48,6 +48,8 @@ class ContentType:
     :param tables: the warehouse tables it fills, Syslog (or its main index) first.
     :param pattern: how it is collected (:data:`CollectPattern`).
     :param title: how the guides name it (``Remediation Plan``); defaults to ``name``.
+    :param every: how often a window of it is due when that is not every window (e.g. a daily snapshot:
+        one day); the coverage view expects a window only that often.
     """
 
     name: str
@@ -55,6 +57,7 @@ class ContentType:
     tables: tuple[str, ...]
     pattern: CollectPattern = "windowed"
     title: str = ""
+    every: timedelta | None = None
 
     @property
     def label(self) -> str:

@@ -42,7 +42,6 @@ def aws_dag(tmp_path, monkeypatch, airflow_db, aws_conn, scenario):
                 "interval_minutes": 30,
                 "lookback_minutes": 60,
                 "batch_size": 10,
-                "start_date": "2024-12-01T00:00:00Z",
                 **extra,
             },
         )

@@ -19,6 +19,7 @@ from seccollect import registry
 from seccollect.config.instance import InstanceBase
 from seccollect.config.loader import InstanceFileError, load_all, load_for_dag_id
 from seccollect.dag_factory.timetable import WindowCronTimetable, WindowDeltaTimetable
+from seccollect.operators.coverage import CoverageCheckOperator, record_window_failure
 
 #: The DAGs' start date: any window since then can be replayed or backfilled. The scheduler itself starts
 #: at the instance's start (see :func:`timetable_for`).
@@ -105,6 +106,8 @@ def build_dag(instance: InstanceBase) -> DAG:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=instance.max_retry_delay_minutes),
         "execution_timeout": instance.task_timeout,
+        # A collect or load that fails for good marks its window 'failed' in the coverage view.
+        "on_failure_callback": record_window_failure,
     }
     dag = DAG(
         dag_id=instance.dag_id,
@@ -123,7 +126,41 @@ def build_dag(instance: InstanceBase) -> DAG:
     )
     dag.doc_md = doc_md(instance, spec.notes(instance) if callable(spec.notes) else spec.notes)
     spec.build_tasks(dag, instance)
+    with dag:
+        # Beside the vendor's tasks, not after them: it checks the windows before this one (this run's own
+        # is still in its grace period), and as a task of its own it can fail the run without ever
+        # hiding the vendor tasks' outcome.
+        CoverageCheckOperator(
+            task_id="check_coverage",
+            schedules=coverage_schedules(instance, spec),
+            warehouse_conn_id=instance.warehouse_conn_id,
+        )
     return dag
+
+
+def coverage_schedules(instance: InstanceBase, spec: registry.ConnectorSpec) -> list[dict[str, Any]]:
+    """Per content type: which windows are due (see :class:`CoverageCheckOperator`)."""
+    interval = timedelta(minutes=instance.interval)
+    # A window may still be uncollected for two intervals and half an hour after its end (a run waits for
+    # its data, retries, queues behind others) before it counts as missing.
+    grace = 2 * interval + timedelta(minutes=30)
+    schedules = []
+    for name in instance.selected_content_types:
+        every = spec.content_types[name].every or interval
+        first = instance.start
+        if every != interval:
+            # The first window that holds a multiple of ``every`` (e.g. midnight UTC for a daily snapshot).
+            boundary = datetime.fromtimestamp(-(-first.timestamp() // every.total_seconds()) * every.total_seconds(), UTC)
+            first = first + ((boundary - first) // interval) * interval
+        schedules.append({
+            "content_type": name,
+            "first_window": first.isoformat(),
+            "step_seconds": int(every.total_seconds()),
+            "window_seconds": int(interval.total_seconds()),
+            "retention_seconds": int(spec.retention.total_seconds()) if spec.retention else None,
+            "grace_seconds": int(grace.total_seconds()),
+        })
+    return schedules
 
 
 def register_dags(namespace: dict[str, Any], directory: Path | None = None, dag_id: str | None = None) -> list[InstanceFileError]:

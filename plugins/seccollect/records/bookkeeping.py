@@ -38,6 +38,44 @@ COLLECTION_LEDGER = Table(
         Column("loads", "bigint"),
         Column("run_ids", "json"),
         Column("first_loaded_at", "timestamp"),
+        Column("late_items", "bigint"),
+    ),
+    ("dag_id", "content_type", "window_start", "window_end"),
+    role="bookkeeping",
+    append_only=False,
+)
+
+#: What windows each instance's content types should have: the coverage view lays them out from here.
+#: Written by every DAG's coverage check, so it follows the instance files.
+INSTANCE_SCHEDULES = Table(
+    "instance_schedules",
+    (
+        Column("dag_id", "text", nullable=False),
+        Column("content_type", "text", nullable=False),
+        Column("first_window", "timestamp", nullable=False),
+        Column("step_seconds", "bigint", nullable=False),
+        Column("window_seconds", "bigint", nullable=False),
+        Column("retention_seconds", "bigint"),
+        Column("grace_seconds", "bigint", nullable=False),
+        Column("updated_at", "timestamp", nullable=False),
+    ),
+    ("dag_id", "content_type"),
+    role="bookkeeping",
+    append_only=False,
+)
+
+#: The last failure of a window's collect or load task (after its retries): why a window is 'failed'.
+WINDOW_FAILURES = Table(
+    "window_failures",
+    (
+        Column("dag_id", "text", nullable=False),
+        Column("content_type", "text", nullable=False),
+        Column("window_start", "timestamp", nullable=False),
+        Column("window_end", "timestamp", nullable=False),
+        Column("task_id", "text", nullable=False),
+        Column("run_id", "text"),
+        Column("reason", "text", nullable=False),
+        Column("failed_at", "timestamp", nullable=False),
     ),
     ("dag_id", "content_type", "window_start", "window_end"),
     role="bookkeeping",
@@ -164,6 +202,6 @@ QUARANTINE_ENTRIES = Table(
 
 BOOKKEEPING: dict[str, Table] = {
     t.name: t
-    for t in (COLLECTION_LEDGER, COLLECTION_LOADS, QUARANTINE, SNAPSHOT_STATE, SNAPSHOT_HEADS, SNAPSHOT_CHANGES, SNAPSHOT_ITEMS,
+    for t in (COLLECTION_LEDGER, COLLECTION_LOADS, INSTANCE_SCHEDULES, WINDOW_FAILURES, QUARANTINE, SNAPSHOT_STATE, SNAPSHOT_HEADS, SNAPSHOT_CHANGES, SNAPSHOT_ITEMS,
               QUARANTINE_ENTRIES)
 }

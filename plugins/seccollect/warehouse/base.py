@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from seccollect.records.catalog import table as table_of
 from seccollect.records.catalog import tables as all_tables
 from seccollect.staging.store import StagedBatch
+from seccollect.warehouse.coverage import Dialect, coverage_view_sql
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -177,6 +178,8 @@ class Warehouse(abc.ABC):
     kind: str
     #: SQL type per :data:`~seccollect.records.tables.ColumnType`.
     sql_types: dict[str, str]
+    #: How the backend writes the coverage view's series of windows.
+    dialect: Dialect
     #: Whether append-only tables (:attr:`~seccollect.records.tables.Table.append_only`) get a
     #: ``PRIMARY KEY``. A backend that does without one must make :meth:`_insert_absent` exact on its own
     #: (see DuckDB's).
@@ -243,6 +246,7 @@ class Warehouse(abc.ABC):
                 primary_key = self.append_only_primary_keys or not spec.append_only
                 self._execute(create_table_sql(spec.name, self.sql_types, primary_key=primary_key))
             self._add_new_columns()
+            self._execute(coverage_view_sql(self.dialect))
         self._check_schema()
 
     @staticmethod
@@ -553,6 +557,35 @@ class Warehouse(abc.ABC):
         return keep, {"items": items.num_rows, "added": added, "changed": len(changed) - added, "removed": removed}
 
     # --- other reads ----------------------------------------------------------------------------
+
+    def coverage(
+        self, dag_id: str | None = None, *, statuses: Sequence[str] | None = None, since: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of the ``coverage`` view (see :mod:`seccollect.warehouse.coverage`), oldest window first.
+
+        :param dag_id: one instance only.
+        :param statuses: only windows in these states (e.g. ``("missing", "failed")``).
+        :param since: only windows that start at or after it.
+        """
+        where, params = [], []
+        if dag_id is not None:
+            where.append("dag_id = ?")
+            params.append(dag_id)
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if since is not None:
+            where.append("window_start >= ?")
+            params.append(since)
+        columns = ("dag_id", "content_type", "window_start", "window_end", "status", "rows_inserted", "rows_staged",
+                   "quarantined", "late_items", "loads", "loaded_at", "failed_task", "failure")
+        rows = self.query(
+            f"SELECT {', '.join(columns)} FROM coverage"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY dag_id, content_type, window_start",
+            params,
+        )
+        return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

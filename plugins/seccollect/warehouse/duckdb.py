@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from seccollect.records.catalog import table as table_of
 from seccollect.warehouse.base import Warehouse, first_row_mask, key_match, select_list
+from seccollect.warehouse.coverage import Dialect
 
 if TYPE_CHECKING:
     import duckdb
@@ -89,6 +90,10 @@ class DuckDBWarehouse(Warehouse):
 
     kind = "duckdb"
     sql_types = SQL_TYPES
+    dialect = Dialect(
+        seconds="to_seconds({n})",
+        series="unnest(generate_series({start}, now(), to_seconds({step}))) AS w(window_start)",
+    )
     append_only_primary_keys = False  # see _insert_absent
 
     def __init__(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from seccollect.records.catalog import table as table_of
 from seccollect.staging.store import table_columns
 from seccollect.warehouse.base import Warehouse, first_row_mask
+from seccollect.warehouse.coverage import Dialect
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -82,6 +83,10 @@ class PostgresWarehouse(Warehouse):
 
     kind = "postgres"
     sql_types = SQL_TYPES
+    dialect = Dialect(
+        seconds="make_interval(secs => {n})",
+        series="LATERAL generate_series({start}, now(), make_interval(secs => {step})) AS w(window_start)",
+    )
 
     def __init__(self, connection: Any) -> None:
         self.conn = connection

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -13,8 +14,9 @@ CONTENT_TYPES: tuple[ContentType, ...] = (
     ContentType("alert", "netskopewsg_alert", ("syslog", "alerts"), "windowed", "Alert"),
     ContentType("event", "netskopewsg_event", ("syslog",), "windowed", "Event"),
     ContentType("page", "netskopewsg_page", ("syslog",), "windowed", "Page"),
-    ContentType("pops", "netskopewsg_pops", ("syslog",), "snapshot", "Pops"),
-    ContentType("tunnels", "netskopewsg_tunnels", ("syslog",), "snapshot", "Tunnels"),
+    # Taken once a day, by the window that holds 00:00 UTC.
+    ContentType("pops", "netskopewsg_pops", ("syslog",), "snapshot", "Pops", every=timedelta(days=1)),
+    ContentType("tunnels", "netskopewsg_tunnels", ("syslog",), "snapshot", "Tunnels", every=timedelta(days=1)),
 )
 
 #: Content types API v1 serves (v2 serves all).

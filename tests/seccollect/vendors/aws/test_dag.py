@@ -27,12 +27,14 @@ def test_add_tasks_wires_sensor_list_mapped_collect_and_load():
         "list_cloudtrail",
         "collect_cloudtrail",
         "load_cloudtrail",
+        "check_coverage",
     }
     wait, listing = dag.get_task("wait_cloudtrail"), dag.get_task("list_cloudtrail")
     collect, load = dag.get_task("collect_cloudtrail"), dag.get_task("load_cloudtrail")
     assert wait.downstream_task_ids == {"list_cloudtrail"}
     assert listing.downstream_task_ids == {"collect_cloudtrail"}
     assert collect.downstream_task_ids == {"load_cloudtrail"}
+    assert not dag.get_task("check_coverage").upstream_task_ids  # beside the vendor's tasks
 
     assert type(collect).__name__ == "MappedOperator"  # dynamic task mapping over the listed batches
     assert collect.partial_kwargs["proxy"] == "http://proxy.internal:3128"

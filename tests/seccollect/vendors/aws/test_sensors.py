@@ -153,10 +153,23 @@ async def _first_event(trigger: S3LogWindowTrigger, timeout: float = 20):
 
 
 def test_trigger_run_yields_found_when_an_object_lands(aws_conn, bucket, recent_window):
+    import threading
+
     trigger = _trigger(aws_conn, recent_window, datetime.now(UTC) + timedelta(minutes=5), poke_interval=0.2)
+    # The object lands only after the trigger's first look (not after a fixed delay, which a slow first
+    # look - a garbage-collection pause, a cold S3 client - could outlast).
+    first_look = threading.Event()
+    real_check = trigger._check
+
+    def check() -> str | None:
+        found = real_check()
+        first_look.set()
+        return found
+
+    trigger._check = check  # type: ignore[method-assign]
 
     async def land_later():
-        await asyncio.sleep(0.6)
+        await asyncio.to_thread(first_look.wait, 30)
         await asyncio.to_thread(bucket.put_object, Bucket=BUCKET, Key=ct_key(recent_window[0]), Body=b"{}")
 
     async def scenario():

@@ -1,0 +1,170 @@
+"""CoverageCheckOperator: fail, naming them, when windows of the instance were never collected.
+
+Every connector DAG runs this check (``check_coverage``) beside its vendor tasks. It records the instance's schedule in the warehouse (``instance_schedules``: the ``coverage``
+view lays out the expected windows from it) and looks for windows that are ``missing`` (no run
+collected them) or ``failed`` (their collect or load failed for good, see
+:func:`record_window_failure`). A window whose run is still queued or running is not a gap yet.
+Gaps fail the task without retries, so Airflow's own failure handling (the grid, notifications)
+reports them, with the command that fills them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Gaps named one by one in the failure message; the rest are counted.
+NAMED_GAPS = 20
+
+
+class CoverageCheckOperator(BaseOperator):
+    """Check that every window of the instance since its start was collected.
+
+    :param schedules: per content type: ``content_type``, ``first_window`` (ISO), ``step_seconds``
+        (how often a window is due), ``window_seconds``, ``retention_seconds`` (or ``None``) and
+        ``grace_seconds`` (how long after its end a window may still be uncollected).
+    :param warehouse_conn_id: the warehouse holding the ledger.
+    """
+
+    ui_color = "#eef3f7"
+
+    def __init__(
+        self, *, schedules: Sequence[Mapping[str, Any]], warehouse_conn_id: str = "seccollect_warehouse", **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.schedules = [dict(s) for s in schedules]
+        self.warehouse_conn_id = warehouse_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from seccollect.warehouse import open_warehouse
+
+        with open_warehouse(self.warehouse_conn_id) as warehouse:
+            warehouse.ensure_schema()
+            record_schedules(warehouse, self.dag_id, self.schedules)
+            counts = _status_counts(warehouse.coverage(self.dag_id))
+            gaps = warehouse.coverage(self.dag_id, statuses=("missing", "failed"))
+        in_progress = _windows_in_progress(context, self.dag_id, [g["window_start"] for g in gaps])
+        gaps = [g for g in gaps if g["window_start"] not in in_progress]
+        self.log.info("Coverage of %s: %s", self.dag_id, counts or "no windows yet")
+        if gaps:
+            raise AirflowFailException(describe_gaps(self.dag_id, gaps))
+        return {"windows": counts}
+
+
+def record_schedules(warehouse: Any, dag_id: str, schedules: Sequence[Mapping[str, Any]]) -> None:
+    now = datetime.now(UTC)
+    with warehouse.transaction():
+        for schedule in schedules:
+            warehouse.execute(
+                "INSERT INTO instance_schedules (dag_id, content_type, first_window, step_seconds, window_seconds, "
+                "retention_seconds, grace_seconds, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (dag_id, content_type) DO UPDATE SET first_window = excluded.first_window, "
+                "step_seconds = excluded.step_seconds, window_seconds = excluded.window_seconds, "
+                "retention_seconds = excluded.retention_seconds, grace_seconds = excluded.grace_seconds, "
+                "updated_at = excluded.updated_at",
+                (dag_id, schedule["content_type"], datetime.fromisoformat(schedule["first_window"]),
+                 schedule["step_seconds"], schedule["window_seconds"], schedule.get("retention_seconds"),
+                 schedule["grace_seconds"], now),
+            )
+
+
+def _status_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return counts
+
+
+def _windows_in_progress(context: Context, dag_id: str, starts: Sequence[datetime]) -> set[datetime]:
+    """The window starts (= logical dates) among ``starts`` whose run is queued or running."""
+    ti = context.get("ti")
+    if ti is None or not starts or not hasattr(ti, "get_dr_count"):
+        return set()
+    states = ["queued", "running"]
+    if ti.get_dr_count(dag_id=dag_id, logical_dates=list(starts), states=states) == 0:
+        return set()
+    return {start for start in starts[:200] if ti.get_dr_count(dag_id=dag_id, logical_dates=[start], states=states)}
+
+
+def describe_gaps(dag_id: str, gaps: Sequence[Mapping[str, Any]]) -> str:
+    """A message a person can act on: the gaps (consecutive windows joined), why, and how to fill them."""
+    spans: list[list[Mapping[str, Any]]] = []
+    for gap in gaps:
+        last = spans[-1][-1] if spans else None
+        if last and last["content_type"] == gap["content_type"] and last["window_end"] == gap["window_start"] \
+                and last["status"] == gap["status"]:
+            spans[-1].append(gap)
+        else:
+            spans.append([gap])
+    lines = []
+    for span in spans[:NAMED_GAPS]:
+        first, last = span[0], span[-1]
+        why = f" ({first['failed_task']}: {str(first['failure'])[:200]})" if first["status"] == "failed" else ""
+        lines.append(
+            f"  - {first['content_type']} {first['window_start']:%Y-%m-%d %H:%M} .. {last['window_end']:%Y-%m-%d %H:%M} "
+            f"UTC: {len(span)} window(s) {first['status']}{why}"
+        )
+    if len(spans) > NAMED_GAPS:
+        lines.append(f"  - … and {len(spans) - NAMED_GAPS} more gap(s)")
+    start = min(g["window_start"] for g in gaps)
+    end = max(g["window_end"] for g in gaps)
+    return (
+        f"{len(gaps)} window(s) of {dag_id} were never collected:\n" + "\n".join(lines) + "\n"
+        f"Fill them (idempotent, nothing is duplicated): airflow backfill create --dag-id {dag_id} "
+        f"--from-date {start.isoformat()} --to-date {(end - timedelta(seconds=1)).isoformat()} "
+        "--reprocess-behavior failed  (or the UI's Backfill dialog, 'Missing and Errored Runs'). "
+        "SELECT * FROM coverage WHERE dag_id = '" + dag_id + "' AND status IN ('missing', 'failed')"
+    )
+
+
+def record_window_failure(context: Context) -> None:
+    """``on_failure_callback`` of every task: a collect or load task that failed for good marks its
+    window ``failed`` in the coverage view, with the reason. Never raises (a callback error would hide
+    the task's own)."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    try:
+        task = context["task"]
+        content_type = getattr(task, "content_type", None)
+        warehouse_conn_id = getattr(task, "warehouse_conn_id", None) or "seccollect_warehouse"
+        if content_type is None:
+            return
+        start, end = _window_of(task, context)
+        from seccollect.warehouse import open_warehouse
+
+        reason = str(context.get("exception") or "failed")[:2000]
+        with open_warehouse(warehouse_conn_id) as warehouse:
+            warehouse.ensure_schema()
+            with warehouse.transaction():
+                warehouse.execute(
+                    "INSERT INTO window_failures (dag_id, content_type, window_start, window_end, task_id, run_id, "
+                    "reason, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (dag_id, content_type, window_start, window_end) DO UPDATE SET "
+                    "task_id = excluded.task_id, run_id = excluded.run_id, reason = excluded.reason, "
+                    "failed_at = excluded.failed_at",
+                    (task.dag_id, content_type, start, end, task.task_id, context.get("run_id"), reason, datetime.now(UTC)),
+                )
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.warning("Could not record the window's failure in the warehouse", exc_info=True)
+
+
+def _window_of(task: Any, context: Context) -> tuple[datetime, datetime]:
+    from seccollect.operators.collect import parse_window_bound
+
+    start, end = getattr(task, "window_start", None), getattr(task, "window_end", None)
+    if isinstance(start, str | datetime) and isinstance(end, str | datetime) and "{{" not in str(start):
+        return parse_window_bound(start), parse_window_bound(end)
+    conf = (context.get("dag_run") and context["dag_run"].conf) or {}
+    if conf.get("window_start") and conf.get("window_end"):
+        return parse_window_bound(conf["window_start"]), parse_window_bound(conf["window_end"])
+    return parse_window_bound(context["data_interval_start"]), parse_window_bound(context["data_interval_end"])
