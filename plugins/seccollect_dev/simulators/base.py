@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import inspect
 import json
 import logging
@@ -540,6 +541,13 @@ class SimStats:
 # --------------------------------------------------------------------------------------------
 
 
+def with_date(headers: Sequence[tuple[bytes, bytes]], now: float) -> list[tuple[bytes, bytes]]:
+    """Response headers with ``Date`` from the simulator's clock: a client that reads the vendor's
+    time from its ``Date`` header sees the simulated vendor's time (e.g. a clock running behind)."""
+    date = email.utils.formatdate(now, usegmt=True).encode()
+    return [(n, v) for n, v in headers if n.lower() != b"date"] + [(b"date", date)]
+
+
 class _Exchange:
     """One non-control request on its way through :class:`FaultMiddleware`.
 
@@ -547,7 +555,8 @@ class _Exchange:
     them right after its request returned never races the server.
     """
 
-    def __init__(self, stats: SimStats, scope: Scope, fault: Fault | None) -> None:
+    def __init__(self, stats: SimStats, scope: Scope, fault: Fault | None, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self.stats = stats
         self.method: str = scope["method"]
         self.path: str = scope["path"]
@@ -572,6 +581,7 @@ class _Exchange:
             if message["type"] == "http.response.start":
                 self.started = True
                 self.status = int(message["status"])
+                message = {**message, "headers": with_date(message.get("headers", []), self.clock())}
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 self.record()
             await send(message)
@@ -606,7 +616,7 @@ class FaultMiddleware:
             return
         sim = self.simulator
         fault = sim.faults.take(scope["method"], scope["path"])
-        exchange = _Exchange(sim.stats, scope, fault)
+        exchange = _Exchange(sim.stats, scope, fault, sim.clock)
         kind = fault.kind if fault is not None else None
         if fault is not None and kind == "drop":
             exchange.record(DROPPED)
@@ -947,6 +957,7 @@ class SimulatorServer:
             log_level="warning",
             proxy_headers=False,  # scope["client"] is the real peer
             server_header=False,
+            date_header=False,  # the simulator's own clock writes Date (see FaultMiddleware)
             loop="asyncio",
             timeout_keep_alive=30,
             timeout_graceful_shutdown=self.GRACEFUL_SHUTDOWN,
