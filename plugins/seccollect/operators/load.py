@@ -22,7 +22,8 @@ class WarehouseLoadOperator(BaseOperator):
     :func:`~seccollect.staging.store.prune_staging`).
 
     :param staged: the upstream tasks' :class:`~seccollect.staging.handoff.StagedWindow` (templated:
-        pass their ``.output``; a list of them, or a mapped task's output, is fine).
+        pass their ``.output``; a list of them, or a mapped task's output, is fine). A ``late`` figure
+        (items delivered after their own window ran) is added to the ledger's ``late_items``.
     :param content_type: the content type the window belongs to (ledger key).
     :param connector_type: the connector type whose spec's ``post_load`` step runs in the transaction.
     :param warehouse_conn_id: Airflow connection of the warehouse (``duckdb`` or ``postgres``).
@@ -85,6 +86,7 @@ class WarehouseLoadOperator(BaseOperator):
                 snapshot=any(w.pattern == "snapshot" for w in windows),
                 collected_at=min(collected) if collected else None,
                 base_table=content.tables[0] if content else None,
+                late_items=sum(w.figures.get("late", 0) for w in windows),
             )
         summary = report.to_xcom()
         self.log.info("Loaded window %s .. %s of %s: %s", key.window_start, key.window_end, self.content_type, summary)

@@ -359,6 +359,7 @@ class Warehouse(abc.ABC):
         snapshot: bool = False,
         collected_at: datetime | None = None,
         base_table: str | None = None,
+        late_items: int = 0,
     ) -> LoadReport:
         """Load a window's staged parts in one transaction: records (insert-if-absent), the vendor's
         side rows, its post-load step, quarantine entries, snapshot state and the ledger entry.
@@ -373,6 +374,8 @@ class Warehouse(abc.ABC):
         :param collected_at: when the vendor was read (a snapshot never replaces a newer pull's state).
         :param base_table: the content type's main index, in which the ledger counts the window's records
             (default: the first index staged).
+        :param late_items: items the window collected after their own window had run (e.g. S3 objects
+            delivered late); the ledger adds them up and the coverage view shows the window as late.
         """
         from seccollect.records.indices import INDICES
 
@@ -400,10 +403,10 @@ class Warehouse(abc.ABC):
             report.quarantined = self._write_quarantine(context)
             base = base_table or next(iter(report.tables), None)
             report.records = report.tables.get(base, TableLoad()) if base else TableLoad()
-            self._write_ledger(context, report, cursor)
+            self._write_ledger(context, report, cursor, late_items)
         return report
 
-    def _write_ledger(self, context: LoadContext, report: LoadReport, cursor: str | None) -> None:
+    def _write_ledger(self, context: LoadContext, report: LoadReport, cursor: str | None, late_items: int = 0) -> None:
         """Add this load to the window's ledger row (summed figures, its run appended) and its history."""
         import json
 
@@ -417,28 +420,29 @@ class Warehouse(abc.ABC):
         )
         self.lock(f"ledger:{window.dag_id}:{window.content_type}:{window.window_start.isoformat()}")
         found = self._fetch(
-            "SELECT staged_rows, inserted_rows, duplicate_rows, quarantined, loads, run_ids, first_loaded_at "
-            "FROM collection_ledger WHERE dag_id = ? AND content_type = ? AND window_start = ? AND window_end = ?",
+            "SELECT staged_rows, inserted_rows, duplicate_rows, quarantined, loads, run_ids, first_loaded_at, "
+            "late_items FROM collection_ledger WHERE dag_id = ? AND content_type = ? AND window_start = ? AND window_end = ?",
             key,
         )
         if found:
-            *sums, loads, run_ids, first_loaded_at = found[0]
+            *sums, loads, run_ids, first_loaded_at, late_before = found[0]
             totals = tuple(a + b for a, b in zip(sums, figures, strict=True))
             runs = json.loads(run_ids) if isinstance(run_ids, str) else list(run_ids or [])
             loads = (loads or len(runs) or 1) + 1
             self._execute(
                 "UPDATE collection_ledger SET run_id = ?, staged_rows = ?, inserted_rows = ?, duplicate_rows = ?, "
-                "quarantined = ?, cursor = ?, loaded_at = ?, loads = ?, run_ids = ?, first_loaded_at = ? "
-                "WHERE dag_id = ? AND content_type = ? AND window_start = ? AND window_end = ?",
+                "quarantined = ?, cursor = ?, loaded_at = ?, loads = ?, run_ids = ?, first_loaded_at = ?, "
+                "late_items = ? WHERE dag_id = ? AND content_type = ? AND window_start = ? AND window_end = ?",
                 (context.run_id, *totals, cursor, context.now, loads, json.dumps([*runs, context.run_id]),
-                 first_loaded_at or context.now, *key),
+                 first_loaded_at or context.now, (late_before or 0) + late_items, *key),
             )
             return
         self._execute(
             "INSERT INTO collection_ledger (dag_id, content_type, window_start, window_end, run_id, staged_rows, "
-            "inserted_rows, duplicate_rows, quarantined, cursor, loaded_at, loads, run_ids, first_loaded_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*key, context.run_id, *figures, cursor, context.now, 1, json.dumps([context.run_id]), context.now),
+            "inserted_rows, duplicate_rows, quarantined, cursor, loaded_at, loads, run_ids, first_loaded_at, "
+            "late_items) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key, context.run_id, *figures, cursor, context.now, 1, json.dumps([context.run_id]), context.now,
+             late_items),
         )
 
     def _write_quarantine(self, context: LoadContext) -> int:
