@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import requests
 import tenacity
+import urllib3
 
 from seccollect.http.auth import ClientAuth
 from seccollect.http.budget import RequestBudget
@@ -43,6 +44,8 @@ _TRANSIENT_EXCEPTIONS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
+#: The same failures when a streamed body is read by the parser itself (``response.raw``: urllib3's own).
+_STREAM_EXCEPTIONS = (*_TRANSIENT_EXCEPTIONS, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
 
 
 class PageShapeError(ValueError):
@@ -229,8 +232,6 @@ class VendorHttpClient:
                 self.vendor,
                 self.base_url,
             )
-            import urllib3
-
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         if self.proxy:
             self.session.proxies = {"http": self.proxy, "https": self.proxy}
@@ -316,6 +317,9 @@ class VendorHttpClient:
                 if verdict.kind == "ok":
                     try:
                         return parse(response) if parse else response
+                    except _STREAM_EXCEPTIONS as exc:  # a streamed body cut while the parser read it
+                        raise _Retry(status=None, message=None, wait=None, what=type(exc).__name__,
+                                     detail=f"{type(exc).__name__}: the body was cut ({_cause(exc)})") from None
                     except Exception as exc:  # judged by the policy: retried, or a bug that propagates
                         judged = self.policy.classify_parse_error(exc)
                         if judged is None:

@@ -281,7 +281,7 @@ class Fault:
     status: int | None = None  # kind=status
     seconds: float = 1.0  # kind=slow
     fraction: float = 0.5  # kind=truncate: share of the body actually sent
-    body: str | None = None  # kind=status/malformed: override of the body
+    body: str | bytes | None = None  # kind=status/malformed: override of the body (bytes: from Python only)
     headers: dict[str, str] = field(default_factory=dict)  # kind=status: extra headers
     seen: int = 0
     applied: int = 0
@@ -328,7 +328,7 @@ class Fault:
         if self.kind == "truncate":
             out["fraction"] = self.fraction
         if self.body is not None:
-            out["body"] = self.body
+            out["body"] = self.body.decode("utf-8", "backslashreplace") if isinstance(self.body, bytes) else self.body
         if self.headers:
             out["headers"] = dict(self.headers)
         return out
@@ -391,7 +391,7 @@ class FaultPlan:
         status: int | None = None,
         seconds: float = 1.0,
         fraction: float = 0.5,
-        body: str | None = None,
+        body: str | bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Fault:
         """Queue a fault; see :class:`Fault` for the meaning of each argument."""
@@ -821,7 +821,7 @@ class SimulatorApp(Starlette):
             assert fault.status is not None
             resp = self.error_body(fault.status, request)
             if fault.body is not None:
-                _replace_body(resp, fault.body.encode("utf-8"))
+                _replace_body(resp, fault.body if isinstance(fault.body, bytes) else fault.body.encode("utf-8"))
             for name, value in fault.headers.items():
                 resp.headers[name] = str(value)
             return resp
