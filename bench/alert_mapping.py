@@ -49,7 +49,7 @@ def map_step(batches: list[dict[str, Any]], task_id: str) -> dict[str, Any]:
     staged = common.warm_up(batches)
     baseline = common.rss_now_mib()
     watch = common.Stopwatch()
-    read_batch, map_fields, fields_from_raw = store.read_batch, alert_mapping.map_fields, alert_mapping.fields_from_raw
+    read_batch, map_fields = store.read_batch, alert_mapping.map_fields
 
     def timed_read(*args: Any, **kwargs: Any) -> Any:
         with watch("read parquet"):
@@ -59,11 +59,7 @@ def map_step(batches: list[dict[str, Any]], task_id: str) -> dict[str, Any]:
         with watch("map_fields"):
             return map_fields(*args, **kwargs)
 
-    def timed_from_raw(*args: Any, **kwargs: Any) -> Any:
-        with watch("fields_from_raw"):
-            return fields_from_raw(*args, **kwargs)
-
-    store.read_batch, alert_mapping.map_fields, alert_mapping.fields_from_raw = timed_read, timed_map, timed_from_raw
+    store.read_batch, alert_mapping.map_fields = timed_read, timed_map
     writer = StagingWriter(window_folder(DAG_ID, common.WINDOW_START, common.WINDOW_END, task_id))
     write_table = writer.write_table
 
@@ -80,7 +76,7 @@ def map_step(batches: list[dict[str, Any]], task_id: str) -> dict[str, Any]:
         con.close()
     link_batches = writer.close()
     seconds = time.perf_counter() - start
-    store.read_batch, alert_mapping.map_fields, alert_mapping.fields_from_raw = read_batch, map_fields, fields_from_raw
+    store.read_batch, alert_mapping.map_fields = read_batch, map_fields
     parts = dict(watch.totals)
     parts["latest link per key, other"] = seconds - sum(parts.values())
     return {
@@ -298,11 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         default="default,600MB",
         help="DuckDB runs to make, by the load connection's memory_limit ('default' = DuckDB's own)",
     )
-    parser.add_argument(
-        "--skip-raw-mapping",
-        action="store_true",
-        help="skip the comparison run that maps from the raw alerts (parts staged without alert_fields)",
-    )
     common.add_run_arguments(parser, seed=11, quick_help="100,000 raw alerts (a smoke run)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -337,11 +328,6 @@ def main(argv: list[str] | None = None) -> int:
             for limit in limits:
                 limit = "" if limit == "default" else limit
                 runs.append((f"{backend} (memory_limit {limit})" if limit else backend, backend, limit, batches))
-        if "duckdb" in backends and not args.skip_raw_mapping:
-            # For comparison: the same window mapped from the raw alerts, as parts staged by an earlier
-            # release (no alert_fields) are.
-            syslog_only = [b for b in batches if b["table"] == "syslog"]
-            runs.append(("duckdb, mapped from the raw alerts (no alert_fields)", "duckdb", "", syslog_only))
         results: dict[str, dict[str, Any]] = {}
         for label, backend, limit, run_batches in runs:
             print(f"  {label}: map ...", file=sys.stderr)
@@ -448,9 +434,7 @@ def _markdown(
         m, ld = r["map"], r["load"]
         total = m["seconds"] + ld["seconds"]
         peak = max(m["peak_rss_mib"], ld["peak_rss_mib"])
-        if "no alert_fields" in label:
-            verdict = "(comparison)"
-        elif r["backend"] == "duckdb":
+        if r["backend"] == "duckdb":
             verdict = (
                 f"time {'met' if total <= TARGET_SECONDS else 'MISSED'}, "
                 f"memory {'met' if peak <= TARGET_MIB else 'MISSED'}"

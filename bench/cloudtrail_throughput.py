@@ -440,7 +440,14 @@ def _collect_one(index: int, objects: list[dict[str, Any]], bucket: str) -> dict
         collect = S3LogBatchOperator(task_id="collect_cloudtrail", objects=objects, tenant=TENANT,
                                      instance_name=INSTANCE, aws_conn_id=AWS_CONN_ID, bucket=bucket,
                                      sub_type="cloudtrail", **window)
-    return collect.execute({"ti": FakeTI(map_index=index)})
+    return collect.execute({"ti": FakeTI(map_index=index)}).serialize()  # as XCom carries it
+
+
+def _staged(results: list[dict[str, Any]]) -> list[Any]:
+    """The collect tasks' serialized StagedWindows, as the load task receives them."""
+    from seccollect.staging.handoff import StagedWindow
+
+    return [StagedWindow.deserialize(r, StagedWindow.__version__) for r in results]
 
 
 def _pooled_collect(index: int, objects: list[dict[str, Any]], bucket: str) -> dict[str, Any]:
@@ -484,9 +491,9 @@ def run_window(bucket: str, warehouse_conn_id: str, batch_size: int, phases: dic
         results = [cost.pop("result") for cost in costs]
     phases["collect"] = time.perf_counter() - start - phases["list"]
     with _dag():
-        loader = WarehouseLoadOperator(task_id="load_cloudtrail", source_task_ids=["collect_cloudtrail"],
-                                       content_type="cloudtrail", warehouse_conn_id=warehouse_conn_id)
-    summary = loader.execute({"ti": FakeTI(pulled={"collect_cloudtrail": results}), "run_id": "bench"})
+        loader = WarehouseLoadOperator(task_id="load_cloudtrail", staged=_staged(results), content_type="cloudtrail",
+                                       connector_type="aws_cloudtrail", warehouse_conn_id=warehouse_conn_id)
+    summary = loader.execute({"run_id": "bench"})
     phases["load"] = time.perf_counter() - start - phases["list"] - phases["collect"]
     return {"listing": ti.pushed["listing"], "results": results, "summary": summary, "costs": costs}
 
@@ -563,7 +570,7 @@ def child_ours(endpoint: str, backend: str, target: str, staging: str, batch_siz
         "seconds": seconds, "phases": phases, "rows": rows, "inserted": summary["tables"]["aws_events"]["inserted"],
         "objects_in_ledger": ledger[0], "records_in_ledger": int(ledger[1] or 0),
         "tasks": 2 + len(results), "workers": workers, "list_requests": run["listing"]["list_requests"],
-        "get_requests": sum(r["get_requests"] for r in results),
+        "get_requests": sum(r["figures"]["get_requests"] for r in results),
         "parts": sum(len(r["batches"]) for r in results), "rss_before_mib": rss_before, "breakdown": breakdown,
         "worker_peak_rss_mib": max((c["peak_rss_mib"] for c in costs), default=0.0),
     }
@@ -688,9 +695,9 @@ def child_big_collect(endpoint: str, key: str, staging: str) -> dict[str, Any]:
                                      window_end=WINDOW_END.isoformat())
     rss_before = _rss_mib()
     start = time.perf_counter()
-    result = collect.execute({"ti": FakeTI(map_index=0)})
+    result = collect.execute({"ti": FakeTI(map_index=0)}).serialize()
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "records": result["records"], "get_requests": result["get_requests"],
+    return {"seconds": seconds, "records": result["figures"]["records"], "get_requests": result["figures"]["get_requests"],
             "parts": len(result["batches"]), "result": result, "rss_before_mib": rss_before}
 
 
@@ -701,11 +708,11 @@ def child_big_load(endpoint: str, target: str, staging: str, result: dict[str, A
     from seccollect.operators.load import WarehouseLoadOperator
 
     with _dag():
-        loader = WarehouseLoadOperator(task_id="load_cloudtrail", source_task_ids=["collect_cloudtrail"],
-                                       content_type="cloudtrail", warehouse_conn_id=WAREHOUSE_CONN_ID)
+        loader = WarehouseLoadOperator(task_id="load_cloudtrail", staged=_staged([result]), content_type="cloudtrail",
+                                       connector_type="aws_cloudtrail", warehouse_conn_id=WAREHOUSE_CONN_ID)
     rss_before = _rss_mib()
     start = time.perf_counter()
-    summary = loader.execute({"ti": FakeTI(pulled={"collect_cloudtrail": [result]}), "run_id": "bench"})
+    summary = loader.execute({"run_id": "bench"})
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "inserted": summary["tables"]["aws_events"]["inserted"], "rss_before_mib": rss_before}
 

@@ -71,13 +71,13 @@ def _instrument(warehouse: Any, watch: common.Stopwatch) -> None:
 def duckdb_bare(batches: list[dict[str, Any]], database: str) -> dict[str, Any]:
     import duckdb
 
+    from seccollect.records.catalog import table
     from seccollect.staging.store import read_batch
-    from seccollect.warehouse.base import TABLES
     from seccollect.warehouse.duckdb import SQL_TYPES
 
     staged = common.warm_up(batches)
     con = duckdb.connect(database)
-    columns = ", ".join(f"{c.name} {SQL_TYPES[c.type]}" for c in TABLES[TABLE][0])
+    columns = ", ".join(f"{c.name} {SQL_TYPES[c.type]}" for c in table(TABLE).columns)
     con.execute(f"CREATE TABLE bare ({columns})")
     baseline = common.rss_now_mib()
     watch = common.Stopwatch()
@@ -112,12 +112,12 @@ def duckdb_load(batches: list[dict[str, Any]], database: str) -> dict[str, Any]:
 def pg_bare(batches: list[dict[str, Any]], dbname: str) -> dict[str, Any]:
     import psycopg
 
-    from seccollect.warehouse.base import TABLES
+    from seccollect.records.catalog import table
     from seccollect.warehouse.postgres import SQL_TYPES
 
     staged = common.warm_up(batches)
     conn = psycopg.connect(**common.pg_params(dbname))
-    columns = ", ".join(f"{c.name} {SQL_TYPES[c.type]}" for c in TABLES[TABLE][0])
+    columns = ", ".join(f"{c.name} {SQL_TYPES[c.type]}" for c in table(TABLE).columns)
     conn.execute(f"CREATE TABLE bare ({columns})")
     conn.commit()  # created beforehand, so COPY is WAL-logged like any load into an existing table
     return _pg_copy_parts(conn, "bare", staged)
@@ -142,12 +142,13 @@ def duckdb_load_pk(batches: list[dict[str, Any]], database: str) -> dict[str, An
     before that key was dropped have: what the ART index costs the same load, side by side."""
     import duckdb
 
-    from seccollect.warehouse.base import TABLES, create_table_sql
+    from seccollect.records.catalog import tables
+    from seccollect.warehouse.base import create_table_sql
     from seccollect.warehouse.duckdb import SQL_TYPES, DuckDBWarehouse
 
     staged = common.warm_up(batches)
     con = duckdb.connect(database)
-    for name in TABLES:
+    for name in tables():
         con.execute(create_table_sql(name, SQL_TYPES))
     con.close()
     warehouse = DuckDBWarehouse(database)
@@ -183,11 +184,11 @@ def pg_floor(batches: list[dict[str, Any]], dbname: str) -> dict[str, Any]:
 def _pg_copy_parts(conn: Any, target: str, staged: list[Any], prepare: Any = None) -> dict[str, Any]:
     """(child) Plain CSV ``COPY`` of every staged part into ``target``, one transaction, timed per step;
     ``prepare(part_number, data, watch)`` may reduce a part first. Closes ``conn``."""
+    from seccollect.records.catalog import table
     from seccollect.staging.store import read_batch
-    from seccollect.warehouse.base import TABLES
     from seccollect.warehouse.postgres import arrow_to_csv
 
-    names = [c.name for c in TABLES[TABLE][0]]
+    names = [c.name for c in table(TABLE).columns]
     baseline = common.rss_now_mib()
     watch = common.Stopwatch()
     start = time.perf_counter()
