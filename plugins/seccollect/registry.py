@@ -14,6 +14,7 @@ from here; the shared code never names a vendor.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -146,6 +147,13 @@ class UnknownConnectorType(KeyError):
 
 
 def _entry_points() -> dict[str, Any]:
+    return _entry_points_on(tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=8)
+def _entry_points_on(path: tuple[str, ...]) -> dict[str, Any]:
+    # Scanning every installed distribution's metadata costs ~50 ms, and building one DAG asks the
+    # registry several times: read once per import path (a path added later, e.g. a test's, is seen).
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
