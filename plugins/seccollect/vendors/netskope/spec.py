@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from seccollect.registry import ConnectorSpec, Lazy
@@ -48,4 +49,7 @@ SPEC = ConnectorSpec(
     notes=NOTES,
     simulator="seccollect_dev.simulators.netskope:SIMULATOR",
     demo_instances=Path(__file__).parent / "demo",
+    # The longest look-back the API documents (``timeperiod`` up to 90 days): catch-up after an outage
+    # goes no further back, and the coverage view calls older windows lost to retention.
+    retention=timedelta(days=90),
 )
