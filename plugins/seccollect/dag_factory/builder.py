@@ -85,8 +85,9 @@ def doc_md(instance: InstanceBase, notes: str = "") -> str:
     return (
         f"# {instance.dag_id}\n\n"
         f"{instance.vendor} connector instance `{instance.name}` of tenant `{instance.tenant}`. "
-        f"Each run collects the window [data_interval_start, data_interval_end) of every content type, "
-        f"stages it, and loads it idempotently into {', '.join(f'`{t}`' for t in tables)}. Re-running or "
+        f"Each run collects the window that starts at its logical date (a manual run dated at no window "
+        f"start: the last complete window before it; a replay: run conf `window_start`/`window_end`) for "
+        f"every content type, stages it, and loads it idempotently into {', '.join(f'`{t}`' for t in tables)}. Re-running or "
         f"backfilling a window never duplicates rows. Credentials: Airflow connection `{instance.conn_id}`.\n\n"
         f"Every task stops after `task_timeout_minutes` ({int(instance.task_timeout.total_seconds() // 60)} "
         "min; 4 intervals by default, at least 60 and at most 1440) and is retried like any failure.\n\n"

@@ -28,12 +28,17 @@ if TYPE_CHECKING:
 
 
 def parse_window_bound(value: Any) -> datetime:
-    """A rendered template value (ISO string) or a datetime, as an aware UTC datetime."""
+    """A rendered template value (ISO string) or a datetime, as an aware UTC ``datetime.datetime``.
+
+    Always the standard library's class: a pendulum ``DateTime`` (Airflow's context values) with a
+    ``datetime.timezone`` loses its time zone in arithmetic (``start - lag`` comes out naive)."""
     if isinstance(value, datetime):
         moment = value
     else:
         moment = datetime.fromisoformat(str(value))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
+                    moment.microsecond, tzinfo=UTC)
 
 
 @contextmanager
@@ -75,10 +80,41 @@ CLOCK_POLL = timedelta(seconds=60)
 CLOCK_MAX_WAIT = timedelta(hours=2)
 
 
-#: By default a run collects its data interval; a manual run may name any other window in its conf
-#: (``{"window_start": "...", "window_end": "..."}``) to replay it — idempotently, like any run.
-DEFAULT_WINDOW_START = "{{ (dag_run.conf or {}).get('window_start') or data_interval_start }}"
-DEFAULT_WINDOW_END = "{{ (dag_run.conf or {}).get('window_end') or data_interval_end }}"
+#: A run collects the window :func:`run_window` finds for it; the templated ``window_start`` and
+#: ``window_end`` are given only by a replay's run conf (``{"window_start": "...", "window_end": "..."}``),
+#: which names any other window — collected idempotently, like any run.
+DEFAULT_WINDOW_START = "{{ (dag_run.conf or {}).get('window_start') or '' }}"
+DEFAULT_WINDOW_END = "{{ (dag_run.conf or {}).get('window_end') or '' }}"
+
+
+def run_window(task: Any, context: Any, start: Any = None, end: Any = None) -> tuple[datetime, datetime]:
+    """The window a task of this run collects (one window per logical date, however the run was made).
+
+    In order: ``start``/``end`` when given (rendered templates); the run conf's ``window_start`` and
+    ``window_end`` (a replay); the run's data interval when it starts at the run's logical date (every
+    scheduled, backfill and REST-API run); else what the DAG's timetable infers for a manual run at the
+    logical date (``airflow dags trigger --logical-date`` gets a data interval inferred from the time it
+    was made, not from its logical date, which would collect one window under another's date and hide
+    the first from a backfill); else, for a run made without a logical date (``"logical_date": null``:
+    no data interval at all), what the timetable infers at the run's ``run_after``.
+    """
+    if start not in (None, "") and end not in (None, ""):
+        return parse_window_bound(start), parse_window_bound(end)
+    dag_run = context.get("dag_run")
+    conf = (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
+    if conf.get("window_start") and conf.get("window_end"):
+        return parse_window_bound(conf["window_start"]), parse_window_bound(conf["window_end"])
+    logical_date = context.get("logical_date")
+    interval_start, interval_end = context.get("data_interval_start"), context.get("data_interval_end")
+    if interval_start is not None and interval_end is not None and (
+        logical_date is None or parse_window_bound(logical_date) == parse_window_bound(interval_start)
+    ):
+        return parse_window_bound(interval_start), parse_window_bound(interval_end)
+    import pendulum
+
+    moment = logical_date or getattr(dag_run, "run_after", None) or datetime.now(UTC)
+    interval = task.dag.timetable.infer_manual_data_interval(run_after=pendulum.instance(parse_window_bound(moment)))
+    return parse_window_bound(interval.start), parse_window_bound(interval.end)
 
 
 @dataclass(frozen=True)
@@ -103,9 +139,9 @@ class BaseCollectOperator(BaseOperator):
     :param instance_name: connector instance name stamped on every record.
     :param content_type: the content type this task collects.
     :param window_start: start of the window (templated); defaults to the run conf's ``window_start``,
-        else the run's ``data_interval_start``.
+        else the run's window (:func:`run_window`).
     :param window_end: end of the window (templated); defaults to the run conf's ``window_end``, else
-        the run's ``data_interval_end``.
+        the run's window (:func:`run_window`).
     """
 
     #: How the content type is read (:data:`~seccollect.registry.CollectPattern`); the load treats a
@@ -174,7 +210,7 @@ class BaseCollectOperator(BaseOperator):
         from seccollect.records.envelope import EnvelopeContext
         from seccollect.staging.store import StagingWriter, window_folder
 
-        start, end = parse_window_bound(self.window_start), parse_window_bound(self.window_end)
+        start, end = run_window(self, context, self.window_start, self.window_end)
         if not start < end:
             # A zero-length interval would read nothing and look like success; refuse it loudly.
             raise AirflowFailException(f"Empty collection window {start} .. {end}; the DAG needs a data-interval timetable")

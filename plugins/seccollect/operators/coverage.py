@@ -4,7 +4,8 @@ Every connector DAG runs this check (``check_coverage``) beside its vendor tasks
 view lays out the expected windows from it) and looks for windows that are ``missing`` (no run
 collected them) or ``failed`` (their collect or load failed for good, see
 :func:`record_window_failure`). A window whose run is still queued or running is not a gap yet.
-Gaps fail the task without retries, so Airflow's own failure handling (the grid, notifications)
+Only windows before the run's own window are judged (later ones are the scheduler's work still to do,
+e.g. while it catches up after an outage). Gaps fail the task without retries, so Airflow's own failure handling (the grid, notifications)
 reports them, with the command that fills them.
 """
 
@@ -52,6 +53,11 @@ class CoverageCheckOperator(BaseOperator):
             record_schedules(warehouse, self.dag_id, self.schedules)
             counts = _status_counts(warehouse.coverage(self.dag_id))
             gaps = warehouse.coverage(self.dag_id, statuses=("missing", "failed"))
+        # Only windows before this run's own are judged: later ones are the scheduler's work still to do
+        # (after an outage it creates the missed runs a few at a time, max_active_runs), and this run's
+        # own window is being collected beside this task. The latest scheduled run judges them in turn.
+        own_start, _ = _window_of(self, context)
+        gaps = [g for g in gaps if g["window_start"] < own_start]
         in_progress = _windows_in_progress(context, self.dag_id, [g["window_start"] for g in gaps])
         gaps = [g for g in gaps if g["window_start"] not in in_progress]
         self.log.info("Coverage of %s: %s", self.dag_id, counts or "no windows yet")
@@ -159,12 +165,9 @@ def record_window_failure(context: Context) -> None:
 
 
 def _window_of(task: Any, context: Context) -> tuple[datetime, datetime]:
-    from seccollect.operators.collect import parse_window_bound
+    from seccollect.operators.collect import run_window
 
     start, end = getattr(task, "window_start", None), getattr(task, "window_end", None)
     if isinstance(start, str | datetime) and isinstance(end, str | datetime) and "{{" not in str(start):
-        return parse_window_bound(start), parse_window_bound(end)
-    conf = (context.get("dag_run") and context["dag_run"].conf) or {}
-    if conf.get("window_start") and conf.get("window_end"):
-        return parse_window_bound(conf["window_start"]), parse_window_bound(conf["window_end"])
-    return parse_window_bound(context["data_interval_start"]), parse_window_bound(context["data_interval_end"])
+        return run_window(task, context, start, end)
+    return run_window(task, context)

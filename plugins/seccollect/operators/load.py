@@ -51,7 +51,7 @@ class WarehouseLoadOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from seccollect import registry
-        from seccollect.operators.collect import parse_window_bound
+        from seccollect.operators.collect import run_window
         from seccollect.staging.handoff import flatten
         from seccollect.warehouse import open_warehouse
         from seccollect.warehouse.base import WarehouseSchemaError, WindowKey
@@ -63,8 +63,7 @@ class WarehouseLoadOperator(BaseOperator):
                 raise AirflowFailException(f"the staged outputs disagree on their window: {sorted(bounds)}")
             start, end = bounds.pop()
         else:
-            start = parse_window_bound(context["data_interval_start"])
-            end = parse_window_bound(context["data_interval_end"])
+            start, end = run_window(self, context)
         key = WindowKey(dag_id=self.dag_id, content_type=self.content_type, window_start=start, window_end=end)
         batches = [batch for window in windows for batch in window.batches]
         cursors = [w.cursor for w in windows if w.cursor is not None]

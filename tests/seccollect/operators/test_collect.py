@@ -117,3 +117,41 @@ def test_the_staged_window_round_trips_through_airflows_xcom_serialisation() -> 
 
     result = _operator().execute(context={})
     assert serde.deserialize(serde.serialize(result)) == result
+
+
+def test_a_run_without_a_logical_date_collects_the_last_complete_window_before_it_was_made() -> None:
+    """``POST .../dagRuns`` with ``"logical_date": null`` makes a run with no data interval; its tasks
+    collect what a manual run made at that moment would (the last complete window), not fail."""
+    from types import SimpleNamespace
+
+    from seccollect.dag_factory.timetable import WindowCronTimetable
+    from seccollect.operators.collect import run_window
+
+    with DAG("acme-x-nolog", schedule=WindowCronTimetable("*/5 * * * *")):
+        task = _Collect(task_id="collect_event", tenant="acme", instance_name="x", content_type="event")
+    made = datetime(2026, 3, 1, 10, 7, 30, tzinfo=UTC)
+    context = {"dag_run": SimpleNamespace(conf={}, run_after=made)}
+    assert run_window(task, context) == (datetime(2026, 3, 1, 10, 0, tzinfo=UTC), datetime(2026, 3, 1, 10, 5, tzinfo=UTC))
+    # A replay's conf wins over everything; a data interval over the timetable.
+    replay = {"dag_run": SimpleNamespace(conf={"window_start": START.isoformat(), "window_end": END.isoformat()},
+                                         run_after=made)}
+    assert run_window(task, replay) == (START, END)
+    scheduled = {"dag_run": SimpleNamespace(conf={}, run_after=made), "data_interval_start": START,
+                 "data_interval_end": END, "logical_date": START}
+    assert run_window(task, scheduled) == (START, END)
+    # `airflow dags trigger --logical-date 09:55` at 10:07:30: Airflow infers the data interval from the
+    # time of the call; the run still collects the window its logical date names.
+    cli = {"dag_run": SimpleNamespace(conf={}, run_after=made), "logical_date": datetime(2026, 3, 1, 9, 55, tzinfo=UTC),
+           "data_interval_start": datetime(2026, 3, 1, 10, 0, tzinfo=UTC),
+           "data_interval_end": datetime(2026, 3, 1, 10, 5, tzinfo=UTC)}
+    assert run_window(task, cli) == (datetime(2026, 3, 1, 9, 55, tzinfo=UTC), datetime(2026, 3, 1, 10, 0, tzinfo=UTC))
+
+
+def test_window_bounds_are_plain_aware_datetimes_even_from_pendulum() -> None:
+    """Airflow's context holds pendulum DateTimes; one with a ``datetime.timezone`` loses its zone in
+    arithmetic, which made a settle-lag subtraction naive and the vendor clock check crash."""
+    import pendulum
+
+    bound = parse_window_bound(pendulum.instance(datetime(2026, 3, 1, 0, 5, tzinfo=UTC)).astimezone(UTC))
+    assert type(bound) is datetime
+    assert (bound - timedelta(seconds=300)).tzinfo is not None

@@ -172,12 +172,12 @@ class S3LogListOperator(BaseOperator):
     def execute(self, context: Context) -> list[list[dict[str, Any]]]:
         from airflow.sdk import conf
 
-        from seccollect.operators.collect import parse_window_bound
+        from seccollect.operators.collect import run_window
         from seccollect.vendors.aws.hook import aws_errors
         from seccollect.vendors.aws.tables import consumed_objects
         from seccollect.warehouse import open_warehouse
 
-        start, end = parse_window_bound(self.window_start), parse_window_bound(self.window_end)
+        start, end = run_window(self, context, self.window_start, self.window_end)
         hook = _hook(self.aws_conn_id, self.region_name, self.proxy, self.verify_ssl)
         with fail_fast(), aws_errors(f"ListObjectsV2 s3://{self.bucket}/{self.prefix}"):
             folders, candidates, skipped = self.list_window(hook, start, end)

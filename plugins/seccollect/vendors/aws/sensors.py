@@ -95,10 +95,10 @@ class S3LogWindowSensor(BaseSensorOperator):
 
     # --- helpers ----------------------------------------------------------------------------------
 
-    def _window(self) -> tuple[datetime, datetime]:
-        from seccollect.operators.collect import parse_window_bound
+    def _window(self, context: Context) -> tuple[datetime, datetime]:
+        from seccollect.operators.collect import run_window
 
-        return parse_window_bound(self.window_start), parse_window_bound(self.window_end)
+        return run_window(self, context, self.window_start, self.window_end)
 
     def _hook(self) -> S3LogHook:
         from seccollect.vendors.aws.hook import S3LogHook
@@ -121,7 +121,7 @@ class S3LogWindowSensor(BaseSensorOperator):
         from seccollect.vendors.aws.hook import aws_errors
         from seccollect.vendors.aws.triggers import find_window_object
 
-        start, end = self._window()
+        start, end = self._window(context)
         deadline = end + self.max_delivery_delay
         if datetime.now(UTC) >= deadline:
             # Cheap first: a backfill of old windows needs no LIST to know delivery is over.
@@ -154,7 +154,7 @@ class S3LogWindowSensor(BaseSensorOperator):
             return None
         from seccollect.vendors.aws.triggers import S3LogWindowTrigger
 
-        start, end = self._window()
+        start, end = self._window(context)
         self.defer(
             trigger=S3LogWindowTrigger(
                 aws_conn_id=self.aws_conn_id,
