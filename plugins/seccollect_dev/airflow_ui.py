@@ -1,34 +1,59 @@
-"""``make airflow``: the Airflow UI (``airflow standalone``) on the demo's home, DAGs and connections.
+"""``make airflow``: the Airflow UI on the demo's home, DAGs and connections, until Ctrl-C.
 
-Every simulator (the Netskope API, moto's S3/STS) is started on the demo's ports too, and moto's buckets
-are filled, so triggering a DAG, a backfill or a connection's Test button from the UI works against
-them. Ctrl-C stops everything.
+A whole Airflow (:mod:`seccollect_dev.airflow_stack`: api-server, scheduler, dag-processor, triggerer)
+on the home's PostgreSQL metadata database, with every simulator on the demo's ports: the Netskope API
+generates data for the next 24 hours as well (served as its clock reaches it) and moto's buckets are
+filled every minute with what has been delivered since, so scheduled runs, backfills, replays and the
+connections' Test button work against them. A component that exits is started again. Ctrl-C (or
+SIGTERM) stops every process within seconds.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
+import signal
 import sys
-from pathlib import Path
+import time
 
-from seccollect_dev.demo import AIRFLOW_HOME, demo_environment, prepare_airflow, services
+from seccollect_dev.demo import (
+    AIRFLOW_HOME,
+    DEMO_DIR,
+    UI_PORT,
+    airflow_stack,
+    demo_environment,
+    running_stack,
+    services,
+)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> int:
+    running = running_stack()
+    if running is not None:
+        print(f"An Airflow of this home already runs ({running['owner']}, pid {running['pid']}) at {running['url']}.",
+              file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
     env = {**os.environ, **demo_environment()}
-    # `airflow standalone` starts its components as `airflow <command>` found on PATH: the venv's.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    prepare_airflow(env)
-    password_file = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
-    with services(env):
-        print("Airflow UI: http://localhost:8080 (user 'admin'; password printed below and stored in "
-              f"{password_file})", flush=True)
-        airflow = Path(sys.executable).with_name("airflow")
-        try:
-            return subprocess.call([str(airflow), "standalone"], env=env)
-        except KeyboardInterrupt:
-            return 0
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        with services(env, keep_filling=True, ahead_hours=24) as urls, \
+                airflow_stack(env, owner="make airflow", api_port=UI_PORT) as stack:
+            print("Simulators: " + ", ".join(f"{name} {url}" for name, url in urls.items()))
+            print(f"Airflow UI: http://localhost:{UI_PORT}  user 'admin', password {stack.password!r} "
+                  f"(stored in {AIRFLOW_HOME / 'simple_auth_manager_passwords.json.generated'})")
+            print(f"Component logs: {DEMO_DIR / 'logs'}.  Ctrl-C stops everything.", flush=True)
+            while True:
+                for name in stack.restart_exited():
+                    print(f"airflow {name} had exited; started it again (see {DEMO_DIR / 'logs' / name}.log)",
+                          flush=True)
+                time.sleep(2)
+    except KeyboardInterrupt:
+        print("\nStopped.", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,20 +1,23 @@
-"""The demo: every enabled demo connector DAG over the last hour, through real Airflow, then a summary.
+"""The demo: every enabled demo connector DAG over the last hour, through a real Airflow, then a summary.
 
 ``python -m seccollect_dev.demo`` (``make demo``) does, in order:
 
-1. initialise the Airflow home inside the checkout (``.airflow/``, ignored by git) and its database;
+1. initialise the Airflow home inside the checkout (``.airflow/``, ignored by git) on a PostgreSQL
+   metadata database (the machine's when it answers, else an embedded one in ``.airflow/pgdata``);
 2. register the Airflow connections that point at the simulators, and the ``warehouse_loads`` pool;
 3. start every simulator of :data:`seccollect_dev.simulators.SIMULATORS` (the Netskope API, moto's
-   S3/STS) in one ``python -m seccollect_dev.simulators`` process, each on its fixed local port;
-4. populate the simulators that are plain stores (moto's buckets: the last hours of CloudTrail,
-   VPC flow and WAF logs);
-5. run each enabled DAG of ``include/connectors`` once per data interval of the last hour
-   (``dag.test()``: the real task runner, XCom, retries, the metadata database);
-6. print per instance and per index: records loaded, duplicates skipped, alerts mapped, failures;
-7. stop every process it started.
+   S3/STS) in one ``python -m seccollect_dev.simulators`` process, each on its fixed local port, and
+   fill the plain stores (moto's buckets);
+4. start Airflow (api-server, scheduler, dag-processor, triggerer: :mod:`seccollect_dev.airflow_stack`)
+   and, per enabled DAG, create a backfill of the last hour's windows ("Missing Runs": windows that
+   already have a run are left alone) with the DAG unpaused for the time of the demo;
+5. wait for those runs, then print per instance and per index: records loaded, duplicates skipped,
+   alerts mapped, failures;
+6. pause the DAGs again and stop every process it started.
 
-The same home, connections and ports are used by ``make airflow`` (``airflow standalone``), so the
-UI shows these DAGs and their runs afterwards.
+Runs are made by the scheduler, so they have task logs and true start and end times in the UI. When
+``make airflow`` is running, the demo uses its Airflow and simulators instead of starting its own (and
+never deletes the warehouse under it); ``make airflow`` refuses to start while a demo runs.
 """
 
 from __future__ import annotations
@@ -34,10 +37,18 @@ from typing import Any
 from seccollect_dev.simulators import SIMULATORS
 
 REPO = Path(__file__).resolve().parents[2]
-AIRFLOW_HOME = REPO / ".airflow"
-DEMO_DIR = REPO / ".demo"
+#: Where the demo keeps its state: the checkout (both folders are ignored by git), or ``DEMO_ROOT``.
+ROOT = Path(os.environ.get("DEMO_ROOT", str(REPO)))
+AIRFLOW_HOME = ROOT / ".airflow"
+DEMO_DIR = ROOT / ".demo"
 WAREHOUSE_PATH = DEMO_DIR / "warehouse.duckdb"
 SIMULATORS_STATE = DEMO_DIR / "simulators.json"
+#: Written while an Airflow of the demo's home runs: who runs it (``make airflow`` or the demo) and where.
+STACK_STATE = AIRFLOW_HOME / "stack.json"
+#: The metadata database of the demo's home (on the machine's PostgreSQL or the embedded one).
+METADATA_DATABASE = os.environ.get("SECCOLLECT_DEMO_DATABASE", "seccollect_demo")
+#: The api-server's port under ``make airflow`` (``AIRFLOW_PORT`` to change it).
+UI_PORT = int(os.environ.get("AIRFLOW_PORT", "8080"))
 
 
 def simulator_port(name: str) -> int:
@@ -76,11 +87,6 @@ def demo_connections() -> dict[str, dict[str, Any]]:
     return connections
 
 
-def _airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    airflow = Path(sys.executable).with_name("airflow")
-    return subprocess.run([str(airflow), *args], env=env, check=True, capture_output=True, text=True)
-
-
 def assemble_instances() -> Path:
     """The demo's instance folder: every registered connector's demo instance files."""
     import shutil
@@ -96,16 +102,16 @@ def assemble_instances() -> Path:
     return folder
 
 
-def prepare_airflow(env: dict[str, str]) -> None:
-    """Airflow home + database, the demo instances and connections and the load pool (idempotent)."""
+def prepare_airflow(stack: Any) -> None:
+    """Migrate the home's metadata database; the demo instances, connections and the load pool (idempotent)."""
     AIRFLOW_HOME.mkdir(exist_ok=True)
     DEMO_DIR.mkdir(exist_ok=True)
     assemble_instances()
-    _airflow("db", "migrate", env=env)
+    stack.prepare()
     conn_file = DEMO_DIR / "connections.json"
     conn_file.write_text(json.dumps(demo_connections(), indent=2))
-    _airflow("connections", "import", "--overwrite", str(conn_file), env=env)
-    _airflow("pools", "set", "warehouse_loads", "1", "one writer at a time (DuckDB allows a single writer)", env=env)
+    stack.airflow("connections", "import", "--overwrite", str(conn_file))
+    stack.airflow("pools", "set", "warehouse_loads", "1", "one writer at a time (DuckDB allows a single writer)")
 
 
 def _wait_for_state(proc: subprocess.Popen[bytes], state_file: Path, timeout: float = 60.0) -> dict[str, Any]:
@@ -113,7 +119,8 @@ def _wait_for_state(proc: subprocess.Popen[bytes], state_file: Path, timeout: fl
     deadline = time.monotonic() + timeout
     while not state_file.exists():
         if proc.poll() is not None:
-            raise RuntimeError(f"the simulators exited with {proc.returncode}; see {DEMO_DIR / 'simulators.log'}")
+            log = (DEMO_DIR / "simulators.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the simulators exited with {proc.returncode} (a port in use?):\n{log}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"the simulators did not start within {timeout:.0f}s")
         time.sleep(0.1)
@@ -121,27 +128,49 @@ def _wait_for_state(proc: subprocess.Popen[bytes], state_file: Path, timeout: fl
 
 
 @contextmanager
-def services(env: dict[str, str]) -> Iterator[dict[str, str]]:
+def services(env: dict[str, str], *, keep_filling: bool = False, ahead_hours: float = 0.0) -> Iterator[dict[str, str]]:
     """Run every simulator in one process until the block ends; yields ``{name: url}``.
 
-    The simulators that hold plain data (moto's buckets) are populated before the block starts.
+    The simulators that hold plain data (moto's buckets) are populated before the block starts and,
+    with ``keep_filling``, every minute while it runs (what has been delivered since), so scheduled
+    runs keep finding data. ``ahead_hours``: the API simulators also generate that much data after
+    now, served as their clock reaches it.
     """
+    import threading
+
     ports = [arg for name in SIMULATORS for arg in (f"--{name}-port", str(simulator_port(name)))]
     cmd = [sys.executable, "-m", "seccollect_dev.simulators", *ports, "--hours", "3",
-           "--state-file", str(SIMULATORS_STATE)]
+           "--ahead-hours", str(ahead_hours), "--state-file", str(SIMULATORS_STATE)]
     SIMULATORS_STATE.unlink(missing_ok=True)
+    stop = threading.Event()
     with open(DEMO_DIR / "simulators.log", "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             state = _wait_for_state(proc, SIMULATORS_STATE)
             urls = {name: info["url"] for name, info in state.items()}
-            now = datetime.now(UTC)
-            for name, url in urls.items():
-                populate = SIMULATORS[name].populate
-                if populate is not None:
-                    populate(url, now)
+
+            def populate() -> None:
+                now = datetime.now(UTC)
+                for name, url in urls.items():
+                    fill = SIMULATORS[name].populate
+                    if fill is not None:
+                        fill(url, now)
+
+            populate()
+            filler = None
+            if keep_filling:
+                def fill_every_minute() -> None:
+                    while not stop.wait(60):
+                        try:
+                            populate()
+                        except Exception as exc:  # noqa: BLE001 - a hiccup must not end make airflow
+                            print(f"(filling the simulators failed once: {exc})", flush=True)
+
+                filler = threading.Thread(target=fill_every_minute, name="simulator-filler", daemon=True)
+                filler.start()
             yield urls
         finally:
+            stop.set()
             proc.terminate()
             try:
                 proc.wait(timeout=15)
@@ -149,65 +178,145 @@ def services(env: dict[str, str]) -> Iterator[dict[str, str]]:
                 proc.kill()
 
 
-def intervals(dag: Any, now: datetime, span: timedelta) -> list[tuple[datetime, datetime]]:
-    """The DAG's complete data intervals that end within the last ``span`` before ``now``."""
-    import pendulum
-    from airflow.serialization.encoders import coerce_to_core_timetable
-    from airflow.timetables.base import DataInterval, TimeRestriction
-
-    timetable = coerce_to_core_timetable(dag.timetable)
-    restriction = TimeRestriction(earliest=pendulum.instance(now - span), latest=pendulum.instance(now), catchup=True)
-    found: list[tuple[datetime, datetime]] = []
-    last: DataInterval | None = None
-    while True:
-        info = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
-        if info is None or info.data_interval.end > now:
-            return found
-        found.append((info.data_interval.start, info.data_interval.end))
-        last = info.data_interval
+def running_stack() -> dict[str, Any] | None:
+    """The Airflow of the demo's home that is running now (``{"owner", "pid", "url"}``), if any."""
+    try:
+        state = json.loads(STACK_STATE.read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(int(state["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        STACK_STATE.unlink(missing_ok=True)  # left by a process that is gone
+        return None
+    return state
 
 
-def run_dags(span: timedelta) -> list[dict[str, Any]]:
-    """Run every enabled demo DAG over its intervals of the last ``span``; return one row per run."""
+@contextmanager
+def airflow_stack(env: dict[str, str], *, owner: str, api_port: int = 0) -> Iterator[Any]:
+    """A whole Airflow on the demo's home and its PostgreSQL metadata database, recorded in
+    :data:`STACK_STATE` while it runs (so the demo and ``make airflow`` find each other)."""
+    from seccollect_dev.airflow_stack import AirflowStack, postgres_server
+
+    with postgres_server(AIRFLOW_HOME / "pgdata") as pg:
+        pg.ensure_database(METADATA_DATABASE)
+        stack = AirflowStack(env, pg.sqlalchemy_url(METADATA_DATABASE), DEMO_DIR / "logs", api_port=api_port)
+        prepare_airflow(stack)
+        stack.start()
+        try:
+            STACK_STATE.write_text(json.dumps({"owner": owner, "pid": os.getpid(), "url": stack.url,
+                                               "password": stack.password}))
+            yield stack
+        finally:
+            STACK_STATE.unlink(missing_ok=True)
+            stack.stop()
+
+
+def demo_dags() -> dict[str, Any]:
+    """The DAGs of the demo's enabled instances, by dag_id."""
     from seccollect.dag_factory.builder import register_dags
 
     namespace: dict[str, Any] = {}
-    errors = register_dags(namespace)
-    for error in errors:
+    for error in register_dags(namespace):
         print(f"  instance file problem (no DAG): {error}")
-    now = datetime.now(UTC)
-    runs: list[dict[str, Any]] = []
-    for dag_id, dag in sorted(namespace.items()):
-        windows = intervals(dag, now, span)
-        if any(t.task_id in ("collect_pops", "collect_tunnels") for t in dag.tasks):
-            # Daily snapshots run in the interval that holds 00:00 UTC; include the latest one.
-            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            snapshot = [w for w in intervals(dag, midnight + timedelta(hours=1), timedelta(hours=2))
-                        if w[0] <= midnight < w[1] and w not in windows]
-            windows = snapshot + windows
-        print(f"  {dag_id}: {len(windows)} interval(s)", flush=True)
-        for start, end in windows:
-            began = time.monotonic()
-            # One window per logical date: a run is dated by the start of the window it collects.
-            dag_run = dag.test(logical_date=start)
-            states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-            failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
-            runs.append({"dag_id": dag_id, "start": start, "end": end, "state": str(dag_run.state),
-                         "failed_tasks": failed, "seconds": time.monotonic() - began,
-                         "skipped_tasks": [t for t, s in states.items() if s == "skipped" and t.startswith("collect_")]})
-    return runs
+    return dict(sorted(namespace.items()))
+
+
+def last_hour(span: timedelta, step: timedelta = timedelta(minutes=5)) -> tuple[datetime, datetime]:
+    """The logical dates (window starts) of the complete windows of the last ``span``, for 5-minute
+    windows: first and last, both inclusive as ``airflow backfill create`` takes them."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    last_end = now - timedelta(minutes=now.minute % int(step.total_seconds() // 60))
+    return last_end - span, last_end - step
+
+
+def expected_windows(dag: Any, first: datetime, last: datetime) -> list[datetime]:
+    """The window starts of ``dag``'s schedule from ``first`` to ``last`` (inclusive)."""
+    import pendulum
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    timetable = coerce_to_core_timetable(dag.timetable)
+    restriction = TimeRestriction(earliest=pendulum.instance(first), latest=pendulum.instance(last), catchup=True)
+    found: list[datetime] = []
+    interval = None
+    while True:
+        info = timetable.next_dagrun_info(last_automated_data_interval=interval, restriction=restriction)
+        if info is None or info.data_interval.start > last:
+            return found
+        found.append(info.data_interval.start)
+        interval = info.data_interval
+
+
+def _logical(run: dict[str, Any]) -> datetime | None:
+    value = run.get("logical_date")
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def run_dags(api: Any, dags: dict[str, Any], span: timedelta, timeout: float = 1800) -> list[dict[str, Any]]:
+    """Collect the last ``span`` of every DAG through the scheduler: unpause it (a paused DAG's tasks are
+    never queued, a backfill's neither), backfill "Missing Runs" (windows the scheduler already ran
+    from the instance's start are left alone), wait for a finished run per window, pause it again.
+    One row per run."""
+    first, last = last_hour(span)
+    wanted = {dag_id: set(expected_windows(dag, first, last)) for dag_id, dag in dags.items()}
+    for dag_id in dags:
+        api.set_paused(dag_id, False)
+    for dag_id in dags:
+        try:
+            api.request("POST", "backfills", json={
+                "dag_id": dag_id, "from_date": first.isoformat(), "to_date": last.isoformat(),
+                "reprocess_behavior": "none", "max_active_runs": 4,
+            })
+        except RuntimeError as exc:
+            if "No runs to create" not in str(exc):  # every window has a run already: nothing missing
+                raise
+    print(f"  windows {first:%H:%M}..{last:%H:%M} UTC requested; waiting for their runs", flush=True)
+    deadline = time.monotonic() + timeout
+    runs_of: dict[str, list[dict[str, Any]]] = {}
+    pending = set(dags)
+    try:
+        while pending:
+            for dag_id in sorted(pending):
+                runs = [r for r in api.dag_runs(dag_id) if _logical(r) in wanted[dag_id]]
+                if {_logical(r) for r in runs} >= wanted[dag_id] and all(r["state"] in ("success", "failed") for r in runs):
+                    runs_of[dag_id] = runs
+                    pending.discard(dag_id)
+                    print(f"  {dag_id}: {len(runs)} run(s) done", flush=True)
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"runs not finished after {timeout:.0f}s: {sorted(pending)}")
+            if pending:
+                time.sleep(3)
+    finally:
+        for dag_id in dags:
+            api.set_paused(dag_id, True)
+    rows: list[dict[str, Any]] = []
+    for dag_id, runs in sorted(runs_of.items()):
+        for run in sorted(runs, key=lambda r: r["logical_date"]):
+            tis = api.get(f"dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+            states = {ti["task_id"]: ti["state"] for ti in tis}
+            rows.append({
+                "dag_id": dag_id, "logical_date": run["logical_date"], "state": run["state"],
+                "run_id": run["dag_run_id"], "start_date": run["start_date"], "end_date": run["end_date"],
+                "failed_tasks": sorted(t for t, st in states.items() if st in ("failed", "upstream_failed")),
+                "skipped_tasks": [t for t, st in states.items() if st == "skipped" and t.startswith("collect_")],
+            })
+    return rows
 
 
 def summary(runs: list[dict[str, Any]]) -> str:
     """Per instance and index: records loaded, duplicates skipped, alerts mapped, failures."""
-    from seccollect.warehouse.duckdb import DuckDBWarehouse
+    from seccollect.warehouse.duckdb import DuckDBWarehouse, connect_with_lock_wait
 
     failures: dict[str, int] = {}
     for run in runs:
         failures[run["dag_id"]] = failures.get(run["dag_id"], 0) + (1 if run["state"] != "success" else 0)
     rows: list[tuple[str, str, int, int, int, int]] = []
-    with DuckDBWarehouse(str(WAREHOUSE_PATH)) as wh:
-        wh.ensure_schema()
+    if not WAREHOUSE_PATH.exists():
+        return "Nothing was loaded (no warehouse file yet)."
+    # Read-only: under `make airflow` scheduled loads may be writing; a reader only waits out their commit.
+    connection = connect_with_lock_wait(str(WAREHOUSE_PATH), read_only=True)
+    with DuckDBWarehouse(str(WAREHOUSE_PATH), connection=connection) as wh:
         ledger = wh.query(
             "SELECT dag_id, content_type, sum(inserted_rows), sum(duplicate_rows), sum(quarantined) "
             "FROM collection_ledger GROUP BY 1, 2 ORDER BY 1, 2"
@@ -238,31 +347,66 @@ def summary(runs: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def wait_for_dags(api: Any, dag_ids: list[str], timeout: float = 180) -> None:
+    """Until the dag-processor has parsed every one of ``dag_ids``."""
+    deadline = time.monotonic() + timeout
+    for dag_id in dag_ids:
+        while True:
+            try:
+                api.get(f"dags/{dag_id}")
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{dag_id} was not parsed within {timeout:.0f}s; see {DEMO_DIR / 'logs'}") from None
+                time.sleep(1)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from seccollect_dev.airflow_stack import AirflowApi
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=int, default=60, help="how far back intervals are run")
+    parser.add_argument("--minutes", type=int, default=60, help="how far back windows are collected")
     parser.add_argument("--fresh", action="store_true", help="start from an empty warehouse and staging area")
     args = parser.parse_args(argv)
 
     env = {**os.environ, **demo_environment()}
     os.environ.update(demo_environment())
-    DEMO_DIR.mkdir(exist_ok=True)
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    running = running_stack()
+    if running is not None and running["owner"] != "make airflow":
+        print(f"Another demo is running (pid {running['pid']}); wait for it to finish.", file=sys.stderr)
+        return 2
     if args.fresh:
+        if running is not None:
+            print("--fresh would delete the warehouse under the running `make airflow`; stop it first.",
+                  file=sys.stderr)
+            return 2
         WAREHOUSE_PATH.unlink(missing_ok=True)
+        Path(str(WAREHOUSE_PATH) + ".wal").unlink(missing_ok=True)
     print(f"Airflow home: {AIRFLOW_HOME}")
-    prepare_airflow(env)
-    # dag.test() in this process resolves connections through the environment like a worker would.
-    for conn_id, conn in demo_connections().items():
-        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
     started = time.monotonic()
-    with services(env) as urls:
-        print("Simulators: " + ", ".join(f"{name} {url}" for name, url in urls.items()))
-        print(f"Running every enabled DAG over the last {args.minutes} minutes of intervals:", flush=True)
-        runs = run_dags(timedelta(minutes=args.minutes))
+    span = timedelta(minutes=args.minutes)
+    if running is not None:
+        # `make airflow` runs: use its Airflow and simulators; its instance files are the demo's.
+        print(f"Using the Airflow of `make airflow` at {running['url']} (pid {running['pid']})")
+        api = AirflowApi(running["url"], "admin", running["password"])
+        dags = demo_dags()
+        wait_for_dags(api, list(dags))
+        runs = run_dags(api, dags, span)
+    else:
+        with services(env) as urls, airflow_stack(env, owner="make demo") as stack:
+            print("Simulators: " + ", ".join(f"{name} {url}" for name, url in urls.items()))
+            print(f"Airflow: {stack.url} (logs in {DEMO_DIR / 'logs'})")
+            api = stack.api()
+            dags = demo_dags()
+            wait_for_dags(api, list(dags))
+            print(f"Collecting every enabled DAG's windows of the last {args.minutes} minutes:", flush=True)
+            runs = run_dags(api, dags, span)
+    (DEMO_DIR / "runs.json").write_text(json.dumps({"runs": runs}, indent=1))
     print()
     print(summary(runs))
     print(f"\nDone in {time.monotonic() - started:.0f}s. Warehouse: {WAREHOUSE_PATH}")
-    print("Open the Airflow UI on these DAGs and runs:  make airflow   (then http://localhost:8080)")
+    print(f"Open the Airflow UI on these DAGs and runs:  make airflow   (then http://localhost:{UI_PORT})")
     return 0 if all(r["state"] == "success" for r in runs) else 1
 
 

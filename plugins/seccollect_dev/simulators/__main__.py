@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--hours", type=float, default=2.0, help="generated data covers this many hours before now"
     )
     parser.add_argument(
+        "--ahead-hours",
+        type=float,
+        default=0.0,
+        help="generated data also covers this many hours after now; a simulator with a clock serves it as "
+        "its clock reaches it (a live feed for `make airflow`)",
+    )
+    parser.add_argument(
         "--state-file", type=Path, default=None, help="write {name: {url, pid}} here once listening"
     )
     parser.add_argument("--log-level", default="WARNING")

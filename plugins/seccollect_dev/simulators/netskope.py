@@ -1382,14 +1382,16 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_simulator(args: argparse.Namespace) -> NetskopeSimulator:
-    """The simulator the CLI serves: ``args.hours`` of data up to now, tokens from the environment
+    """The simulator the CLI serves: ``args.hours`` of data up to now and ``args.ahead_hours`` after it
+    (served as the real clock reaches each record's insertion time), tokens from the environment
     (``SIM_NETSKOPE_V1_TOKEN``, ``SIM_NETSKOPE_V2_TOKEN``, ``SIM_NETSKOPE_V2_SCOPES``)."""
     rates: dict[str, float] = {}
     for item in filter(None, (p.strip() for p in args.netskope_rates.split(","))):
         key, _, value = item.partition("=")
         rates[key.strip()] = float(value)
-    end = datetime.now(UTC).replace(microsecond=0)
-    dataset = NetskopeDataset(seed=args.seed, start=end - timedelta(hours=args.hours), end=end, rates=rates)
+    now = datetime.now(UTC).replace(microsecond=0)
+    ahead = timedelta(hours=getattr(args, "ahead_hours", 0.0))
+    dataset = NetskopeDataset(seed=args.seed, start=now - timedelta(hours=args.hours), end=now + ahead, rates=rates)
     v1_token, v2_token, scopes = _tokens()
     return NetskopeSimulator(dataset, v1_token=v1_token, v2_tokens={v2_token: scopes})
 
