@@ -103,7 +103,10 @@ def load_step(
     watch = common.Stopwatch()
     restore = _instrument(warehouse, watch)
     start = time.perf_counter()
-    report = warehouse.load_window(window, staged, run_id="bench-1")
+    from seccollect import registry
+
+    post_load = registry.get("netskope").post_load  # the Alerts recompute, as the load task runs it
+    report = warehouse.load_window(window, staged, run_id="bench-1", post_load=post_load)
     seconds = time.perf_counter() - start
     restore()
     parts = dict(watch.totals)
@@ -111,7 +114,7 @@ def load_step(
 
     facts = _facts(warehouse)
     start = time.perf_counter()
-    again = warehouse.load_window(window, staged, run_id="bench-2")
+    again = warehouse.load_window(window, staged, run_id="bench-2", post_load=post_load)
     rerun_seconds = time.perf_counter() - start
     facts_after = _facts(warehouse)
     warehouse.close()
@@ -119,8 +122,8 @@ def load_step(
         "seconds": seconds,
         "parts": parts,
         "rerun_seconds": rerun_seconds,
-        "alerts_touched": report.alerts_touched,
-        "alerts_touched_rerun": again.alerts_touched,
+        "alerts_touched": report.figures.get("alerts_touched", 0),
+        "alerts_touched_rerun": again.figures.get("alerts_touched", 0),
         "facts": facts,
         "facts_after_rerun": facts_after,
         "baseline_rss_mib": baseline,

@@ -91,7 +91,8 @@ def _task_specs(dag) -> list[dict]:
         if hasattr(task, "partial_kwargs"):  # a mapped task: same operator, same partial/expand arguments
             operator_class = task.operator_class
             partial = {k: (list(v) if isinstance(v, tuple) else v) for k, v in task.partial_kwargs.items()
-                       if k != "task_id" and type(v) in (str, int, bool, list, tuple)}
+                       if k != "task_id" and type(v) in (str, int, bool, list, tuple)
+                       and not (isinstance(v, list | tuple) and any(callable(x) for x in v))}
             (upstream_id,) = sorted(task.upstream_task_ids)
             specs.append({
                 "task_id": task.task_id,
@@ -106,11 +107,20 @@ def _task_specs(dag) -> list[dict]:
             p for cls in type(task).__mro__ if cls.__module__.startswith("seccollect")
             for p in inspect.signature(cls.__init__).parameters
         ]
+        from airflow.sdk.definitions.xcom_arg import XComArg
+
         for name in names:
             if name in ("self", "kwargs", "task_id") or not hasattr(task, name):
                 continue
             value = getattr(task, name)
+            # A hand-off from upstream tasks (`.output`): dag-factory's "<task_id>.output" form.
+            if isinstance(value, XComArg):
+                value = f"{value.operator.task_id}.output"
+            elif isinstance(value, list | tuple) and value and all(isinstance(v, XComArg) for v in value):
+                value = [f"{v.operator.task_id}.output" for v in value]
             if isinstance(value, str | int | bool | list | tuple) and value is not None:
+                if isinstance(value, list | tuple) and any(callable(v) for v in value):
+                    continue  # callbacks (e.g. on_failure_callback) come from default_args, as below
                 spec[name] = list(value) if isinstance(value, tuple) else value
         if task.pool and task.pool != "default_pool":
             spec["pool"] = task.pool
@@ -127,7 +137,7 @@ def write_dag_factory_yaml(directory: Path, dags: dict) -> None:
         timetable = dag.timetable
         schedule = {"__type__": f"{type(timetable).__module__}.{type(timetable).__qualname__}"}
         if hasattr(timetable, "expression"):
-            schedule["expression"] = timetable.expression
+            schedule["cron"] = timetable.expression
             schedule["timezone"] = "UTC"
         config = {
             dag_id: {
