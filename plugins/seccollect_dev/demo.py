@@ -25,10 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -253,15 +254,22 @@ def _logical(run: dict[str, Any]) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def run_dags(api: Any, dags: dict[str, Any], span: timedelta, timeout: float = 1800) -> list[dict[str, Any]]:
-    """Collect the last ``span`` of every DAG through the scheduler: unpause it (a paused DAG's tasks are
-    never queued, a backfill's neither), backfill "Missing Runs" (windows the scheduler already ran
-    from the instance's start are left alone), wait for a finished run per window, pause it again.
-    One row per run."""
+def run_dags(api: Any, dags: dict[str, Any], span: timedelta, timeout: float = 1800,
+             keep_alive: Callable[[], list[str]] | None = None) -> list[dict[str, Any]]:
+    """Collect the last ``span`` of every DAG through the scheduler: backfill "Missing Runs" (windows
+    the scheduler already ran from the instance's start are left alone), unpause it (a paused DAG's
+    tasks are never queued, a backfill's neither), wait for a finished run per window, pause it again.
+    ``keep_alive`` is called while waiting (e.g. to restart a component that exited). One row per run.
+
+    The backfill is created while the DAG is paused: the scheduler then finds those runs when it
+    reaches their dates and steps over them. Created on an unpaused DAG, a backfill run can be
+    inserted between the scheduler's check for an existing run and its own insert of the same
+    logical date; Airflow 3.3's scheduler then dies on the unique-key violation (apache/airflow#59120).
+    """
     first, last = last_hour(span)
     wanted = {dag_id: set(expected_windows(dag, first, last)) for dag_id, dag in dags.items()}
     for dag_id in dags:
-        api.set_paused(dag_id, False)
+        api.set_paused(dag_id, True)
     for dag_id in dags:
         try:
             api.request("POST", "backfills", json={
@@ -271,6 +279,8 @@ def run_dags(api: Any, dags: dict[str, Any], span: timedelta, timeout: float = 1
         except RuntimeError as exc:
             if "No runs to create" not in str(exc):  # every window has a run already: nothing missing
                 raise
+    for dag_id in dags:
+        api.set_paused(dag_id, False)
     print(f"  windows {first:%H:%M}..{last:%H:%M} UTC requested; waiting for their runs", flush=True)
     deadline = time.monotonic() + timeout
     runs_of: dict[str, list[dict[str, Any]]] = {}
@@ -286,6 +296,8 @@ def run_dags(api: Any, dags: dict[str, Any], span: timedelta, timeout: float = 1
             if pending and time.monotonic() > deadline:
                 raise TimeoutError(f"runs not finished after {timeout:.0f}s: {sorted(pending)}")
             if pending:
+                for name in keep_alive() if keep_alive else []:
+                    print(f"  Airflow's {name} had exited; started it again (see its log)", flush=True)
                 time.sleep(3)
     finally:
         for dag_id in dags:
@@ -361,6 +373,10 @@ def wait_for_dags(api: Any, dag_ids: list[str], timeout: float = 180) -> None:
                 time.sleep(1)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     from seccollect_dev.airflow_stack import AirflowApi
 
@@ -369,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="start from an empty warehouse and staging area")
     args = parser.parse_args(argv)
 
+    # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the Airflow and simulators it started stop too.
+    signal.signal(signal.SIGTERM, _interrupt)
     env = {**os.environ, **demo_environment()}
     os.environ.update(demo_environment())
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
@@ -401,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             dags = demo_dags()
             wait_for_dags(api, list(dags))
             print(f"Collecting every enabled DAG's windows of the last {args.minutes} minutes:", flush=True)
-            runs = run_dags(api, dags, span)
+            runs = run_dags(api, dags, span, keep_alive=stack.restart_exited)
     (DEMO_DIR / "runs.json").write_text(json.dumps({"runs": runs}, indent=1))
     print()
     print(summary(runs))
