@@ -33,7 +33,11 @@ class AwsCloudTrailInstance(InstanceBase):
     file_type: Literal["gzip", "text"] = Field(default="gzip", description="cloudtrail and vpcflow are gzip.")
     region: str | None = Field(default=None, description="Bucket region; the connection's region otherwise.")
     lookback_minutes: int = Field(
-        default=60, ge=0, le=24 * 60, description="How far back date folders are re-listed for late files."
+        default=60,
+        ge=0,
+        le=24 * 60,
+        description="How far before a window's start objects are re-read when unread (late files); keep it "
+        "at least one interval plus the sub type's usual lateness (the DAG docs warn otherwise).",
     )
     batch_size: int = Field(default=50, ge=1, le=10_000, description="Objects per mapped processing task.")
 

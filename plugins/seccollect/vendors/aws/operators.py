@@ -1,12 +1,14 @@
 """AWS S3 log operators: list a window's objects, then read them in mapped batches.
 
 ``S3LogListOperator`` decides *which* objects a run reads: it expands the configured prefix into the
-date folders of ``[window_start - lookback, window_end)`` (one delimiter LIST first for a Control Tower
-``*``), lists only those, keeps log objects whose **key time** lies in that range, and drops every
-``(key, ETag)`` already in the warehouse's object ledger.  The look-back is what makes late objects
-safe: an object that lands after its own window's run (VPC flow logs arrive ~10 min late, sometimes
-much later, into an *earlier* date folder) is found by a later run, and the ledger makes sure it is
-read exactly once.  Its result - batches of ``batch_size`` objects - drives dynamic task mapping.
+date folders of its window, of its look-back and of the previous window (one delimiter LIST first for a
+Control Tower ``*``), lists only those, keeps log objects whose **key time** lies before the window's
+end, and drops every ``(key, ETag)`` already in the warehouse's object ledger.  That is what makes late
+objects safe: an object that lands after its own window's run (VPC flow logs arrive ~10 min late,
+sometimes much later, into an *earlier* date folder) is found by a later run, read by it and counted
+as *late*, and the ledger makes sure it is read exactly once (see :meth:`S3LogListOperator.list_window`
+for which older objects a run takes).  Its result - batches of ``batch_size`` objects - drives dynamic
+task mapping.
 
 ``S3LogBatchOperator`` (one mapped task per batch) streams each object, parses it with
 :mod:`~seccollect.vendors.aws.log_formats` and stages enveloped rows; an object that cannot be read
@@ -31,6 +33,7 @@ from seccollect.operators.collect import (
     BaseCollectOperator,
     Collected,
     fail_fast,
+    parse_window_bound,
 )
 
 if TYPE_CHECKING:
@@ -128,8 +131,17 @@ class S3LogListOperator(BaseOperator):
 
     def list_window(
         self, hook: S3LogHook, start: datetime, end: datetime
-    ) -> tuple[list[str], list[S3ObjectInfo], Counter[str]]:
-        """``(listed prefixes, candidate objects in key-time order, skip counts)`` for the window."""
+    ) -> tuple[list[str], list[tuple[datetime, S3ObjectInfo]], list[tuple[datetime, S3ObjectInfo]], Counter[str]]:
+        """``(listed prefixes, candidates, older, skip counts)`` for the window ``[start, end)``.
+
+        The date folders of ``[start - max(lookback, window length), end)`` are listed: the look-back,
+        and always the whole previous window, so an object that missed its own window's run is found
+        by the next one whatever the look-back.  ``candidates`` are the log objects whose key time lies
+        in ``[start - lookback, end)``, which a run reads unless the object ledger holds them (the
+        look-back's re-read); ``older`` are those listed with an earlier key time: a run reads them only
+        when their own window was already loaded without them (:meth:`late_objects`).  Both are
+        ``(key time, object)`` pairs in key-time order.
+        """
         from seccollect.vendors.aws.prefix_pattern import expand_all, is_log_object, parse_prefix
 
         lookback = timedelta(minutes=self.lookback_minutes)
@@ -141,7 +153,7 @@ class S3LogListOperator(BaseOperator):
             start,
             end,
             list_common_prefixes=lambda folder: hook.list_common_prefixes(self.bucket, folder),
-            lookback=lookback,
+            lookback=max(lookback, end - start),
         )
         if pattern.has_wildcard and not folders:
             self.log.warning(
@@ -151,23 +163,49 @@ class S3LogListOperator(BaseOperator):
             )
         skipped: Counter[str] = Counter()
         found: dict[str, tuple[datetime, S3ObjectInfo]] = {}
+        older: dict[str, tuple[datetime, S3ObjectInfo]] = {}
         for folder in folders:
             for obj in hook.iter_objects(self.bucket, folder):
                 if not is_log_object(obj.key, self.sub_type):
                     skipped["not a log file"] += 1  # digests, Insights, Config, folder markers, strays
                     continue
                 when = pattern.key_time(obj.key)
-                if when is None or not lo <= when < end:
-                    skipped["key time outside the window"] += 1
+                if when is None or when >= end:
+                    skipped["key time outside the window"] += 1  # a later window's (or none)
                     continue
                 if obj.size == 0:
                     # Nothing to read and nothing to lose; a re-delivered non-empty copy has a new
                     # ETag and is picked up then.
                     skipped["empty object"] += 1
                     continue
-                found[obj.key] = (when, obj)
-        ordered = [obj for _, obj in sorted(found.values(), key=lambda item: (item[0], item[1].key))]
-        return folders, ordered, skipped
+                (found if when >= lo else older)[obj.key] = (when, obj)
+
+        def ordered(items: dict[str, tuple[datetime, S3ObjectInfo]]) -> list[tuple[datetime, S3ObjectInfo]]:
+            return sorted(items.values(), key=lambda item: (item[0], item[1].key))
+
+        return folders, ordered(found), ordered(older), skipped
+
+    def late_objects(
+        self, warehouse: Any, older: Sequence[tuple[datetime, S3ObjectInfo]]
+    ) -> tuple[list[tuple[datetime, S3ObjectInfo]], int]:
+        """Of ``older`` (key time before the look-back), those whose own window is already in the
+        collection ledger: it ran before they were delivered, so this run reads them as late items.
+
+        The others are left to their own window, which lists its own date folders whatever happens
+        here: it is running now (catch-up, a backfill) or has not run yet (the coverage view shows it
+        missing). Taking them here would read them twice at once, or collect windows before the
+        instance's start. Returns ``(late objects, how many were left to their window)``.
+        """
+        if not older:
+            return [], 0
+        rows = warehouse.query(
+            "SELECT window_start, window_end FROM collection_ledger WHERE dag_id = ? AND content_type = ? "
+            "AND window_end > ? AND window_start <= ?",
+            (self.dag_id, self.sub_type, older[0][0], older[-1][0]),
+        )
+        loaded = [(parse_window_bound(s), parse_window_bound(e)) for s, e in rows]
+        late = [item for item in older if any(s <= item[0] < e for s, e in loaded)]
+        return late, len(older) - len(late)
 
     def execute(self, context: Context) -> list[list[dict[str, Any]]]:
         from airflow.sdk import conf
@@ -180,14 +218,22 @@ class S3LogListOperator(BaseOperator):
         start, end = run_window(self, context, self.window_start, self.window_end)
         hook = _hook(self.aws_conn_id, self.region_name, self.proxy, self.verify_ssl)
         with fail_fast(), aws_errors(f"ListObjectsV2 s3://{self.bucket}/{self.prefix}"):
-            folders, candidates, skipped = self.list_window(hook, start, end)
+            folders, found, older, skipped = self.list_window(hook, start, end)
         with open_warehouse(self.warehouse_conn_id) as warehouse:
             warehouse.ensure_schema()
-            done = consumed_objects(warehouse, self.dag_id, self.bucket, [o.key for o in candidates])
-        todo = [o for o in candidates if (o.key, o.etag) not in done]
-        batches = split_batches(
-            [o.to_xcom() for o in todo], self.batch_size, conf.getint("core", "max_map_length", fallback=1024)
-        )
+            late_older, left = self.late_objects(warehouse, older)
+            candidates = sorted([*late_older, *found], key=lambda item: (item[0], item[1].key))
+            done = consumed_objects(warehouse, self.dag_id, self.bucket, [o.key for _, o in candidates])
+        if left:
+            skipped["key time before the look-back, left to its own window (not collected yet)"] += left
+        # Late: its key time lies before this window, so its own window's run did not read it.
+        todo = [
+            {**o.to_xcom(), **({"late": True} if when < start else {})}
+            for when, o in candidates
+            if (o.key, o.etag) not in done
+        ]
+        late = sum(1 for o in todo if o.get("late"))
+        batches = split_batches(todo, self.batch_size, conf.getint("core", "max_map_length", fallback=1024))
         listing = {
             "window": [start.isoformat(), end.isoformat()],
             "lookback_minutes": self.lookback_minutes,
@@ -196,6 +242,7 @@ class S3LogListOperator(BaseOperator):
             "candidates": len(candidates),
             "already_consumed": len(candidates) - len(todo),
             "to_read": len(todo),
+            "late": late,
             "batches": len(batches) if todo else 0,
             "skipped": dict(skipped),
         }
@@ -214,6 +261,12 @@ class S3LogListOperator(BaseOperator):
             listing["batches"],
             dict(skipped) or "nothing",
         )
+        if late:
+            self.log.warning(
+                "%d object(s) were delivered after their own window was listed; read now as late items: %s",
+                late,
+                ", ".join(o["key"] for o in todo if o.get("late")),
+            )
         return batches
 
 
@@ -352,7 +405,9 @@ class S3LogBatchOperator(BaseCollectOperator):
 
     Stages, beside the records, one ``object_ledger`` row per object read or quarantined (with its ETag
     and record count) and a quarantine entry per object set aside; its figures count ``objects``,
-    ``records``, ``quarantined``, ``vanished`` (deleted after listing) and ``get_requests``.
+    ``records``, ``quarantined``, ``vanished`` (deleted after listing), ``late`` (objects whose key time
+    lies before the window: delivered after their own window was listed; the load adds them to the
+    ledger's ``late_items``) and ``get_requests``.
 
     :param aws_conn_id: Airflow ``aws`` connection.
     :param bucket: S3 bucket.
@@ -479,6 +534,7 @@ class S3LogBatchOperator(BaseCollectOperator):
         quarantined: list[str] = []
         vanished: list[str] = []
         records = 0
+        late = 0  # objects whose key time lies before this window (the list task marks them)
 
         def ledger(key: str, etag: str, count: int, status: str) -> None:
             writer.add("object_ledger", {
@@ -501,6 +557,7 @@ class S3LogBatchOperator(BaseCollectOperator):
                 quarantine(writer, QuarantineEntry(source_ref=key, reason=reason, raw_bytes=obj.get("size")))
                 quarantined.append(key)
                 ledger(key, getattr(exc, "etag", None) or obj.get("etag", ""), 0, "quarantined")
+                late += bool(obj.get("late"))
                 continue
             except VendorApiError as exc:
                 if exc.status != 404 or not (exc.vendor_message or "").startswith("NoSuchKey"):
@@ -510,6 +567,7 @@ class S3LogBatchOperator(BaseCollectOperator):
                 vanished.append(key)
                 continue
             records += count
+            late += bool(obj.get("late"))
             ledger(key, etag, count, "loaded")
         if quarantined:
             self.log.warning(
@@ -528,5 +586,6 @@ class S3LogBatchOperator(BaseCollectOperator):
             "records": records,
             "quarantined": len(quarantined),
             "vanished": len(vanished),
+            "late": late,
             "get_requests": hook.request_counts["GetObject"],
         })
