@@ -76,9 +76,12 @@ def log_output() -> Iterator[io.StringIO]:
     for logger in loggers:
         for handler in logger.handlers:
             if type(handler) is logging.StreamHandler and handler.stream is not None:
-                saved.append((handler, handler.setStream(buffer)))
+                # Swapped without setStream(), which flushes the old stream: an earlier test's
+                # capture may be closed by now.
+                saved.append((handler, handler.stream))
+                handler.stream = buffer
     try:
         yield buffer
     finally:
         for handler, stream in saved:
-            handler.setStream(stream)
+            handler.stream = stream

@@ -120,3 +120,77 @@ def test_late_objects_older_than_the_lookback_are_loaded_by_the_next_window(
         assert _loaded(wh, dag_id) == scenario.expected(name, T0, T1)
         assert wh.query("SELECT late_items FROM collection_ledger WHERE dag_id = ? AND window_start = ?",
                         (dag_id, w2[0]))[0][0] == 2
+
+
+# --- Control Tower and organisation prefixes ------------------------------------------------------
+
+
+def test_a_wrong_control_tower_prefix_is_refused_and_warned_about(
+    instances, s3, scenario, warehouse_conn, open_test_warehouse, capfd
+):
+    """The older organisation form on a Control Tower bucket with the organisation trail layout: the
+    instance test refuses it, naming what the bucket holds and the prefix that matches; a run warns
+    in its task log and takes neither the organisation folder nor AWS Config's folders for accounts."""
+    from seccollect.config.loader import load_for_dag_id
+    from seccollect.vendors.aws.check import check_instance, main
+    from seccollect_dev.simulators.aws_bucket import CT_BUCKET, ORG_ID
+    from tests.e2e.dag_runner import log_output
+
+    scenario.upload(s3, buckets=[CT_BUCKET])
+    wrong = instances("ct-wrong", sub_type="cloudtrail", bucket=CT_BUCKET,
+                      prefix=f"{ORG_ID}/AWSLogs/*/CloudTrail/us-east-1", interval_minutes=30)
+    right_prefix = f"{ORG_ID}/AWSLogs/{ORG_ID}/*/CloudTrail/us-east-1"
+    right = instances("ct-right", sub_type="cloudtrail", bucket=CT_BUCKET, prefix=right_prefix, interval_minutes=30)
+
+    ok, message = check_instance(load_for_dag_id(wrong))
+    assert not ok
+    assert f"s3://{CT_BUCKET}/{ORG_ID}/AWSLogs/{ORG_ID}/ is an organisation id, never an account" in message
+    assert "found: Config/" in message and message.endswith(f"use the prefix {right_prefix!r}")
+    assert check_instance(load_for_dag_id(right)) == (True, f"s3://{CT_BUCKET}/{right_prefix} matches the bucket's layout")
+    capfd.readouterr()
+    assert main([wrong, right]) == 1
+    printed = capfd.readouterr().out
+    assert f"REFUSED {wrong}: " in printed and f"OK      {right}: " in printed
+
+    with log_output() as logged:
+        run = _run(wrong, T0, MIDNIGHT)
+    output = logged.getvalue() + "".join(capfd.readouterr())
+    assert "The prefix cannot match the bucket, so this window reads nothing" in output
+    assert f"use the prefix {right_prefix!r}" in output
+    listing = xcom_value(run, "list_cloudtrail", "listing")
+    assert listing["layout_problems"] and listing["to_read"] == 0
+    assert listing["skipped"]["organisation folder where accounts were expected"] == 1
+    assert not any(f"/{ORG_ID}/CloudTrail/" in p for p in listing["prefixes"]), "an org id taken for an account"
+    with open_test_warehouse() as wh:
+        assert _loaded(wh, wrong) == {}
+
+
+@pytest.mark.parametrize("regions", ["*", "us-east-1,eu-west-1"])
+def test_one_instance_covers_several_regions(regions, instances, s3, scenario, warehouse_conn, open_test_warehouse):
+    """A Control Tower instance with every account and two regions (a '*' or a list in the region
+    position) loads exactly what the two one-region instances would, once, with both regions'
+    corrupt object quarantined; a re-run adds nothing."""
+    from seccollect_dev.simulators.aws_bucket import CT_BUCKET, ORG_ID
+
+    scenario.upload(s3, buckets=[CT_BUCKET])
+    dag_id = instances("ct-all", sub_type="cloudtrail", bucket=CT_BUCKET,
+                       prefix=f"{ORG_ID}/AWSLogs/{ORG_ID}/*/CloudTrail/{regions}", interval_minutes=30,
+                       lookback_minutes=60, batch_size=20)
+    run = _run(dag_id, T0, MIDNIGHT)
+    assert not xcom_value(run, "list_cloudtrail", "listing")["layout_problems"]
+    _run(dag_id, MIDNIGHT, T1)
+
+    streams = ("ct-us-east-1", "ct-eu-west-1")
+    expected = {k: v for name in streams for k, v in scenario.expected(name, T0, T1).items()}
+    with open_test_warehouse() as wh:
+        loaded = _loaded(wh, dag_id)
+        assert loaded == expected
+        regions_loaded = {r[0] for r in wh.query("SELECT DISTINCT aws_region FROM aws_events WHERE instance = 'ct-all'")}
+        assert regions_loaded == {"us-east-1", "eu-west-1"}
+        quarantined = {r[0] for r in wh.query("SELECT source_ref FROM quarantine WHERE dag_id = ?", (dag_id,))}
+        assert quarantined == set().union(*(scenario.quarantine_keys(name) for name in streams)) != set()
+        objects = wh.query("SELECT count(*) FROM object_ledger WHERE dag_id = ?", (dag_id,))[0][0]
+    _run(dag_id, MIDNIGHT, T1)
+    with open_test_warehouse() as wh:
+        assert _loaded(wh, dag_id) == expected
+        assert wh.query("SELECT count(*) FROM object_ledger WHERE dag_id = ?", (dag_id,))[0][0] == objects

@@ -176,6 +176,30 @@ class S3LogHook(S3Hook):
         """
         return self.list_prefixes(bucket_name=bucket, prefix=prefix, delimiter="/", page_size=MAX_PAGE_SIZE)
 
+    def check_prefix(self, bucket: str, prefix: str, sub_type: str) -> tuple[bool, str]:
+        """An instance's test, in the shape of ``test_connection()``: can ``prefix`` match the bucket?
+
+        Refuses (``False``) a prefix whose folders are not in the bucket - e.g. the older Control Tower
+        form ``<o-id>/AWSLogs/*/…`` on a bucket with the organisation trail layout, where it would take
+        the organisation folder and AWS Config's account folders for accounts and find nothing - with
+        what was found instead and, when it can tell, the prefix that matches.
+
+        :param bucket: bucket name.
+        :param prefix: the configured prefix.
+        :param sub_type: ``cloudtrail``, ``vpcflow`` or ``waf``.
+        """
+        from seccollect.vendors.aws.prefix_pattern import check_layout, parse_prefix
+
+        try:
+            parse_prefix(prefix, sub_type)
+            with aws_errors(f"ListObjectsV2 s3://{bucket}/{prefix}"):
+                problems = check_layout(prefix, sub_type, lambda folder: self.list_common_prefixes(bucket, folder), bucket)
+        except Exception as exc:  # a refused prefix (PrefixError), S3 refusing the listing (VendorApiError)
+            return False, str(exc)
+        if problems:
+            return False, " | ".join(problems)
+        return True, f"s3://{bucket}/{prefix} matches the bucket's layout"
+
     def open_object(self, bucket: str, key: str) -> tuple[Any, str]:
         """``GetObject``: the streaming body (read it in chunks, close it) and the served ETag.
 

@@ -29,7 +29,10 @@ class AwsCloudTrailInstance(InstanceBase):
     type: Literal["aws_cloudtrail"]
     sub_type: Literal["cloudtrail", "vpcflow", "waf"]
     bucket: str = Field(description="S3 bucket the logs are delivered to.")
-    prefix: str = Field(description="Key prefix, without a trailing '/'; may hold date variables.")
+    prefix: str = Field(
+        description="Key prefix, without a trailing '/'; may hold date variables, '*' for every account "
+        "(Control Tower), '*' or a comma-separated list (us-east-1,eu-west-1) for several regions."
+    )
     file_type: Literal["gzip", "text"] = Field(default="gzip", description="cloudtrail and vpcflow are gzip.")
     region: str | None = Field(default=None, description="Bucket region; the connection's region otherwise.")
     lookback_minutes: int = Field(

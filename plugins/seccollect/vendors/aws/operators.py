@@ -128,6 +128,8 @@ class S3LogListOperator(BaseOperator):
         self.warehouse_conn_id = warehouse_conn_id
         self.window_start = window_start
         self.window_end = window_end
+        #: Why the prefix cannot match the bucket's layout, when the last listing had to ask.
+        self.layout_problems: list[str] = []
 
     def list_window(
         self, hook: S3LogHook, start: datetime, end: datetime
@@ -142,11 +144,17 @@ class S3LogListOperator(BaseOperator):
         when their own window was already loaded without them (:meth:`late_objects`).  Both are
         ``(key time, object)`` pairs in key-time order.
         """
-        from seccollect.vendors.aws.prefix_pattern import expand_all, is_log_object, parse_prefix
+        from seccollect.vendors.aws.prefix_pattern import (
+            check_layout,
+            expand_all,
+            is_log_object,
+            parse_prefix,
+        )
 
         lookback = timedelta(minutes=self.lookback_minutes)
         lo = start - lookback
         pattern = parse_prefix(self.prefix, self.sub_type)
+        organisations: list[str] = []
         folders = expand_all(
             self.prefix,
             self.sub_type,
@@ -154,6 +162,7 @@ class S3LogListOperator(BaseOperator):
             end,
             list_common_prefixes=lambda folder: hook.list_common_prefixes(self.bucket, folder),
             lookback=max(lookback, end - start),
+            skipped=organisations,
         )
         if pattern.has_wildcard and not folders:
             self.log.warning(
@@ -164,8 +173,10 @@ class S3LogListOperator(BaseOperator):
         skipped: Counter[str] = Counter()
         found: dict[str, tuple[datetime, S3ObjectInfo]] = {}
         older: dict[str, tuple[datetime, S3ObjectInfo]] = {}
+        listed = 0
         for folder in folders:
             for obj in hook.iter_objects(self.bucket, folder):
+                listed += 1
                 if not is_log_object(obj.key, self.sub_type):
                     skipped["not a log file"] += 1  # digests, Insights, Config, folder markers, strays
                     continue
@@ -179,6 +190,18 @@ class S3LogListOperator(BaseOperator):
                     skipped["empty object"] += 1
                     continue
                 (found if when >= lo else older)[obj.key] = (when, obj)
+
+        if organisations:
+            skipped["organisation folder where accounts were expected"] += len(organisations)
+        if listed == 0 or organisations:
+            # Nothing at all in the window's folders (or an organisation id where accounts should be):
+            # either a quiet window or a prefix that cannot match the bucket. Only then is the layout
+            # walked (a few delimiter LISTs), so the task log says which, and what is there instead.
+            self.layout_problems = check_layout(
+                self.prefix, self.sub_type, lambda folder: hook.list_common_prefixes(self.bucket, folder), self.bucket
+            )
+            for problem in self.layout_problems:
+                self.log.warning("The prefix cannot match the bucket, so this window reads nothing: %s", problem)
 
         def ordered(items: dict[str, tuple[datetime, S3ObjectInfo]]) -> list[tuple[datetime, S3ObjectInfo]]:
             return sorted(items.values(), key=lambda item: (item[0], item[1].key))
@@ -245,6 +268,7 @@ class S3LogListOperator(BaseOperator):
             "late": late,
             "batches": len(batches) if todo else 0,
             "skipped": dict(skipped),
+            "layout_problems": self.layout_problems,
         }
         context["ti"].xcom_push(key="listing", value=listing)
         self.log.info(
