@@ -194,3 +194,114 @@ def test_one_instance_covers_several_regions(regions, instances, s3, scenario, w
     with open_test_warehouse() as wh:
         assert _loaded(wh, dag_id) == expected
         assert wh.query("SELECT count(*) FROM object_ledger WHERE dag_id = ?", (dag_id,))[0][0] == objects
+
+
+# --- bad objects (#11) ---------------------------------------------------------------------------
+
+BAD_BUCKET = "bad-objects-111122223333"
+ACCOUNT = "111122223333"
+BAD_PREFIX = f"AWSLogs/{ACCOUNT}/CloudTrail/us-east-1"
+
+
+def _ct_key(minute: int, tag: str) -> str:
+    when = MIDNIGHT + timedelta(minutes=minute)
+    return f"{BAD_PREFIX}/{when:%Y/%m/%d}/{ACCOUNT}_CloudTrail_us-east-1_{when:%Y%m%dT%H%M}Z_{tag:x<16}.json.gz"
+
+
+def _event(event_id: str, minute: int, name: str = "DescribeInstances") -> str:
+    when = MIDNIGHT + timedelta(minutes=minute)
+    return (f'{{"eventVersion":"1.09","eventID":"{event_id}","eventTime":"{when:%Y-%m-%dT%H:%M:%SZ}",'
+            f'"eventSource":"ec2.amazonaws.com","eventName":"{name}","awsRegion":"us-east-1",'
+            f'"recipientAccountId":"{ACCOUNT}"}}')
+
+
+def _bad_objects() -> tuple[dict[str, bytes], dict[str, str], dict[str, datetime]]:
+    """``(key -> body, bad key -> what is wrong with it, good event id -> event time)``."""
+    import gzip
+    import random
+
+    rng = random.Random(12)  # incompressible ids make the large object large once gzipped
+
+    def doc(*events: str) -> bytes:
+        return gzip.compress(('{"Records":[' + ",".join(events) + "]}").encode(), mtime=0)
+
+    bodies: dict[str, bytes] = {}
+    bad: dict[str, str] = {}
+    good: dict[str, datetime] = {}
+    for minute in (2, 12, 22):
+        ids = [f"good-{minute}-{i}" for i in range(3)]
+        bodies[_ct_key(minute, f"good{minute}")] = doc(*(_event(i, minute - 1) for i in ids))
+        good.update(dict.fromkeys(ids, MIDNIGHT + timedelta(minutes=minute - 1)))
+    # a NUL character in a field: stored the same (escaped) on both warehouses, not quarantined
+    bodies[_ct_key(24, "nul")] = doc(_event("nul-1", 23, name="Describe\\u0000Instances"))
+    good["nul-1"] = MIDNIGHT + timedelta(minutes=23)
+    cases = {
+        "surrogate": (5, doc(_event("bad-s", 4, name="\\ud800"))),
+        "notutf8": (7, gzip.compress(_event("bad-u", 6).replace("DescribeInstances", "Describe\xff").encode("latin-1")
+                                     .join((b'{"Records":[', b"]}")), mtime=0)),
+        "truncated": (9, doc(_event("bad-t", 8))[:-12]),
+        "recordsobj": (14, gzip.compress(b'{"Records":{"eventID":"bad-w"}}', mtime=0)),
+        "toplist": (16, gzip.compress(b'[{"eventID":"bad-l"}]', mtime=0)),
+        "recordtypes": (18, doc('"a string"', "1")),
+        # large: only the hash and size of its bytes are kept
+        "large": (20, doc(*(_event(f"bad-big-{rng.getrandbits(128):032x}", 19) for i in range(5000)),
+                          _event("bad-big-s", 19, "\\udfff"))),
+    }
+    for tag, (minute, body) in cases.items():
+        key = _ct_key(minute, tag)
+        bodies[key] = body
+        bad[key] = tag
+    return bodies, bad, good
+
+
+def test_bad_objects_are_quarantined_and_the_rest_of_the_window_loads(
+    instances, s3, warehouse_conn, open_test_warehouse
+):
+    """A lone surrogate, bytes that are not UTF-8, a truncated gzip and JSON of the wrong shape: each
+    such object is quarantined with its reason, hash and size (its bytes too when small), the rest of
+    the window equals the truth, and later windows whose look-back lists them again do not fail."""
+    import hashlib
+
+    from seccollect.records.quarantine import MAX_RAW_BYTES
+
+    bodies, bad, good = _bad_objects()
+    s3.create_bucket(Bucket=BAD_BUCKET)
+    for key, body in bodies.items():
+        s3.put_object(Bucket=BAD_BUCKET, Key=key, Body=body)
+    assert len(bodies[next(k for k, tag in bad.items() if tag == "large")]) > MAX_RAW_BYTES
+    dag_id = instances("bad", sub_type="cloudtrail", bucket=BAD_BUCKET, prefix=BAD_PREFIX, interval_minutes=30,
+                       lookback_minutes=60, batch_size=4)
+    _run(dag_id, MIDNIGHT, T1)
+    with open_test_warehouse() as wh:
+        assert _loaded(wh, dag_id) == good
+        [name] = wh.query("SELECT event_name FROM aws_events WHERE vendor_id = 'nul-1'")[0]
+        assert name == "Describe\\u0000Instances"
+        rows = {r[0]: r[1:] for r in wh.query(
+            "SELECT source_ref, reason, raw, raw_sha256, raw_bytes FROM quarantine WHERE dag_id = ?", (dag_id,)
+        )}
+        assert set(rows) == set(bad)
+        for key, (reason, raw, sha, size) in rows.items():
+            body = bodies[key]
+            assert reason and (sha, size) == (hashlib.sha256(body).hexdigest(), len(body)), key
+            assert (raw is None) == (len(body) > MAX_RAW_BYTES), key
+        reasons = {bad[k]: r[0] for k, r in rows.items()}
+        assert "lone surrogate (\\ud800)" in reasons["surrogate"], reasons
+        assert "lone surrogate (\\udfff)" in reasons["large"], reasons
+        assert "not UTF-8 text" in reasons["notutf8"], reasons
+        assert "truncated gzip data" in reasons["truncated"], reasons
+        for shape in ("recordsobj", "toplist"):
+            assert "not a CloudTrail log record" in reasons[shape], reasons
+        assert "record 1 is a str, not a JSON object" in reasons["recordtypes"], reasons
+        ledger = dict(wh.query("SELECT key, status FROM object_ledger WHERE dag_id = ?", (dag_id,)))
+        assert ledger == {k: ("quarantined" if k in bad else "loaded") for k in bodies}
+        quarantined = wh.query("SELECT quarantined, staged_rows, inserted_rows, duplicate_rows FROM "
+                               "collection_ledger WHERE dag_id = ?", (dag_id,))[0]
+        assert quarantined[0] == len(bad)
+
+    # The next window's look-back lists every one of them again: it succeeds, reads none of them.
+    run = _run(dag_id, T1, T1 + timedelta(minutes=30))
+    listing = xcom_value(run, "list_cloudtrail", "listing")
+    assert listing["already_consumed"] == len(bodies) and listing["to_read"] == 0
+    with open_test_warehouse() as wh:
+        assert _loaded(wh, dag_id) == good
+        assert wh.query("SELECT count(*) FROM quarantine WHERE dag_id = ?", (dag_id,))[0][0] == len(bad)

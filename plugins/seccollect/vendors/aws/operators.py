@@ -409,6 +409,58 @@ _TYPED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[Any, .
 # --------------------------------------------------------------------------------------------------
 
 
+class _RecordedBody:
+    """An object's body as read: hashed and counted on the way, its first bytes kept, so a quarantined
+    object's entry carries the SHA-256 and size of its exact bytes (and the bytes when small) without
+    reading it twice or holding it in memory."""
+
+    def __init__(self, body: Any, keep: int) -> None:
+        import hashlib
+
+        self._body = body
+        self._keep = keep
+        self._sha = hashlib.sha256()
+        self.size = 0
+        self.head = bytearray()
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._body.read() if size is None or size < 0 else self._body.read(size)
+        self._sha.update(data)
+        self.size += len(data)
+        if len(self.head) <= self._keep:
+            self.head += data[: self._keep + 1 - len(self.head)]
+        return data
+
+    def close(self) -> None:
+        self._body.close()
+
+    def finish(self) -> tuple[str | None, int, bytes | None]:
+        """Read what the parser left (a failure stops it early) and return ``(sha256, size, bytes)``;
+        the bytes only when at most ``keep`` of them, the hash only when the rest could be read."""
+        try:
+            while self.read(1 << 20):
+                pass
+        except Exception:  # the rest could not be read (connection lost): no hash rather than a wrong one
+            return None, self.size, None
+        return self._sha.hexdigest(), self.size, bytes(self.head) if self.size <= self._keep else None
+
+
+def _problem(exc: Exception) -> str:
+    """Why an object was set aside, in words a person can act on (never the offending text itself)."""
+    from seccollect.vendors.aws.log_formats import CorruptObjectError
+
+    if isinstance(exc, CorruptObjectError):
+        return str(exc)
+    if isinstance(exc, UnicodeEncodeError) and "surrogate" in exc.reason:
+        # A JSON escape of one half of a UTF-16 pair (e.g. \ud800): valid JSON, but no text at all
+        # in UTF-8, so neither warehouse can store the record.
+        char = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        return f"a string holds a lone surrogate ({char}), which no warehouse can store"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class S3LogBatchOperator(BaseCollectOperator):
     """Read one batch of listed objects, stage their records, quarantine corrupt objects.
 
@@ -481,15 +533,17 @@ class S3LogBatchOperator(BaseCollectOperator):
     def _read_object(
         self, hook: S3LogHook, writer: StagingWriter, key: str, envelope: EnvelopeContext, origin: MsgOrigin
     ) -> tuple[int, str]:
-        """Stage all records of one object, or none (raises CorruptObjectError); ``(records, etag)``."""
+        """Stage all records of one object, or none (raises one of OBJECT_PROBLEMS, carrying the etag and the bytes read); ``(records, etag)``."""
         import pyarrow as pa
 
         from seccollect.records.envelope import canonical_json
-        from seccollect.vendors.aws.log_formats import CloudTrailRun, CorruptObjectError, parse_object
+        from seccollect.records.quarantine import MAX_RAW_BYTES
+        from seccollect.vendors.aws.log_formats import CloudTrailRun, parse_object
 
         table = INDEX_OF[self.sub_type]
         names, typed_values = _TYPED[self.sub_type]
-        body, etag = hook.open_object(self.bucket, key)
+        stream, etag = hook.open_object(self.bucket, key)
+        body = _RecordedBody(stream, MAX_RAW_BYTES)
         count = 0
         ids: list[str] = []
         times: list[datetime] = []
@@ -539,9 +593,11 @@ class S3LogBatchOperator(BaseCollectOperator):
                 if ids:
                     count += len(ids)
                     stage()
-            except CorruptObjectError as exc:
-                # Nothing of this object stays staged (atomic); the ledger records the version read.
+            except self.OBJECT_PROBLEMS as exc:
+                # Nothing of this object stays staged (atomic); the ledger records the version read,
+                # the quarantine entry its bytes' hash and size (read to the end first).
                 exc.etag = etag  # type: ignore[attr-defined]
+                exc.recorded = body.finish()  # type: ignore[attr-defined]
                 raise
         return count, etag
 
@@ -549,9 +605,9 @@ class S3LogBatchOperator(BaseCollectOperator):
         from seccollect.http.errors import VendorApiError
         from seccollect.records.envelope import MsgOrigin
         from seccollect.records.intake import quarantine
-        from seccollect.records.quarantine import QuarantineEntry
+        from seccollect.records.quarantine import QuarantineEntry, readable
         from seccollect.vendors.aws.hook import aws_errors
-        from seccollect.vendors.aws.log_formats import MSG_CLASS, MSG_ORIGIN, CorruptObjectError
+        from seccollect.vendors.aws.log_formats import MSG_CLASS, MSG_ORIGIN
 
         hook = _hook(self.aws_conn_id, self.region_name, self.proxy, self.verify_ssl)
         origin = MsgOrigin(MSG_CLASS[self.sub_type], **MSG_ORIGIN[self.sub_type])
@@ -576,9 +632,16 @@ class S3LogBatchOperator(BaseCollectOperator):
                 # All-or-nothing: nothing of this object stays staged. A corrupt object (truncated gzip,
                 # broken JSON) and one holding a value no warehouse can store are alike set aside, with
                 # the reason, and recorded in the ledger so later windows do not read them again.
-                reason = str(exc) if isinstance(exc, CorruptObjectError) else f"{type(exc).__name__}: {exc}"
+                reason = _problem(exc)
                 self.log.warning("Quarantined s3://%s/%s: %s", self.bucket, key, reason)
-                quarantine(writer, QuarantineEntry(source_ref=key, reason=reason, raw_bytes=obj.get("size")))
+                sha256, size, data = getattr(exc, "recorded", (None, obj.get("size"), None))
+                quarantine(writer, QuarantineEntry(
+                    source_ref=key,
+                    reason=reason,
+                    raw=readable(data) if data is not None else None,
+                    raw_sha256=sha256,
+                    raw_bytes=size,
+                ))
                 quarantined.append(key)
                 ledger(key, getattr(exc, "etag", None) or obj.get("etag", ""), 0, "quarantined")
                 late += bool(obj.get("late"))
