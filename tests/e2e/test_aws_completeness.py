@@ -289,8 +289,8 @@ def test_bad_objects_are_quarantined_and_the_rest_of_the_window_loads(
         assert "lone surrogate (\\udfff)" in reasons["large"], reasons
         assert "not UTF-8 text" in reasons["notutf8"], reasons
         assert "truncated gzip data" in reasons["truncated"], reasons
-        for shape in ("recordsobj", "toplist"):
-            assert "not a CloudTrail log record" in reasons[shape], reasons
+        assert "'Records' is a dict, not a list of records" in reasons["recordsobj"], reasons
+        assert "not a CloudTrail log record" in reasons["toplist"], reasons  # a bare array of non-records
         assert "record 1 is a str, not a JSON object" in reasons["recordtypes"], reasons
         ledger = dict(wh.query("SELECT key, status FROM object_ledger WHERE dag_id = ?", (dag_id,)))
         assert ledger == {k: ("quarantined" if k in bad else "loaded") for k in bodies}
