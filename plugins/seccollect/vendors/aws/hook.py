@@ -200,6 +200,33 @@ class S3LogHook(S3Hook):
             return False, " | ".join(problems)
         return True, f"s3://{bucket}/{prefix} matches the bucket's layout"
 
+    def digest_object(self, bucket: str, key: str, etag: str, *, keep: int) -> tuple[str, int, bytes | None]:
+        """``(SHA-256, size, bytes)`` of the object version ``etag`` (``GetObject`` with ``If-Match``,
+        so a version rewritten since is refused rather than hashed in its place), read in chunks; the
+        bytes only when there are at most ``keep`` of them.
+
+        :param bucket: bucket name.
+        :param key: object key.
+        :param etag: the ETag of the version to hash (bare, as the ledger stores it).
+        :param keep: the most bytes returned as such.
+        """
+        import hashlib
+
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "IfMatch": f'"{etag}"'}
+        if self._requester_pays:
+            params["RequestPayer"] = "requester"
+        body = self.get_conn().get_object(**params)["Body"]
+        sha, size, head = hashlib.sha256(), 0, bytearray()
+        try:
+            while chunk := body.read(1 << 20):
+                sha.update(chunk)
+                size += len(chunk)
+                if len(head) <= keep:
+                    head += chunk[: keep + 1 - len(head)]
+        finally:
+            body.close()
+        return sha.hexdigest(), size, bytes(head) if size <= keep else None
+
     def open_object(self, bucket: str, key: str) -> tuple[Any, str]:
         """``GetObject``: the streaming body (read it in chunks, close it) and the served ETag.
 
