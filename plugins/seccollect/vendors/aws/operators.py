@@ -197,9 +197,13 @@ class S3LogListOperator(BaseOperator):
             # Nothing at all in the window's folders (or an organisation id where accounts should be):
             # either a quiet window or a prefix that cannot match the bucket. Only then is the layout
             # walked (a few delimiter LISTs), so the task log says which, and what is there instead.
-            self.layout_problems = check_layout(
-                self.prefix, self.sub_type, lambda folder: hook.list_common_prefixes(self.bucket, folder), self.bucket
-            )
+            try:
+                self.layout_problems = check_layout(
+                    self.prefix, self.sub_type, lambda folder: hook.list_common_prefixes(self.bucket, folder),
+                    self.bucket,
+                )
+            except Exception as exc:  # e.g. a policy that allows listing below the prefix only: not fatal
+                self.log.warning("Could not check the prefix against the bucket's layout: %s", exc)
             for problem in self.layout_problems:
                 self.log.warning("The prefix cannot match the bucket, so this window reads nothing: %s", problem)
 

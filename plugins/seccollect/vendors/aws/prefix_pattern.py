@@ -828,6 +828,8 @@ def check_layout(
         found_orgs: list[str] = []
         missing: list[str] = []
         walker = _LayoutWalk(sub_type, list_common_prefixes, where, found_orgs, missing)
+        if "*" not in fixed and fixed and list_common_prefixes(fixed):
+            continue  # the usual case, a quiet window: the prefix's folder exists and holds date folders
         if walker.walk("", [seg for seg in fixed.split("/") if seg]):
             continue
         message = f"prefix {variant.prefix!r} cannot match the layout of the bucket: " + "; ".join(missing[:3])
