@@ -176,6 +176,57 @@ class S3LogHook(S3Hook):
         """
         return self.list_prefixes(bucket_name=bucket, prefix=prefix, delimiter="/", page_size=MAX_PAGE_SIZE)
 
+    def check_prefix(self, bucket: str, prefix: str, sub_type: str) -> tuple[bool, str]:
+        """An instance's test, in the shape of ``test_connection()``: can ``prefix`` match the bucket?
+
+        Refuses (``False``) a prefix whose folders are not in the bucket - e.g. the older Control Tower
+        form ``<o-id>/AWSLogs/*/…`` on a bucket with the organisation trail layout, where it would take
+        the organisation folder and AWS Config's account folders for accounts and find nothing - with
+        what was found instead and, when it can tell, the prefix that matches.
+
+        :param bucket: bucket name.
+        :param prefix: the configured prefix.
+        :param sub_type: ``cloudtrail``, ``vpcflow`` or ``waf``.
+        """
+        from seccollect.vendors.aws.prefix_pattern import check_layout, parse_prefix
+
+        try:
+            parse_prefix(prefix, sub_type)
+            with aws_errors(f"ListObjectsV2 s3://{bucket}/{prefix}"):
+                problems = check_layout(prefix, sub_type, lambda folder: self.list_common_prefixes(bucket, folder), bucket)
+        except Exception as exc:  # a refused prefix (PrefixError), S3 refusing the listing (VendorApiError)
+            return False, str(exc)
+        if problems:
+            return False, " | ".join(problems)
+        return True, f"s3://{bucket}/{prefix} matches the bucket's layout"
+
+    def digest_object(self, bucket: str, key: str, etag: str, *, keep: int) -> tuple[str, int, bytes | None]:
+        """``(SHA-256, size, bytes)`` of the object version ``etag`` (``GetObject`` with ``If-Match``,
+        so a version rewritten since is refused rather than hashed in its place), read in chunks; the
+        bytes only when there are at most ``keep`` of them.
+
+        :param bucket: bucket name.
+        :param key: object key.
+        :param etag: the ETag of the version to hash (bare, as the ledger stores it).
+        :param keep: the most bytes returned as such.
+        """
+        import hashlib
+
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "IfMatch": f'"{etag}"'}
+        if self._requester_pays:
+            params["RequestPayer"] = "requester"
+        body = self.get_conn().get_object(**params)["Body"]
+        sha, size, head = hashlib.sha256(), 0, bytearray()
+        try:
+            while chunk := body.read(1 << 20):
+                sha.update(chunk)
+                size += len(chunk)
+                if len(head) <= keep:
+                    head += chunk[: keep + 1 - len(head)]
+        finally:
+            body.close()
+        return sha.hexdigest(), size, bytes(head) if size <= keep else None
+
     def open_object(self, bucket: str, key: str) -> tuple[Any, str]:
         """``GetObject``: the streaming body (read it in chunks, close it) and the served ETag.
 

@@ -29,11 +29,18 @@ class AwsCloudTrailInstance(InstanceBase):
     type: Literal["aws_cloudtrail"]
     sub_type: Literal["cloudtrail", "vpcflow", "waf"]
     bucket: str = Field(description="S3 bucket the logs are delivered to.")
-    prefix: str = Field(description="Key prefix, without a trailing '/'; may hold date variables.")
+    prefix: str = Field(
+        description="Key prefix, without a trailing '/'; may hold date variables, '*' for every account "
+        "(Control Tower), '*' or a comma-separated list (us-east-1,eu-west-1) for several regions."
+    )
     file_type: Literal["gzip", "text"] = Field(default="gzip", description="cloudtrail and vpcflow are gzip.")
     region: str | None = Field(default=None, description="Bucket region; the connection's region otherwise.")
     lookback_minutes: int = Field(
-        default=60, ge=0, le=24 * 60, description="How far back date folders are re-listed for late files."
+        default=60,
+        ge=0,
+        le=24 * 60,
+        description="How far before a window's start objects are re-read when unread (late files); keep it "
+        "at least one interval plus the sub type's usual lateness (the DAG docs warn otherwise).",
     )
     batch_size: int = Field(default=50, ge=1, le=10_000, description="Objects per mapped processing task.")
 

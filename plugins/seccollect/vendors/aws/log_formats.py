@@ -687,6 +687,11 @@ def parse_cloudtrail(
             if not isinstance(value, dict):
                 raise CorruptObjectError(f"record {n + 1} is a {type(value).__name__}, not a JSON object")
             event_time = _iso_utc(value.get("eventTime"))
+            if event_time is None and "Records" in value and not isinstance(value["Records"], list):
+                # {"Records": {...}} or {"Records": null}: the S3 shape with the wrong member type
+                raise CorruptObjectError(
+                    f"'Records' is a {type(value['Records']).__name__}, not a list of records"
+                )
             if event_time is None:
                 raise CorruptObjectError(
                     f"record {n + 1} has no valid eventTime ({value.get('eventTime')!r}); not a CloudTrail log record"

@@ -1,12 +1,14 @@
 """AWS S3 log operators: list a window's objects, then read them in mapped batches.
 
 ``S3LogListOperator`` decides *which* objects a run reads: it expands the configured prefix into the
-date folders of ``[window_start - lookback, window_end)`` (one delimiter LIST first for a Control Tower
-``*``), lists only those, keeps log objects whose **key time** lies in that range, and drops every
-``(key, ETag)`` already in the warehouse's object ledger.  The look-back is what makes late objects
-safe: an object that lands after its own window's run (VPC flow logs arrive ~10 min late, sometimes
-much later, into an *earlier* date folder) is found by a later run, and the ledger makes sure it is
-read exactly once.  Its result - batches of ``batch_size`` objects - drives dynamic task mapping.
+date folders of its window, of its look-back and of the previous window (one delimiter LIST first for a
+Control Tower ``*``), lists only those, keeps log objects whose **key time** lies before the window's
+end, and drops every ``(key, ETag)`` already in the warehouse's object ledger.  That is what makes late
+objects safe: an object that lands after its own window's run (VPC flow logs arrive ~10 min late,
+sometimes much later, into an *earlier* date folder) is found by a later run, read by it and counted
+as *late*, and the ledger makes sure it is read exactly once (see :meth:`S3LogListOperator.list_window`
+for which older objects a run takes).  Its result - batches of ``batch_size`` objects - drives dynamic
+task mapping.
 
 ``S3LogBatchOperator`` (one mapped task per batch) streams each object, parses it with
 :mod:`~seccollect.vendors.aws.log_formats` and stages enveloped rows; an object that cannot be read
@@ -31,6 +33,7 @@ from seccollect.operators.collect import (
     BaseCollectOperator,
     Collected,
     fail_fast,
+    parse_window_bound,
 )
 
 if TYPE_CHECKING:
@@ -125,23 +128,41 @@ class S3LogListOperator(BaseOperator):
         self.warehouse_conn_id = warehouse_conn_id
         self.window_start = window_start
         self.window_end = window_end
+        #: Why the prefix cannot match the bucket's layout, when the last listing had to ask.
+        self.layout_problems: list[str] = []
 
     def list_window(
         self, hook: S3LogHook, start: datetime, end: datetime
-    ) -> tuple[list[str], list[S3ObjectInfo], Counter[str]]:
-        """``(listed prefixes, candidate objects in key-time order, skip counts)`` for the window."""
-        from seccollect.vendors.aws.prefix_pattern import expand_all, is_log_object, parse_prefix
+    ) -> tuple[list[str], list[tuple[datetime, S3ObjectInfo]], list[tuple[datetime, S3ObjectInfo]], Counter[str]]:
+        """``(listed prefixes, candidates, older, skip counts)`` for the window ``[start, end)``.
+
+        The date folders of ``[start - max(lookback, window length), end)`` are listed: the look-back,
+        and always the whole previous window, so an object that missed its own window's run is found
+        by the next one whatever the look-back.  ``candidates`` are the log objects whose key time lies
+        in ``[start - lookback, end)``, which a run reads unless the object ledger holds them (the
+        look-back's re-read); ``older`` are those listed with an earlier key time: a run reads them only
+        when their own window was already loaded without them (:meth:`late_objects`).  Both are
+        ``(key time, object)`` pairs in key-time order.
+        """
+        from seccollect.vendors.aws.prefix_pattern import (
+            check_layout,
+            expand_all,
+            is_log_object,
+            parse_prefix,
+        )
 
         lookback = timedelta(minutes=self.lookback_minutes)
         lo = start - lookback
         pattern = parse_prefix(self.prefix, self.sub_type)
+        organisations: list[str] = []
         folders = expand_all(
             self.prefix,
             self.sub_type,
             start,
             end,
             list_common_prefixes=lambda folder: hook.list_common_prefixes(self.bucket, folder),
-            lookback=lookback,
+            lookback=max(lookback, end - start),
+            skipped=organisations,
         )
         if pattern.has_wildcard and not folders:
             self.log.warning(
@@ -151,23 +172,67 @@ class S3LogListOperator(BaseOperator):
             )
         skipped: Counter[str] = Counter()
         found: dict[str, tuple[datetime, S3ObjectInfo]] = {}
+        older: dict[str, tuple[datetime, S3ObjectInfo]] = {}
+        listed = 0
         for folder in folders:
             for obj in hook.iter_objects(self.bucket, folder):
+                listed += 1
                 if not is_log_object(obj.key, self.sub_type):
                     skipped["not a log file"] += 1  # digests, Insights, Config, folder markers, strays
                     continue
                 when = pattern.key_time(obj.key)
-                if when is None or not lo <= when < end:
-                    skipped["key time outside the window"] += 1
+                if when is None or when >= end:
+                    skipped["key time outside the window"] += 1  # a later window's (or none)
                     continue
                 if obj.size == 0:
                     # Nothing to read and nothing to lose; a re-delivered non-empty copy has a new
                     # ETag and is picked up then.
                     skipped["empty object"] += 1
                     continue
-                found[obj.key] = (when, obj)
-        ordered = [obj for _, obj in sorted(found.values(), key=lambda item: (item[0], item[1].key))]
-        return folders, ordered, skipped
+                (found if when >= lo else older)[obj.key] = (when, obj)
+
+        if organisations:
+            skipped["organisation folder where accounts were expected"] += len(organisations)
+        if listed == 0 or organisations:
+            # Nothing at all in the window's folders (or an organisation id where accounts should be):
+            # either a quiet window or a prefix that cannot match the bucket. Only then is the layout
+            # walked (a few delimiter LISTs), so the task log says which, and what is there instead.
+            try:
+                self.layout_problems = check_layout(
+                    self.prefix, self.sub_type, lambda folder: hook.list_common_prefixes(self.bucket, folder),
+                    self.bucket,
+                )
+            except Exception as exc:  # e.g. a policy that allows listing below the prefix only: not fatal
+                self.log.warning("Could not check the prefix against the bucket's layout: %s", exc)
+            for problem in self.layout_problems:
+                self.log.warning("The prefix cannot match the bucket, so this window reads nothing: %s", problem)
+
+        def ordered(items: dict[str, tuple[datetime, S3ObjectInfo]]) -> list[tuple[datetime, S3ObjectInfo]]:
+            return sorted(items.values(), key=lambda item: (item[0], item[1].key))
+
+        return folders, ordered(found), ordered(older), skipped
+
+    def late_objects(
+        self, warehouse: Any, older: Sequence[tuple[datetime, S3ObjectInfo]]
+    ) -> tuple[list[tuple[datetime, S3ObjectInfo]], int]:
+        """Of ``older`` (key time before the look-back), those whose own window is already in the
+        collection ledger: it ran before they were delivered, so this run reads them as late items.
+
+        The others are left to their own window, which lists its own date folders whatever happens
+        here: it is running now (catch-up, a backfill) or has not run yet (the coverage view shows it
+        missing). Taking them here would read them twice at once, or collect windows before the
+        instance's start. Returns ``(late objects, how many were left to their window)``.
+        """
+        if not older:
+            return [], 0
+        rows = warehouse.query(
+            "SELECT window_start, window_end FROM collection_ledger WHERE dag_id = ? AND content_type = ? "
+            "AND window_end > ? AND window_start <= ?",
+            (self.dag_id, self.sub_type, older[0][0], older[-1][0]),
+        )
+        loaded = [(parse_window_bound(s), parse_window_bound(e)) for s, e in rows]
+        late = [item for item in older if any(s <= item[0] < e for s, e in loaded)]
+        return late, len(older) - len(late)
 
     def execute(self, context: Context) -> list[list[dict[str, Any]]]:
         from airflow.sdk import conf
@@ -180,14 +245,22 @@ class S3LogListOperator(BaseOperator):
         start, end = run_window(self, context, self.window_start, self.window_end)
         hook = _hook(self.aws_conn_id, self.region_name, self.proxy, self.verify_ssl)
         with fail_fast(), aws_errors(f"ListObjectsV2 s3://{self.bucket}/{self.prefix}"):
-            folders, candidates, skipped = self.list_window(hook, start, end)
+            folders, found, older, skipped = self.list_window(hook, start, end)
         with open_warehouse(self.warehouse_conn_id) as warehouse:
             warehouse.ensure_schema()
-            done = consumed_objects(warehouse, self.dag_id, self.bucket, [o.key for o in candidates])
-        todo = [o for o in candidates if (o.key, o.etag) not in done]
-        batches = split_batches(
-            [o.to_xcom() for o in todo], self.batch_size, conf.getint("core", "max_map_length", fallback=1024)
-        )
+            late_older, left = self.late_objects(warehouse, older)
+            candidates = sorted([*late_older, *found], key=lambda item: (item[0], item[1].key))
+            done = consumed_objects(warehouse, self.dag_id, self.bucket, [o.key for _, o in candidates])
+        if left:
+            skipped["key time before the look-back, left to its own window (not collected yet)"] += left
+        # Late: its key time lies before this window, so its own window's run did not read it.
+        todo = [
+            {**o.to_xcom(), **({"late": True} if when < start else {})}
+            for when, o in candidates
+            if (o.key, o.etag) not in done
+        ]
+        late = sum(1 for o in todo if o.get("late"))
+        batches = split_batches(todo, self.batch_size, conf.getint("core", "max_map_length", fallback=1024))
         listing = {
             "window": [start.isoformat(), end.isoformat()],
             "lookback_minutes": self.lookback_minutes,
@@ -196,8 +269,10 @@ class S3LogListOperator(BaseOperator):
             "candidates": len(candidates),
             "already_consumed": len(candidates) - len(todo),
             "to_read": len(todo),
+            "late": late,
             "batches": len(batches) if todo else 0,
             "skipped": dict(skipped),
+            "layout_problems": self.layout_problems,
         }
         context["ti"].xcom_push(key="listing", value=listing)
         self.log.info(
@@ -214,6 +289,12 @@ class S3LogListOperator(BaseOperator):
             listing["batches"],
             dict(skipped) or "nothing",
         )
+        if late:
+            self.log.warning(
+                "%d object(s) were delivered after their own window was listed; read now as late items: %s",
+                late,
+                ", ".join(o["key"] for o in todo if o.get("late")),
+            )
         return batches
 
 
@@ -332,6 +413,22 @@ _TYPED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[Any, .
 # --------------------------------------------------------------------------------------------------
 
 
+def _problem(exc: Exception) -> str:
+    """Why an object was set aside, in words a person can act on (never the offending text itself)."""
+    from seccollect.vendors.aws.log_formats import CorruptObjectError
+
+    if isinstance(exc, CorruptObjectError):
+        return str(exc)
+    if isinstance(exc, UnicodeEncodeError) and "surrogate" in exc.reason:
+        # A JSON escape of one half of a UTF-16 pair (e.g. \ud800): valid JSON, but no text at all
+        # in UTF-8, so neither warehouse can store the record.
+        char = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        return f"a string holds a lone surrogate ({char}), which no warehouse can store"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class S3LogBatchOperator(BaseCollectOperator):
     """Read one batch of listed objects, stage their records, quarantine corrupt objects.
 
@@ -341,7 +438,8 @@ class S3LogBatchOperator(BaseCollectOperator):
     next object.  Network and permission errors are *not* quarantined: they fail the task, which
     retries.  Records keep their own event time (``eventTime``, flow ``end``, WAF ``timestamp``).
 
-    Speed and memory: each object is read once (one GET), streamed through the parser and staged in
+    Speed and memory: each object is read once (one GET; a quarantined one once more, to hash its bytes
+    for its quarantine entry), streamed through the parser and staged in
     an all-or-nothing block (:meth:`StagingWriter.atomic`): every ``max_buffered_records`` records
     (or the first run past it) become one Arrow table, built column by column (no dict per row);
     CloudTrail records keep their exact JSON text as ``raw`` (no re-serialisation) and come from the
@@ -352,7 +450,9 @@ class S3LogBatchOperator(BaseCollectOperator):
 
     Stages, beside the records, one ``object_ledger`` row per object read or quarantined (with its ETag
     and record count) and a quarantine entry per object set aside; its figures count ``objects``,
-    ``records``, ``quarantined``, ``vanished`` (deleted after listing) and ``get_requests``.
+    ``records``, ``quarantined``, ``vanished`` (deleted after listing), ``late`` (objects whose key time
+    lies before the window: delivered after their own window was listed; the load adds them to the
+    ledger's ``late_items``) and ``get_requests``.
 
     :param aws_conn_id: Airflow ``aws`` connection.
     :param bucket: S3 bucket.
@@ -402,11 +502,12 @@ class S3LogBatchOperator(BaseCollectOperator):
     def _read_object(
         self, hook: S3LogHook, writer: StagingWriter, key: str, envelope: EnvelopeContext, origin: MsgOrigin
     ) -> tuple[int, str]:
-        """Stage all records of one object, or none (raises CorruptObjectError); ``(records, etag)``."""
+        """Stage all records of one object, or none (raises one of :attr:`OBJECT_PROBLEMS`, carrying the
+        ETag read); ``(records, etag)``."""
         import pyarrow as pa
 
         from seccollect.records.envelope import canonical_json
-        from seccollect.vendors.aws.log_formats import CloudTrailRun, CorruptObjectError, parse_object
+        from seccollect.vendors.aws.log_formats import CloudTrailRun, parse_object
 
         table = INDEX_OF[self.sub_type]
         names, typed_values = _TYPED[self.sub_type]
@@ -460,25 +561,47 @@ class S3LogBatchOperator(BaseCollectOperator):
                 if ids:
                     count += len(ids)
                     stage()
-            except CorruptObjectError as exc:
+            except self.OBJECT_PROBLEMS as exc:
                 # Nothing of this object stays staged (atomic); the ledger records the version read.
                 exc.etag = etag  # type: ignore[attr-defined]
                 raise
         return count, etag
 
+    def _quarantine_entry(self, hook: S3LogHook, key: str, etag: str, reason: str, listed_size: Any) -> Any:
+        """The quarantine entry of an object set aside: its reason, the SHA-256 and size of the version
+        read (its bytes too when small). The bytes are read again for that - one more GET, only for an
+        object being quarantined - rather than hashing every object's bytes while parsing (~8% of the
+        collect's CPU, for what is rare)."""
+        from seccollect.records.quarantine import MAX_RAW_BYTES, QuarantineEntry, readable
+        from seccollect.vendors.aws.hook import aws_errors
+
+        try:
+            with aws_errors(f"GetObject s3://{self.bucket}/{key}"):
+                sha256, size, data = hook.digest_object(self.bucket, key, etag, keep=MAX_RAW_BYTES)
+        except Exception as exc:  # rewritten or deleted since, or S3 unreachable: the reason still counts
+            self.log.warning("Could not re-read s3://%s/%s to hash it: %s", self.bucket, key, exc)
+            return QuarantineEntry(source_ref=key, reason=reason, raw_bytes=listed_size)
+        return QuarantineEntry(
+            source_ref=key,
+            reason=reason,
+            raw=readable(data) if data is not None else None,
+            raw_sha256=sha256,
+            raw_bytes=size,
+        )
+
     def collect(self, writer: StagingWriter, envelope: EnvelopeContext, context: Context) -> Collected:
         from seccollect.http.errors import VendorApiError
         from seccollect.records.envelope import MsgOrigin
         from seccollect.records.intake import quarantine
-        from seccollect.records.quarantine import QuarantineEntry
         from seccollect.vendors.aws.hook import aws_errors
-        from seccollect.vendors.aws.log_formats import MSG_CLASS, MSG_ORIGIN, CorruptObjectError
+        from seccollect.vendors.aws.log_formats import MSG_CLASS, MSG_ORIGIN
 
         hook = _hook(self.aws_conn_id, self.region_name, self.proxy, self.verify_ssl)
         origin = MsgOrigin(MSG_CLASS[self.sub_type], **MSG_ORIGIN[self.sub_type])
         quarantined: list[str] = []
         vanished: list[str] = []
         records = 0
+        late = 0  # objects whose key time lies before this window (the list task marks them)
 
         def ledger(key: str, etag: str, count: int, status: str) -> None:
             writer.add("object_ledger", {
@@ -496,11 +619,13 @@ class S3LogBatchOperator(BaseCollectOperator):
                 # All-or-nothing: nothing of this object stays staged. A corrupt object (truncated gzip,
                 # broken JSON) and one holding a value no warehouse can store are alike set aside, with
                 # the reason, and recorded in the ledger so later windows do not read them again.
-                reason = str(exc) if isinstance(exc, CorruptObjectError) else f"{type(exc).__name__}: {exc}"
+                reason = _problem(exc)
+                etag = getattr(exc, "etag", None) or obj.get("etag", "")
                 self.log.warning("Quarantined s3://%s/%s: %s", self.bucket, key, reason)
-                quarantine(writer, QuarantineEntry(source_ref=key, reason=reason, raw_bytes=obj.get("size")))
+                quarantine(writer, self._quarantine_entry(hook, key, etag, reason, obj.get("size")))
                 quarantined.append(key)
-                ledger(key, getattr(exc, "etag", None) or obj.get("etag", ""), 0, "quarantined")
+                ledger(key, etag, 0, "quarantined")
+                late += bool(obj.get("late"))
                 continue
             except VendorApiError as exc:
                 if exc.status != 404 or not (exc.vendor_message or "").startswith("NoSuchKey"):
@@ -510,6 +635,7 @@ class S3LogBatchOperator(BaseCollectOperator):
                 vanished.append(key)
                 continue
             records += count
+            late += bool(obj.get("late"))
             ledger(key, etag, count, "loaded")
         if quarantined:
             self.log.warning(
@@ -528,5 +654,6 @@ class S3LogBatchOperator(BaseCollectOperator):
             "records": records,
             "quarantined": len(quarantined),
             "vanished": len(vanished),
+            "late": late,
             "get_requests": hook.request_counts["GetObject"],
         })

@@ -6,7 +6,11 @@ The connector is configured with a bucket, a *sub type* (``cloudtrail``, ``vpcfl
 * ``optional_prefix/AWSLogs/<account>/<CloudTrail|vpcflowlogs>/<region>``
 * ``optional_prefix/AWSLogs/<o-org>/<account>/<CloudTrail|vpcflowlogs>/<region>`` (organization trail)
 * ``optional_prefix/<o-org>/AWSLogs/<o-org>/*/<CloudTrail|vpcflowlogs>/<region>`` (Control Tower; ``*``
-  stands for every account, cloudtrail and vpcflow only)
+  stands for every account, cloudtrail and vpcflow only; a folder named like an organisation id,
+  ``o-…``, is never taken for an account)
+* in the region position (the folder after ``CloudTrail``, ``vpcflowlogs`` or ``WAFLogs``) ``*`` stands
+  for every region folder found, and a comma-separated list (``us-east-1,eu-west-1``) for those regions:
+  one instance covers several regions, the object ledger and record ids deduplicating across them
 * any custom prefix, in which a date is written with the variables ``//YYYY//``, ``//m//``, ``//mm//``,
   ``//d//``, ``//dd//``, ``//H//``, ``//HH//``, ``//M//``, ``//MM//``.  Each variable replaces the digits
   only, so ``CustomPrefix/year=/2020/month=/10/day=/27`` is written
@@ -48,8 +52,10 @@ __all__ = [
     "SUB_TYPES",
     "PrefixError",
     "PrefixPattern",
+    "check_layout",
     "expand",
     "expand_all",
+    "is_organisation_id",
     "is_log_object",
     "key_time",
     "parse_prefix",
@@ -128,6 +134,22 @@ _NAME_TIME_RE = {
 }
 _WAF_FOLDER_TIME_RE = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
 
+# AWS organisation ids are "o-" and 10 to 32 lower-case letters or digits; account ids are 12 digits,
+# so no folder starting "o-" is ever an account (tests use short ones like "o-x", hence "+").
+_ORG_ID_RE = re.compile(r"^o-[a-z0-9]+$")
+
+
+def is_organisation_id(name: str) -> bool:
+    """Whether a folder name is an AWS organisation id (``o-…``), which is never an account."""
+    return _ORG_ID_RE.match(name) is not None
+
+
+def _segment_regex(segment: str) -> str:
+    """A literal path segment as a key regex: ``*`` any folder name, ``a,b`` one of the listed names."""
+    if "," in segment:
+        return "(?:" + "|".join(re.escape(item) for item in segment.split(",")) + ")"
+    return "[^/]+".join(re.escape(part) for part in segment.split("*"))
+
 
 class PrefixError(ValueError):
     """A configured prefix is not valid for its sub type.
@@ -193,8 +215,37 @@ class PrefixPattern:
     # ---- properties --------------------------------------------------------------------------------
     @property
     def has_wildcard(self) -> bool:
-        """True for the Control Tower form, whose ``*`` must be resolved by account discovery."""
+        """True when a ``*`` (every account, every region) must be resolved by a discovery LIST."""
         return any(isinstance(t, _Lit) and "*" in t.text for t in self.tokens)
+
+    @property
+    def region_list(self) -> tuple[str, ...]:
+        """The regions of a comma-separated list in the region position (empty without one)."""
+        first = self.tokens[0]
+        if isinstance(first, _Lit):
+            for segment in first.text.split("/"):
+                if "," in segment:
+                    return tuple(segment.split(","))
+        return ()
+
+    def variants(self) -> list[PrefixPattern]:
+        """One pattern per region of a region list; ``[self]`` without a list."""
+        regions = self.region_list
+        if not regions:
+            return [self]
+        listed = ",".join(regions)
+
+        def one(region: str) -> PrefixPattern:
+            tokens = tuple(
+                _Lit("/".join(region if seg == listed else seg for seg in t.text.split("/")))
+                if i == 0 and isinstance(t, _Lit)
+                else t
+                for i, t in enumerate(self.tokens)
+            )
+            prefix = "/".join(region if seg == listed else seg for seg in self.prefix.split("/"))
+            return PrefixPattern(prefix, self.sub_type, tokens, self.appended_standard_folders)
+
+        return [one(region) for region in regions]
 
     @property
     def finest_level(self) -> int:
@@ -263,8 +314,10 @@ class PrefixPattern:
         """
         if self.has_wildcard:
             raise PrefixError(
-                f"prefix {self.prefix!r} contains '*': use expand_all(), which discovers the account folders first"
+                f"prefix {self.prefix!r} contains '*': use expand_all(), which discovers the folders first"
             )
+        if self.region_list:
+            return sorted({p for v in self.variants() for p in v.expand(window_start, window_end, lookback)})
         lo, hi = _window(
             window_start, window_end, DEFAULT_LOOKBACK[self.sub_type] if lookback is None else lookback
         )
@@ -326,7 +379,7 @@ class PrefixPattern:
         pieces = ["^"]
         for t in self.tokens:
             if isinstance(t, _Lit):
-                pieces.append("[^/]+".join(re.escape(p) for p in t.text.split("*")))
+                pieces.append("/".join(_segment_regex(segment) for segment in t.text.split("/")))
             elif t.spec.width:
                 pieces.append(rf"(\d{{{t.spec.width}}})")
             else:
@@ -343,23 +396,33 @@ class PrefixPattern:
         return key_time(key, self.sub_type) or self.folder_time(key)
 
     def with_account(self, account: str) -> PrefixPattern:
-        """This Control Tower pattern with ``*`` replaced by one account folder name."""
+        """This pattern with its first ``*`` replaced by one folder name (an account, or a region)."""
         if not self.has_wildcard:
             raise PrefixError(f"prefix {self.prefix!r} has no '*' to replace")
         if not account or "/" in account or "*" in account:
             raise PrefixError(f"invalid account folder name {account!r}")
-        tokens = tuple(_Lit(t.text.replace("*", account)) if isinstance(t, _Lit) else t for t in self.tokens)
+        tokens = tuple(
+            _Lit(t.text.replace("*", account, 1)) if i == 0 and isinstance(t, _Lit) else t
+            for i, t in enumerate(self.tokens)
+        )
         return PrefixPattern(
-            self.prefix.replace("*", account), self.sub_type, tokens, self.appended_standard_folders
+            self.prefix.replace("*", account, 1), self.sub_type, tokens, self.appended_standard_folders
         )
 
     @property
     def discovery_prefix(self) -> str:
-        """The folder to LIST with ``Delimiter='/'`` to find the accounts of a ``*`` pattern."""
+        """The folder to LIST with ``Delimiter='/'`` to find what the first ``*`` stands for."""
         first = self.tokens[0]
         if not self.has_wildcard or not isinstance(first, _Lit):
             raise PrefixError(f"prefix {self.prefix!r} has no '*' to discover")
         return first.text.split("*", 1)[0]
+
+    @property
+    def wildcard_is_account(self) -> bool:
+        """Whether the first ``*`` stands for accounts (it is followed by the service folder)."""
+        after = self.tokens[0].text.split("*", 1)[1] if self.has_wildcard else ""  # type: ignore[union-attr]
+        service = SERVICE_FOLDER[self.sub_type]
+        return after.startswith(f"/{service}/") or after == f"/{service}"
 
 
 def parse_prefix(prefix: str, sub_type: str) -> PrefixPattern:
@@ -435,7 +498,7 @@ def parse_prefix(prefix: str, sub_type: str) -> PrefixPattern:
                         )
 
     _check_service_folders(prefix, sub_type, literals)
-    if "*" in prefix:
+    if "*" in prefix or "," in prefix:
         _check_wildcard(prefix, sub_type, tokens)
 
     appended = False
@@ -497,36 +560,58 @@ def _check_service_folders(prefix: str, sub_type: str, literals: list[str]) -> N
 _WILDCARD_HELP = (
     "'*' is only allowed as the whole account folder of the AWS Control Tower form "
     "optional_prefix/<OU id>/AWSLogs/<OU id>/*/<CloudTrail or vpcflowlogs>/<region> "
-    "(also accepted: …/AWSLogs/*/… and …/AWSLogs/<OU id>/*/…)"
+    "(also accepted: …/AWSLogs/*/… and …/AWSLogs/<OU id>/*/…), and as the whole region folder "
+    "(…/<CloudTrail, vpcflowlogs or WAFLogs>/*), where a comma-separated list of regions may stand as well"
 )
 
 
 def _check_wildcard(prefix: str, sub_type: str, tokens: list[_Token]) -> None:
-    if sub_type == "waf":
-        raise PrefixError(f"prefix {prefix!r}: '*' is not supported for sub type 'waf'; {_WILDCARD_HELP}")
-    if prefix.count("*") > 1:
-        raise PrefixError(f"prefix {prefix!r} has more than one '*'; {_WILDCARD_HELP}")
+    """``*`` in the account position and/or the region position, nowhere else; a region list only in
+    the region position."""
     first = tokens[0]
-    if not isinstance(first, _Lit) or "*" not in first.text:
-        raise PrefixError(f"prefix {prefix!r}: a date variable may not come before '*'; {_WILDCARD_HELP}")
-    before, after = first.text.split("*", 1)
-    before_segs = before.split("/")
-    # before ends with "/" so the last element is "" ; the '*' segment must be whole
-    if before_segs[-1] != "" or (after and not after.startswith("/")):
-        raise PrefixError(f"prefix {prefix!r}: '*' must be a whole folder name; {_WILDCARD_HELP}")
-    parents = before_segs[:-1]
-    in_account_position = (len(parents) >= 1 and parents[-1] == "AWSLogs") or (
-        len(parents) >= 2 and parents[-2] == "AWSLogs" and parents[-1].startswith("o-")
-    )
-    if not in_account_position:
-        raise PrefixError(f"prefix {prefix!r}: '*' is not in the account position; {_WILDCARD_HELP}")
-    after_segs = after.split("/")[1:]
+    if not isinstance(first, _Lit) or ("*" not in first.text and "," not in first.text) or any(
+        "*" in t.text or "," in t.text for t in tokens[1:] if isinstance(t, _Lit)
+    ):
+        raise PrefixError(f"prefix {prefix!r}: a date variable may not come before '*' or ','; {_WILDCARD_HELP}")
     service = SERVICE_FOLDER[sub_type]
-    if len(after_segs) < 2 or after_segs[0] != service or not after_segs[1]:
-        raise PrefixError(
-            f"prefix {prefix!r}: '*' must be followed by /{service}/<region> for sub type {sub_type!r}; "
-            f"{_WILDCARD_HELP}"
+    segments = first.text.split("/")
+    accounts = regions = 0
+    for i, segment in enumerate(segments):
+        if "*" not in segment and "," not in segment:
+            continue
+        after_service = i >= 1 and segments[i - 1] == service and (i + 1 == len(segments) or sub_type == "waf"
+                                                                    or segments[i + 1] == "")
+        if "," in segment:
+            items = segment.split(",")
+            if not after_service or "*" in segment or any(not item.strip() or item != item.strip() for item in items):
+                raise PrefixError(
+                    f"prefix {prefix!r}: {segment!r} - a comma-separated list is only allowed as the region "
+                    f"folder (…/{service}/us-east-1,eu-west-1), without spaces or empty items; {_WILDCARD_HELP}"
+                )
+            regions += 1
+            continue
+        if segment != "*":
+            raise PrefixError(f"prefix {prefix!r}: '*' must be a whole folder name; {_WILDCARD_HELP}")
+        if after_service:
+            regions += 1
+            continue
+        parents = segments[:i]
+        in_account_position = (len(parents) >= 1 and parents[-1] == "AWSLogs") or (
+            len(parents) >= 2 and parents[-2] == "AWSLogs" and parents[-1].startswith("o-")
         )
+        if not in_account_position:
+            raise PrefixError(f"prefix {prefix!r}: '*' is not in the account position; {_WILDCARD_HELP}")
+        if sub_type == "waf":
+            raise PrefixError(f"prefix {prefix!r}: '*' is not supported for sub type 'waf'; {_WILDCARD_HELP}")
+        rest = segments[i + 1 :]
+        if len(rest) < 2 or rest[0] != service or not rest[1]:
+            raise PrefixError(
+                f"prefix {prefix!r}: '*' must be followed by /{service}/<region> for sub type {sub_type!r}; "
+                f"{_WILDCARD_HELP}"
+            )
+        accounts += 1
+    if accounts > 1 or regions > 1:
+        raise PrefixError(f"prefix {prefix!r} has more than one '*' or list in one position; {_WILDCARD_HELP}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -600,15 +685,33 @@ def expand(
 ListCommonPrefixes = Callable[[str], list[str]]
 
 
-def _discover(pattern: PrefixPattern, list_common_prefixes: ListCommonPrefixes) -> list[PrefixPattern]:
-    folder = pattern.discovery_prefix
-    accounts: set[str] = set()
-    for entry in list_common_prefixes(folder):
-        name = entry[len(folder) :] if entry.startswith(folder) else entry
-        name = name.strip("/")
-        if name and "/" not in name and "*" not in name:
-            accounts.add(name)
-    return [pattern.with_account(a) for a in sorted(accounts)]
+def _discover(
+    pattern: PrefixPattern, list_common_prefixes: ListCommonPrefixes, skipped: list[str] | None = None
+) -> list[PrefixPattern]:
+    """``pattern`` with every ``*`` replaced by each folder found there (one delimiter LIST per ``*``
+    and per folder above it), for each region of a region list; ``skipped`` collects the folders not
+    taken (organisation ids in the account position)."""
+    out: list[PrefixPattern] = []
+    for variant in pattern.variants():
+        if not variant.has_wildcard:
+            out.append(variant)
+            continue
+        folder = variant.discovery_prefix
+        names: set[str] = set()
+        for entry in list_common_prefixes(folder):
+            name = (entry[len(folder) :] if entry.startswith(folder) else entry).strip("/")
+            if not name or "/" in name or "*" in name:
+                continue
+            if variant.wildcard_is_account and is_organisation_id(name):
+                # The organisation folder of an organisation trail (…/AWSLogs/<o-id>/<account>/…) seen
+                # through a prefix written for another layout: never an account (check_layout says so).
+                if skipped is not None:
+                    skipped.append(folder + name + "/")
+                continue
+            names.add(name)
+        for name in sorted(names):
+            out += _discover(variant.with_account(name), list_common_prefixes, skipped)
+    return out
 
 
 def expand_all(
@@ -618,24 +721,135 @@ def expand_all(
     window_end: datetime,
     list_common_prefixes: ListCommonPrefixes | None = None,
     lookback: timedelta | None = None,
+    skipped: list[str] | None = None,
 ) -> list[str]:
-    """:func:`expand` for any prefix form, resolving a Control Tower ``*`` through one discovery LIST.
+    """:func:`expand` for any prefix form, resolving each ``*`` (accounts, regions) through discovery.
 
-    Total LIST calls = 1 (discovery, only for ``*``) + accounts x prefixes-per-window.  An empty
-    result for a ``*`` prefix means no account folder exists yet; callers should warn, not fail.
+    Total LIST calls = 1 per ``*`` and folder above it (discovery: 1 for accounts, + accounts for a
+    region ``*``) + accounts x regions x prefixes-per-window.  An empty result for a ``*`` prefix means
+    no folder exists yet; callers should warn (:func:`check_layout` says why), not fail.  ``skipped``
+    collects organisation-id folders found where accounts were expected.
     """
     pattern = parse_prefix(prefix, sub_type)
-    patterns = [pattern]
+    patterns = pattern.variants()
     if pattern.has_wildcard:
         if list_common_prefixes is None:
             raise PrefixError(
                 f"prefix {prefix!r} contains '*'; pass list_common_prefixes to discover accounts"
             )
-        patterns = _discover(pattern, list_common_prefixes)
+        patterns = _discover(pattern, list_common_prefixes, skipped)
     out: set[str] = set()
     for p in patterns:
         out.update(p.expand(window_start, window_end, lookback))
     return sorted(out)
+
+
+#: How many folder names a layout message quotes.
+_QUOTED = 8
+
+
+def _quote(names: Iterable[str]) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:_QUOTED]) + (f" and {len(names) - _QUOTED} more" if len(names) > _QUOTED else "")
+    return shown or "nothing"
+
+
+@dataclass
+class _LayoutWalk:
+    """One walk of :func:`check_layout` down a prefix's fixed folders; ``found_orgs`` and ``missing``
+    collect the organisation folders seen in the account position and what was not found."""
+
+    sub_type: str
+    list_common_prefixes: ListCommonPrefixes
+    where: str
+    found_orgs: list[str]
+    missing: list[str]
+
+    def walk(self, done: str, rest: list[str]) -> bool:
+        """Whether the folders ``rest`` exist below ``done``; records the first that does not."""
+        if not rest:
+            return True
+        children = sorted(
+            {(e[len(done) :] if e.startswith(done) else e).strip("/") for e in self.list_common_prefixes(done)} - {""}
+        )
+        segment, tail = rest[0], rest[1:]
+        if segment != "*":
+            if segment not in children:
+                self.missing.append(
+                    f"{self.where}{done} has no {segment}/ folder (found: {_quote(c + '/' for c in children)})"
+                )
+                return False
+            return self.walk(done + segment + "/", tail)
+        account_position = bool(tail) and tail[0] == SERVICE_FOLDER[self.sub_type]
+        kind = "account" if account_position else "region"
+        orgs = [c for c in children if account_position and is_organisation_id(c)]
+        self.found_orgs.extend(done + c + "/" for c in orgs)
+        names = [c for c in children if c not in orgs]
+        if not names:
+            found = f"found: {_quote(c + '/' for c in children)}" if children else "it is empty"
+            self.missing.append(f"{self.where}{done} holds no {kind} folder ({found})")
+            return False
+        before = len(self.missing)
+        # One match is enough: accounts without this region's folder are normal (not every account
+        # logs every region), so the walk stops at the first that has it.
+        if any(self.walk(done + name + "/", tail) for name in names):
+            del self.missing[before:]
+            return True
+        first_miss = self.missing[before] if len(self.missing) > before else ""
+        del self.missing[before:]
+        self.missing.append(
+            f"none of the {kind} folders under {self.where}{done} ({_quote(n + '/' for n in names)}) has "
+            f"{'/'.join(tail)}/" + (f" - e.g. {first_miss}" if first_miss else "")
+        )
+        return False
+
+
+def check_layout(
+    prefix: str, sub_type: str, list_common_prefixes: ListCommonPrefixes, bucket: str = ""
+) -> list[str]:
+    """Why ``prefix`` cannot match the bucket's layout (empty: it can), naming what was found instead.
+
+    Walks the prefix's fixed folders (up to its first date folder) one delimiter LIST per level, each
+    ``*`` through every folder found there (organisation ids in the account position are reported, never
+    taken for accounts), and stops at the first folder that is missing, quoting what its parent holds.
+    When an organisation folder stands where accounts were expected - the Control Tower organisation
+    trail layout ``<o-id>/AWSLogs/<o-id>/<account>/…`` read with the older form ``<o-id>/AWSLogs/*/…`` -
+    the message gives the prefix that matches, once it has checked that it does.  A date folder that
+    does not exist yet is not a layout problem (a quiet window), so date folders are not walked.
+    """
+    pattern = parse_prefix(prefix, sub_type)
+    where = f"s3://{bucket}/" if bucket else ""
+    problems: list[str] = []
+    for variant in pattern.variants():
+        first = variant.tokens[0]
+        fixed = first.text if isinstance(first, _Lit) else ""
+        if variant.appended_standard_folders or len(variant.tokens) > 1:
+            fixed = fixed.rsplit("/", 1)[0] + "/" if "/" in fixed else ""
+        found_orgs: list[str] = []
+        missing: list[str] = []
+        walker = _LayoutWalk(sub_type, list_common_prefixes, where, found_orgs, missing)
+        if "*" not in fixed and fixed and list_common_prefixes(fixed):
+            continue  # the usual case, a quiet window: the prefix's folder exists and holds date folders
+        if walker.walk("", [seg for seg in fixed.split("/") if seg]):
+            continue
+        message = f"prefix {variant.prefix!r} cannot match the layout of the bucket: " + "; ".join(missing[:3])
+        if found_orgs:
+            message += (
+                f". {_quote(where + f for f in found_orgs)} is an organisation id, never an account: the bucket has the "
+                "organisation trail layout …/AWSLogs/<o-id>/<account>/…"
+            )
+            for org_folder in found_orgs:
+                org = org_folder.rstrip("/").rsplit("/", 1)[-1]
+                head, _, tail = variant.prefix.partition("/*/")
+                suggestion = f"{head}/{org}/*/{tail}"
+                try:
+                    if not check_layout(suggestion, sub_type, list_common_prefixes):
+                        message += f"; use the prefix {suggestion!r}"
+                        break
+                except PrefixError:
+                    continue
+        problems.append(message)
+    return problems
 
 
 def key_time(key: str, sub_type: str) -> datetime | None:

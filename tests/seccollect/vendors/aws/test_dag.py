@@ -43,3 +43,23 @@ def test_add_tasks_wires_sensor_list_mapped_collect_and_load():
     assert wait.mode == "reschedule" and wait.prefix == instance.prefix
     assert load.pool == "aws_loads" and load.upstream_task_ids == {"collect_cloudtrail"}  # staged=collect.output
     assert "Control Tower" in dag.doc_md and "45 min" in dag.doc_md and "object_ledger" in dag.doc_md
+
+
+def test_dag_docs_warn_about_a_lookback_shorter_than_an_interval_plus_usual_lateness():
+    def docs(sub_type: str, prefix: str, lookback: int, interval: int) -> str:
+        return build_dag(AwsCloudTrailInstance(
+            name=f"{sub_type}-{lookback}", tenant="acme", type="aws_cloudtrail", conn_id="aws_prod",
+            sub_type=sub_type, bucket="logs", prefix=prefix, lookback_minutes=lookback,
+            interval_minutes=interval,
+        )).doc_md
+
+    vpc = "AWSLogs/111122223333/vpcflowlogs/us-east-1"
+    # VPC flow logs are usually up to 15 minutes late: 10-minute windows need a look-back of 25.
+    short = docs("vpcflow", vpc, 20, 10)
+    assert "**Warning: the look-back (20 min) is shorter than one interval (10 min) plus the" in short
+    assert "`lookback_minutes` to at least 25" in short
+    assert "Warning" not in docs("vpcflow", vpc, 25, 10)
+    assert "Late objects" in short and "late_items" in short
+    # CloudTrail names objects by delivery time: 5 minutes of lateness on top of the interval.
+    ct = "AWSLogs/111122223333/CloudTrail/us-east-1"
+    assert "Warning" in docs("cloudtrail", ct, 30, 30) and "Warning" not in docs("cloudtrail", ct, 35, 30)

@@ -271,8 +271,11 @@ def test_pattern_properties() -> None:
         ("c///YYYY/////m//1", "waf", "touches another number"),
         ("o-x/AWSLogs/o-x/*/WAFLogs/us-east-1/acl", "waf", "not supported for sub type 'waf'"),
         ("o-x/AWSLogs/o-x/1*/CloudTrail/us-east-1", "cloudtrail", "whole folder name"),
-        ("o-x/AWSLogs/o-x/*/CloudTrail/*", "cloudtrail", "more than one"),
-        ("AWSLogs/111122223333/CloudTrail/*", "cloudtrail", "account position"),
+        ("o-x/AWSLogs/*/*/CloudTrail/us-east-1", "cloudtrail", "must be followed by /CloudTrail/<region>"),
+        ("AWSLogs/111122223333/CloudTrail/us-east-1/*", "cloudtrail", "account position"),
+        ("AWSLogs/1,2/CloudTrail/us-east-1", "cloudtrail", "only allowed as the region folder"),
+        ("AWSLogs/111122223333/CloudTrail/us-east-1,", "cloudtrail", "without spaces or empty items"),
+        ("AWSLogs/111122223333/CloudTrail/us-east-1, eu-west-1", "cloudtrail", "without spaces"),
         ("o-x/*/AWSLogs/o-x/1/CloudTrail/us-east-1", "cloudtrail", "account position"),
         ("o-x/AWSLogs/o-x/*/vpcflowlogs/us-east-1", "cloudtrail", "vpcflowlogs path"),
         ("o-x/AWSLogs/o-x/*/CloudTrail", "cloudtrail", "end with the region"),
@@ -365,11 +368,73 @@ def test_expand_all_without_wildcard_makes_no_discovery_call() -> None:
 
 
 def test_discovery_of_older_control_tower_layout_lists_awslogs() -> None:
-    lister = FakeLister({"o-x/AWSLogs/": ["o-x/AWSLogs/o-x/", "o-x/AWSLogs/111122223333/"]})
-    got = expand_all("o-x/AWSLogs/*/CloudTrail/eu-west-1", "cloudtrail", t(2025, 1, 1), t(2025, 1, 1, 0, 5), lister, Z)
-    # the org-id folder shows up as an "account" too; listing below it simply finds nothing
-    assert got == ["o-x/AWSLogs/111122223333/CloudTrail/eu-west-1/2025/01/01/",
-                   "o-x/AWSLogs/o-x/CloudTrail/eu-west-1/2025/01/01/"]
+    lister = FakeLister({"o-x/AWSLogs/": ["o-x/AWSLogs/o-a1b2c3d4e5/", "o-x/AWSLogs/111122223333/"]})
+    skipped: list[str] = []
+    got = expand_all(
+        "o-x/AWSLogs/*/CloudTrail/eu-west-1", "cloudtrail", t(2025, 1, 1), t(2025, 1, 1, 0, 5), lister, Z, skipped
+    )
+    # a folder named like an organisation id is never taken for an account
+    assert got == ["o-x/AWSLogs/111122223333/CloudTrail/eu-west-1/2025/01/01/"]
+    assert skipped == ["o-x/AWSLogs/o-a1b2c3d4e5/"]
+
+
+def test_region_wildcard_and_region_list() -> None:
+    base = "o-a1b2c3d4e5/AWSLogs/o-a1b2c3d4e5/"
+    lister = FakeLister({
+        base: [base + a + "/" for a in ACCOUNTS[:2]],
+        **{f"{base}{a}/CloudTrail/": [f"{base}{a}/CloudTrail/{r}/" for r in ("eu-west-1", "us-east-1")]
+           for a in ACCOUNTS[:2]},
+    })
+    window = (t(2025, 1, 1), t(2025, 1, 1, 0, 5))
+    everywhere = expand_all(base + "*/CloudTrail/*", "cloudtrail", *window, lister, Z)
+    assert everywhere == [
+        f"{base}{a}/CloudTrail/{r}/2025/01/01/" for a in ACCOUNTS[:2] for r in ("eu-west-1", "us-east-1")
+    ]
+    assert lister.calls == [base, *(f"{base}{a}/CloudTrail/" for a in ACCOUNTS[:2])]
+    listed = expand_all(base + "*/CloudTrail/us-east-1,eu-west-1", "cloudtrail", *window, lister, Z)
+    assert listed == everywhere
+    single = f"AWSLogs/{ACCOUNTS[0]}/vpcflowlogs/us-east-1,eu-west-1"
+    assert expand(single, "vpcflow", *window, Z) == [
+        f"AWSLogs/{ACCOUNTS[0]}/vpcflowlogs/{r}/2025/01/01/" for r in ("eu-west-1", "us-east-1")
+    ]
+    # key times and the log filter work for every listed region, not for others
+    pattern = parse_prefix(base + "*/CloudTrail/us-east-1,eu-west-1", "cloudtrail")
+    for region in ("us-east-1", "eu-west-1"):
+        key = (f"{base}{ACCOUNTS[0]}/CloudTrail/{region}/2025/01/01/{ACCOUNTS[0]}_CloudTrail_{region}_"
+               "20250101T0003Z_abcdefghijklmnop.json.gz")
+        assert pattern.folder_time(key) == t(2025, 1, 1)
+    assert pattern.folder_time(f"{base}{ACCOUNTS[0]}/CloudTrail/ap-south-1/2025/01/01/x.json.gz") is None
+
+
+def test_check_layout_names_what_was_found_instead() -> None:
+    from seccollect.vendors.aws.prefix_pattern import check_layout
+
+    org = "o-a1b2c3d4e5"
+    # A Control Tower bucket with organisation trail layout, AWS Config beside it.
+    lister = FakeLister({
+        "": [f"{org}/"],
+        f"{org}/": [f"{org}/AWSLogs/"],
+        f"{org}/AWSLogs/": [f"{org}/AWSLogs/{org}/", *(f"{org}/AWSLogs/{a}/" for a in ACCOUNTS[:2])],
+        **{f"{org}/AWSLogs/{a}/": [f"{org}/AWSLogs/{a}/Config/"] for a in ACCOUNTS[:2]},
+        f"{org}/AWSLogs/{org}/": [f"{org}/AWSLogs/{org}/{a}/" for a in ACCOUNTS],
+        **{f"{org}/AWSLogs/{org}/{a}/": [f"{org}/AWSLogs/{org}/{a}/CloudTrail/",
+                                         f"{org}/AWSLogs/{org}/{a}/CloudTrail-Digest/"] for a in ACCOUNTS},
+        **{f"{org}/AWSLogs/{org}/{a}/CloudTrail/": [f"{org}/AWSLogs/{org}/{a}/CloudTrail/us-east-1/"]
+           for a in ACCOUNTS},
+    })
+    right = f"{org}/AWSLogs/{org}/*/CloudTrail/us-east-1"
+    assert check_layout(right, "cloudtrail", lister, "b") == []
+    assert check_layout(f"{org}/AWSLogs/{org}/*/CloudTrail/*", "cloudtrail", lister, "b") == []
+    [problem] = check_layout(f"{org}/AWSLogs/*/CloudTrail/us-east-1", "cloudtrail", lister, "b")
+    assert f"s3://b/{org}/AWSLogs/{org}/ is an organisation id, never an account" in problem
+    assert "Config/" in problem and ACCOUNTS[0] in problem
+    assert problem.endswith(f"use the prefix {right!r}")
+    [problem] = check_layout(f"{org}/AWSLogs/{org}/*/CloudTrail/eu-west-1", "cloudtrail", lister, "b")
+    assert "has no eu-west-1/ folder (found: us-east-1/)" in problem
+    [problem] = check_layout(f"AWSLogs/{ACCOUNTS[0]}/CloudTrail/us-east-1", "cloudtrail", lister, "b")
+    assert problem.endswith(f"s3://b/ has no AWSLogs/ folder (found: {org}/)")
+    # one problem per listed region that does not exist
+    assert len(check_layout(f"{org}/AWSLogs/{org}/*/CloudTrail/us-east-1,ap-south-1", "cloudtrail", lister)) == 1
 
 
 # ------------------------------------------------------------------------------------------------
