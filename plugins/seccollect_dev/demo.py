@@ -88,10 +88,9 @@ def demo_connections() -> dict[str, dict[str, Any]]:
     return connections
 
 
-def assemble_instances() -> Path:
-    """The demo's instance folder: every registered connector's demo instance files."""
-    import shutil
-
+def assemble_instances(start: datetime | None = None) -> Path:
+    """The demo's instance folder: every registered connector's demo instance files, starting at
+    ``start`` when given (else, as any new file, at the hour they are written)."""
     from seccollect.registry import demo_instance_files
 
     folder = DEMO_DIR / "connectors"
@@ -99,15 +98,19 @@ def assemble_instances() -> Path:
     for stale in folder.glob("*.yaml"):
         stale.unlink()
     for path in demo_instance_files():
-        shutil.copy(path, folder / path.name)
+        text = path.read_text()
+        if start is not None:
+            text = text.rstrip("\n") + f"\nstart_date: {start.isoformat()}   # the demo's first window\n"
+        (folder / path.name).write_text(text)
     return folder
 
 
-def prepare_airflow(stack: Any) -> None:
-    """Migrate the home's metadata database; the demo instances, connections and the load pool (idempotent)."""
+def prepare_airflow(stack: Any, start: datetime | None = None) -> None:
+    """Migrate the home's metadata database; the demo instances (from ``start``), connections and the
+    load pool (idempotent)."""
     AIRFLOW_HOME.mkdir(exist_ok=True)
     DEMO_DIR.mkdir(exist_ok=True)
-    assemble_instances()
+    assemble_instances(start)
     stack.prepare()
     conn_file = DEMO_DIR / "connections.json"
     conn_file.write_text(json.dumps(demo_connections(), indent=2))
@@ -194,7 +197,7 @@ def running_stack() -> dict[str, Any] | None:
 
 
 @contextmanager
-def airflow_stack(env: dict[str, str], *, owner: str, api_port: int = 0) -> Iterator[Any]:
+def airflow_stack(env: dict[str, str], *, owner: str, api_port: int = 0, start: datetime | None = None) -> Iterator[Any]:
     """A whole Airflow on the demo's home and its PostgreSQL metadata database, recorded in
     :data:`STACK_STATE` while it runs (so the demo and ``make airflow`` find each other)."""
     from seccollect_dev.airflow_stack import AirflowStack, postgres_server
@@ -202,7 +205,7 @@ def airflow_stack(env: dict[str, str], *, owner: str, api_port: int = 0) -> Iter
     with postgres_server(AIRFLOW_HOME / "pgdata") as pg:
         pg.ensure_database(METADATA_DATABASE)
         stack = AirflowStack(env, pg.sqlalchemy_url(METADATA_DATABASE), DEMO_DIR / "logs", api_port=api_port)
-        prepare_airflow(stack)
+        prepare_airflow(stack, start)
         stack.start()
         try:
             STACK_STATE.write_text(json.dumps({"owner": owner, "pid": os.getpid(), "url": stack.url,
@@ -412,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_dags(api, list(dags))
         runs = run_dags(api, dags, span)
     else:
-        with services(env) as urls, airflow_stack(env, owner="make demo") as stack:
+        # The instances start at the demo's first window: the scheduler has nothing older to catch up
+        # on, and the backfill's runs are the demo's only work.
+        with services(env) as urls, airflow_stack(env, owner="make demo", start=last_hour(span)[0]) as stack:
             print("Simulators: " + ", ".join(f"{name} {url}" for name, url in urls.items()))
             print(f"Airflow: {stack.url} (logs in {DEMO_DIR / 'logs'})")
             api = stack.api()
