@@ -88,9 +88,10 @@ def demo_connections() -> dict[str, dict[str, Any]]:
     return connections
 
 
-def assemble_instances(start: datetime | None = None) -> Path:
-    """The demo's instance folder: every registered connector's demo instance files, starting at
-    ``start`` when given (else, as any new file, at the hour they are written)."""
+def assemble_instances(starts: dict[str, datetime] | None = None) -> Path:
+    """The demo's instance folder: every registered connector's demo instance files; an instance in
+    ``starts`` (by DAG id, the file's name) starts there, the others as any new file does (at the hour
+    they are written)."""
     from seccollect.registry import demo_instance_files
 
     folder = DEMO_DIR / "connectors"
@@ -99,18 +100,19 @@ def assemble_instances(start: datetime | None = None) -> Path:
         stale.unlink()
     for path in demo_instance_files():
         text = path.read_text()
+        start = (starts or {}).get(path.stem)
         if start is not None:
             text = text.rstrip("\n") + f"\nstart_date: {start.isoformat()}   # the demo's first window\n"
         (folder / path.name).write_text(text)
     return folder
 
 
-def prepare_airflow(stack: Any, start: datetime | None = None) -> None:
-    """Migrate the home's metadata database; the demo instances (from ``start``), connections and the
-    load pool (idempotent)."""
+def prepare_airflow(stack: Any, starts: dict[str, datetime] | None = None) -> None:
+    """Migrate the home's metadata database; the demo instances (see :func:`assemble_instances`),
+    connections and the load pool (idempotent)."""
     AIRFLOW_HOME.mkdir(exist_ok=True)
     DEMO_DIR.mkdir(exist_ok=True)
-    assemble_instances(start)
+    assemble_instances(starts)
     stack.prepare()
     conn_file = DEMO_DIR / "connections.json"
     conn_file.write_text(json.dumps(demo_connections(), indent=2))
@@ -197,7 +199,8 @@ def running_stack() -> dict[str, Any] | None:
 
 
 @contextmanager
-def airflow_stack(env: dict[str, str], *, owner: str, api_port: int = 0, start: datetime | None = None) -> Iterator[Any]:
+def airflow_stack(env: dict[str, str], *, owner: str, api_port: int = 0,
+                  starts: dict[str, datetime] | None = None) -> Iterator[Any]:
     """A whole Airflow on the demo's home and its PostgreSQL metadata database, recorded in
     :data:`STACK_STATE` while it runs (so the demo and ``make airflow`` find each other)."""
     from seccollect_dev.airflow_stack import AirflowStack, postgres_server
@@ -205,7 +208,7 @@ def airflow_stack(env: dict[str, str], *, owner: str, api_port: int = 0, start: 
     with postgres_server(AIRFLOW_HOME / "pgdata") as pg:
         pg.ensure_database(METADATA_DATABASE)
         stack = AirflowStack(env, pg.sqlalchemy_url(METADATA_DATABASE), DEMO_DIR / "logs", api_port=api_port)
-        prepare_airflow(stack, start)
+        prepare_airflow(stack, starts)
         stack.start()
         try:
             STACK_STATE.write_text(json.dumps({"owner": owner, "pid": os.getpid(), "url": stack.url,
@@ -226,30 +229,29 @@ def demo_dags() -> dict[str, Any]:
     return dict(sorted(namespace.items()))
 
 
-def last_hour(span: timedelta, step: timedelta = timedelta(minutes=5)) -> tuple[datetime, datetime]:
-    """The logical dates (window starts) of the complete windows of the last ``span``, for 5-minute
-    windows: first and last, both inclusive as ``airflow backfill create`` takes them."""
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    last_end = now - timedelta(minutes=now.minute % int(step.total_seconds() // 60))
-    return last_end - span, last_end - step
-
-
-def expected_windows(dag: Any, first: datetime, last: datetime) -> list[datetime]:
-    """The window starts of ``dag``'s schedule from ``first`` to ``last`` (inclusive)."""
+def windows_to_collect(dags: dict[str, Any], span: timedelta, now: datetime | None = None) -> dict[str, list[datetime]]:
+    """Per DAG, the window starts (logical dates) the demo collects: its schedule's complete windows
+    that ended within the last ``span`` (at least its last complete window, e.g. yesterday's for a
+    daily snapshot)."""
     import pendulum
     from airflow.serialization.encoders import coerce_to_core_timetable
     from airflow.timetables.base import TimeRestriction
 
-    timetable = coerce_to_core_timetable(dag.timetable)
-    restriction = TimeRestriction(earliest=pendulum.instance(first), latest=pendulum.instance(last), catchup=True)
-    found: list[datetime] = []
-    interval = None
-    while True:
-        info = timetable.next_dagrun_info(last_automated_data_interval=interval, restriction=restriction)
-        if info is None or info.data_interval.start > last:
-            return found
-        found.append(info.data_interval.start)
-        interval = info.data_interval
+    now = now or datetime.now(UTC)
+    wanted: dict[str, list[datetime]] = {}
+    for dag_id, dag in dags.items():
+        timetable = coerce_to_core_timetable(dag.timetable)
+        restriction = TimeRestriction(earliest=pendulum.instance(now - span - timedelta(days=2)),
+                                      latest=pendulum.instance(now), catchup=True)
+        complete: list[tuple[datetime, datetime]] = []
+        interval = None
+        while (info := timetable.next_dagrun_info(last_automated_data_interval=interval, restriction=restriction)) \
+                and info.data_interval.end <= now:
+            interval = info.data_interval
+            complete.append((interval.start, interval.end))
+        recent = [start for start, end in complete if end > now - span]
+        wanted[dag_id] = recent or [start for start, _ in complete[-1:]]
+    return wanted
 
 
 def _logical(run: dict[str, Any]) -> datetime | None:
@@ -257,9 +259,9 @@ def _logical(run: dict[str, Any]) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def run_dags(api: Any, dags: dict[str, Any], span: timedelta, timeout: float = 1800,
+def run_dags(api: Any, windows: dict[str, list[datetime]], timeout: float = 1800,
              keep_alive: Callable[[], list[str]] | None = None) -> list[dict[str, Any]]:
-    """Collect the last ``span`` of every DAG through the scheduler: backfill "Missing Runs" (windows
+    """Collect ``windows`` (window starts by DAG id) through the scheduler: backfill "Missing Runs" (windows
     the scheduler already ran from the instance's start are left alone), unpause it (a paused DAG's
     tasks are never queued, a backfill's neither), wait for a finished run per window, pause it again.
     ``keep_alive`` is called while waiting (e.g. to restart a component that exited). One row per run.
@@ -269,14 +271,14 @@ def run_dags(api: Any, dags: dict[str, Any], span: timedelta, timeout: float = 1
     inserted between the scheduler's check for an existing run and its own insert of the same
     logical date; Airflow 3.3's scheduler then dies on the unique-key violation (apache/airflow#59120).
     """
-    first, last = last_hour(span)
-    wanted = {dag_id: set(expected_windows(dag, first, last)) for dag_id, dag in dags.items()}
+    dags = sorted(d for d, w in windows.items() if w)
+    wanted = {dag_id: set(windows[dag_id]) for dag_id in dags}
     for dag_id in dags:
         api.set_paused(dag_id, True)
     for dag_id in dags:
         try:
             api.request("POST", "backfills", json={
-                "dag_id": dag_id, "from_date": first.isoformat(), "to_date": last.isoformat(),
+                "dag_id": dag_id, "from_date": min(wanted[dag_id]).isoformat(), "to_date": max(wanted[dag_id]).isoformat(),
                 "reprocess_behavior": "none", "max_active_runs": 4,
             })
         except RuntimeError as exc:
@@ -284,7 +286,9 @@ def run_dags(api: Any, dags: dict[str, Any], span: timedelta, timeout: float = 1
                 raise
     for dag_id in dags:
         api.set_paused(dag_id, False)
-    print(f"  windows {first:%H:%M}..{last:%H:%M} UTC requested; waiting for their runs", flush=True)
+    for dag_id in dags:
+        print(f"  {dag_id}: {len(wanted[dag_id])} window(s) {min(wanted[dag_id]):%Y-%m-%d %H:%M}.."
+              f"{max(wanted[dag_id]):%H:%M} UTC requested", flush=True)
     deadline = time.monotonic() + timeout
     runs_of: dict[str, list[dict[str, Any]]] = {}
     pending = set(dags)
@@ -413,18 +417,20 @@ def main(argv: list[str] | None = None) -> int:
         api = AirflowApi(running["url"], "admin", running["password"])
         dags = demo_dags()
         wait_for_dags(api, list(dags))
-        runs = run_dags(api, dags, span)
+        runs = run_dags(api, windows_to_collect(dags, span))
     else:
-        # The instances start at the demo's first window: the scheduler has nothing older to catch up
-        # on, and the backfill's runs are the demo's only work.
-        with services(env) as urls, airflow_stack(env, owner="make demo", start=last_hour(span)[0]) as stack:
+        assemble_instances()
+        windows = windows_to_collect(demo_dags(), span)
+        # Each instance starts at its first window to collect: the scheduler has nothing older to catch
+        # up on, and the backfill's runs are the demo's only work.
+        starts = {dag_id: w[0] for dag_id, w in windows.items() if w}
+        with services(env) as urls, airflow_stack(env, owner="make demo", starts=starts) as stack:
             print("Simulators: " + ", ".join(f"{name} {url}" for name, url in urls.items()))
             print(f"Airflow: {stack.url} (logs in {DEMO_DIR / 'logs'})")
             api = stack.api()
-            dags = demo_dags()
-            wait_for_dags(api, list(dags))
+            wait_for_dags(api, list(windows))
             print(f"Collecting every enabled DAG's windows of the last {args.minutes} minutes:", flush=True)
-            runs = run_dags(api, dags, span, keep_alive=stack.restart_exited)
+            runs = run_dags(api, windows, keep_alive=stack.restart_exited)
     (DEMO_DIR / "runs.json").write_text(json.dumps({"runs": runs}, indent=1))
     print()
     print(summary(runs))
