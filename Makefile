@@ -24,9 +24,17 @@ demo: venv
 	$(PY) -m seccollect_dev.demo --fresh
 
 ## The whole test suite (PostgreSQL tests skip when the server is absent, unless REQUIRE_SERVICES=1).
+## The tests that run a whole Airflow (marker `scheduler`) spend most of their time waiting on its
+## scheduler: they run beside the others, in a second pytest process, and their output follows.
 test: venv
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -p no:logging
+	@tmp=$$(mktemp -d); \
+	$(PY) -m pytest -q -p no:logging -m scheduler --basetemp=$$tmp/scheduler > $$tmp/scheduler.log 2>&1 & pid=$$!; \
+	$(PY) -m pytest -q -p no:logging -m "not scheduler" --basetemp=$$tmp/rest; rest=$$?; \
+	wait $$pid; scheduler=$$?; \
+	echo "---- the tests that run a whole Airflow (pytest -m scheduler):"; cat $$tmp/scheduler.log; \
+	rm -rf $$tmp; \
+	if [ $$rest -ne 0 ] || [ $$scheduler -ne 0 ]; then exit 1; fi
 
 ## The Airflow UI on the demo's home, DAGs and connections (run `make demo` first).
 airflow: venv
