@@ -12,6 +12,7 @@ the warehouse's ``coverage`` view (:mod:`seccollect.warehouse.coverage`):
 
 Server-rendered HTML with inline SVG: no script and nothing fetched from the internet. The page needs
 an Airflow login (the UI's session cookie or a bearer token) and shows only the DAGs the user may read.
+Only the api-server imports this module (the plugin builds the app on first use).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
+from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 
@@ -44,9 +46,17 @@ GAP_STATUSES = ("missing", "failed")
 MAX_WINDOWS = 400
 
 
-def readable_dag_ids(request: Request) -> set[str] | None:
-    """The DAG ids the logged-in user may read (FastAPI dependency; raises 401 without a login)."""
-    raise NotImplementedError  # replaced in create_app (Airflow's auth imports only in the api-server)
+def readable_dag_ids() -> set[str] | None:
+    """The DAG ids the page may show (FastAPI dependency; None: all). The app overrides it with
+    :func:`_readable_by_user`; tests with a set of their own."""
+    return set()
+
+
+def _readable_by_user(user: Annotated[Any, Depends(get_user)]) -> set[str] | None:
+    """The DAG ids the logged-in user may read (401 without a login: the UI's cookie or a bearer token)."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
 
 
 def warehouse_conn_id() -> str:
@@ -240,14 +250,7 @@ def create_app() -> FastAPI:
     """The app the plugin mounts at :data:`URL_PREFIX`."""
     app = FastAPI(title="seccollect coverage", docs_url=None, redoc_url=None, openapi_url=None)
 
-    from airflow.api_fastapi.core_api.security import get_user
-
-    def _readable(request: Request, user: Annotated[Any, Depends(get_user)]) -> set[str] | None:
-        from airflow.api_fastapi.app import get_auth_manager
-
-        return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
-
-    app.dependency_overrides[readable_dag_ids] = _readable
+    app.dependency_overrides[readable_dag_ids] = _readable_by_user
 
     @app.get(PAGE_PATH, response_class=HTMLResponse)
     def coverage_page(
