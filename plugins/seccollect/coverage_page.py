@@ -113,7 +113,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return _aware(value)
     if hasattr(value, "item"):
-        return value.item()
+        value = value.item()
+    # A count column with a gap in it comes out of pandas as floats (NaN): show counts as integers.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
