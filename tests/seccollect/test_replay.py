@@ -121,3 +121,28 @@ def test_the_note_names_the_window_a_run_collects_or_why_its_replay_was_refused(
         pass
     assert window_note(other, scheduled) is None
     assert describe_window(start, start + timedelta(hours=1), replay=False) == "Window 2026-12-05 09:00 – 10:00 UTC"
+
+
+def test_a_refused_replay_marks_no_window_failed(warehouse_conn, open_test_warehouse) -> None:
+    """The failure callback of a refused replay's tasks records nothing (no window was attempted) and
+    does not log its own failure to record one."""
+    import logging
+
+    from seccollect.operators import coverage
+
+    task = _task()
+    task.warehouse_conn_id = "seccollect_warehouse"
+    backwards = {"window_start": "2026-12-01T10:00:00Z", "window_end": "2026-12-01T09:00:00Z"}
+    warnings: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = warnings.append  # type: ignore[method-assign]
+    logger = logging.getLogger(coverage.__name__)
+    logger.addHandler(handler)
+    try:
+        coverage.record_window_failure({"task": task, "exception": AirflowFailException("Replay refused"),
+                                        "run_id": "r", **_context(backwards)})
+    finally:
+        logger.removeHandler(handler)
+    assert warnings == []
+    with open_test_warehouse() as wh:
+        assert wh.query("SELECT count(*) FROM window_failures")[0][0] == 0
