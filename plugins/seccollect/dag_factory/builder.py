@@ -20,6 +20,7 @@ from seccollect.config.instance import InstanceBase
 from seccollect.config.loader import InstanceFileError, load_all, load_for_dag_id
 from seccollect.dag_factory.timetable import WindowCronTimetable, WindowDeltaTimetable
 from seccollect.operators.coverage import CoverageCheckOperator, record_window_failure
+from seccollect.replay import replay_params
 
 #: The DAGs' start date: any window since then can be replayed or backfilled. The scheduler itself starts
 #: at the instance's start (see :func:`timetable_for`).
@@ -86,7 +87,8 @@ def doc_md(instance: InstanceBase, notes: str = "") -> str:
         f"# {instance.dag_id}\n\n"
         f"{instance.vendor} connector instance `{instance.name}` of tenant `{instance.tenant}`. "
         f"Each run collects the window that starts at its logical date (a manual run dated at no window "
-        f"start: the last complete window before it; a replay: run conf `window_start`/`window_end`) for "
+        f"start: the last complete window before it; a replay: the Trigger form's `window_start`/`window_end`, "
+        f"UTC date-times, or the same run conf keys) for "
         f"every content type, stages it, and loads it idempotently into {', '.join(f'`{t}`' for t in tables)}. Re-running or "
         f"backfilling a window never duplicates rows. Credentials: Airflow connection `{instance.conn_id}`.\n\n"
         f"Every task stops after `task_timeout_minutes` ({int(instance.task_timeout.total_seconds() // 60)} "
@@ -120,6 +122,8 @@ def build_dag(instance: InstanceBase) -> DAG:
         catchup=instance.catchup,
         max_active_runs=instance.max_active_runs,
         default_args=default_args,
+        # The Trigger form's "Replay a window" fields (empty: the run's own window).
+        params=replay_params(spec.retention, instance.interval),
         tags=sorted({f"tenant:{instance.tenant}", f"vendor:{instance.vendor}", f"category:{instance.category}",
                      *(f"content:{c}" for c in instance.selected_content_types)}),
         description=f"{instance.vendor} {'/'.join(instance.selected_content_types)} every {instance.interval} min "

@@ -91,19 +91,23 @@ def run_window(task: Any, context: Any, start: Any = None, end: Any = None) -> t
     """The window a task of this run collects (one window per logical date, however the run was made).
 
     In order: ``start``/``end`` when given (rendered templates); the run conf's ``window_start`` and
-    ``window_end`` (a replay); the run's data interval when it starts at the run's logical date (every
+    ``window_end`` (a replay, checked by :func:`checked_replay`: a refused one raises
+    ``AirflowFailException``); the run's data interval when it starts at the run's logical date (every
     scheduled, backfill and REST-API run); else what the DAG's timetable infers for a manual run at the
     logical date (``airflow dags trigger --logical-date`` gets a data interval inferred from the time it
     was made, not from its logical date, which would collect one window under another's date and hide
     the first from a backfill); else, for a run made without a logical date (``"logical_date": null``:
     no data interval at all), what the timetable infers at the run's ``run_after``.
     """
-    if start not in (None, "") and end not in (None, ""):
-        return parse_window_bound(start), parse_window_bound(end)
     dag_run = context.get("dag_run")
     conf = (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
-    if conf.get("window_start") and conf.get("window_end"):
-        return parse_window_bound(conf["window_start"]), parse_window_bound(conf["window_end"])
+    # A replay is checked first, whoever asks: a refused one fails every task of the run at once, with
+    # the reason, instead of collecting a window the person did not mean.
+    replay = checked_replay(task, context, conf)
+    if start not in (None, "") and end not in (None, ""):
+        return parse_window_bound(start), parse_window_bound(end)
+    if replay is not None:
+        return replay
     logical_date = context.get("logical_date")
     interval_start, interval_end = context.get("data_interval_start"), context.get("data_interval_end")
     if interval_start is not None and interval_end is not None and (
@@ -115,6 +119,32 @@ def run_window(task: Any, context: Any, start: Any = None, end: Any = None) -> t
     moment = logical_date or getattr(dag_run, "run_after", None) or datetime.now(UTC)
     interval = task.dag.timetable.infer_manual_data_interval(run_after=pendulum.instance(parse_window_bound(moment)))
     return parse_window_bound(interval.start), parse_window_bound(interval.end)
+
+
+def checked_replay(task: Any, context: Any, conf: Any) -> tuple[datetime, datetime] | None:
+    """The window a run conf replays (the Trigger form's ``window_start``/``window_end``), checked
+    against the rules of :mod:`seccollect.replay`; None when the run replays nothing.
+
+    Retention is the DAG timetable's (the vendor's) and is judged against the run's own date: its
+    logical date, else when it was made.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from seccollect.replay import ReplayRefused, check_replay, replay_of
+
+    raw = replay_of(conf)
+    if raw is None:
+        return None
+    dag = getattr(task, "dag", None) if getattr(task, "has_dag", lambda: True)() else None
+    retention = getattr(getattr(dag, "timetable", None), "retention", None)
+    dag_run = context.get("dag_run")
+    reference = context.get("logical_date") or getattr(dag_run, "logical_date", None) \
+        or getattr(dag_run, "run_after", None) or datetime.now(UTC)
+    try:
+        replay = check_replay(*raw, retention=retention, reference=parse_window_bound(reference))
+    except ReplayRefused as exc:
+        raise AirflowFailException(f"Replay refused: {exc}") from exc
+    return replay.start, replay.end
 
 
 @dataclass(frozen=True)

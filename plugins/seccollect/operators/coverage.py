@@ -145,7 +145,12 @@ def record_window_failure(context: Context) -> None:
         warehouse_conn_id = getattr(task, "warehouse_conn_id", None) or "seccollect_warehouse"
         if content_type is None:
             return
-        start, end = _window_of(task, context)
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            start, end = _window_of(task, context)
+        except AirflowFailException:
+            return  # a refused replay (seccollect.replay): no window was attempted, none failed
         from seccollect.warehouse import open_warehouse
 
         reason = str(context.get("exception") or "failed")[:2000]

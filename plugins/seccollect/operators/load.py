@@ -6,10 +6,29 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import Asset, BaseOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+
+def warehouse_asset(warehouse_conn_id: str, table: str) -> Asset:
+    """The Airflow asset of one warehouse table: ``warehouse://<connection id>/<table>`` (a connection id,
+    not a host: parsing a DAG may not look the connection up, and the id is what names the warehouse in
+    every instance file). A downstream DAG is scheduled on it with ``schedule=[warehouse_asset(...)]``."""
+    return Asset(
+        name=f"{warehouse_conn_id}.{table}",
+        uri=f"warehouse://{warehouse_conn_id}/{table}",
+        group="warehouse",
+        extra={"table": table},
+    )
+
+
+def _tables_of(connector_type: str, content_type: str) -> tuple[str, ...]:
+    from seccollect import registry
+
+    content = registry.get(connector_type).content_types.get(content_type)
+    return content.tables if content else ()
 
 
 class WarehouseLoadOperator(BaseOperator):
@@ -27,6 +46,10 @@ class WarehouseLoadOperator(BaseOperator):
     :param content_type: the content type the window belongs to (ledger key).
     :param connector_type: the connector type whose spec's ``post_load`` step runs in the transaction.
     :param warehouse_conn_id: Airflow connection of the warehouse (``duckdb`` or ``postgres``).
+
+    Its ``outlets`` default to one Airflow asset per warehouse table of the content type
+    (:func:`warehouse_asset`): each successful load emits an asset event per table, with the window and
+    the rows it inserted, so downstream DAGs can be scheduled on the data.
     """
 
     template_fields: Sequence[str] = ("staged",)
@@ -41,6 +64,8 @@ class WarehouseLoadOperator(BaseOperator):
         warehouse_conn_id: str = "seccollect_warehouse",
         **kwargs: Any,
     ) -> None:
+        if "outlets" not in kwargs and connector_type is not None:
+            kwargs["outlets"] = [warehouse_asset(warehouse_conn_id, t) for t in _tables_of(connector_type, content_type)]
         super().__init__(**kwargs)
         self.staged = staged
         self.content_type = content_type
@@ -88,6 +113,7 @@ class WarehouseLoadOperator(BaseOperator):
                 late_items=sum(w.figures.get("late", 0) for w in windows),
             )
         summary = report.to_xcom()
+        self._describe_asset_events(context, key, report)
         self.log.info("Loaded window %s .. %s of %s: %s", key.window_start, key.window_end, self.content_type, summary)
         if report.quarantined:
             self.log.warning(
@@ -99,6 +125,24 @@ class WarehouseLoadOperator(BaseOperator):
             )
         self._prune_staging()
         return summary
+
+    def _describe_asset_events(self, context: Context, key: Any, report: Any) -> None:
+        """Put the window and the rows inserted on the asset event of each table this load writes."""
+        events = context.get("outlet_events")
+        if events is None:
+            return
+        for asset in self.outlets:
+            table = (getattr(asset, "extra", None) or {}).get("table")
+            if table is None:
+                continue
+            loaded = report.tables.get(table)
+            events[asset].extra = {
+                "dag_id": key.dag_id,
+                "content_type": key.content_type,
+                "window_start": key.window_start.isoformat(),
+                "window_end": key.window_end.isoformat(),
+                "rows_inserted": loaded.inserted if loaded else 0,
+            }
 
     def _prune_staging(self) -> None:
         """Remove this DAG's staged windows older than the retention; never fails the (committed) load."""
