@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export SCARF_NO_ANALYTICS := true
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test venv airflow lint bench clean
+.PHONY: demo test venv airflow stack lint bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: venv
 airflow: venv
 	$(PY) -m seccollect_dev.airflow_ui
 
+## The production topology without Docker: CeleryExecutor with two workers on Redis, PostgreSQL
+## metadata and warehouse, S3 staging (moto), the simulators. Ctrl-C stops every process.
+stack: venv
+	$(PY) -m seccollect_dev.stack
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
@@ -43,4 +48,4 @@ bench: venv
 	$(PY) bench/cloudtrail_throughput.py
 
 clean:
-	rm -rf .airflow .demo
+	rm -rf .airflow .demo .stack
