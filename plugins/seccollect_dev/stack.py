@@ -257,6 +257,19 @@ def _ensure_staging_bucket(connections: dict[str, dict[str, Any]]) -> None:
         s3.create_bucket(Bucket=STAGING_BUCKET)
 
 
+def stack_connections(pg: Any, warehouse_database: str, simulator_urls: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The Airflow connections of the stack: the warehouse on ``pg`` and each simulator's own."""
+    from seccollect_dev.simulators import SIMULATORS
+
+    connections: dict[str, dict[str, Any]] = {
+        WAREHOUSE_CONN_ID: {"conn_type": "postgres", "host": pg.host, "port": pg.port, "login": pg.user,
+                            "schema": warehouse_database},
+    }
+    for name, url in simulator_urls.items():
+        connections.update(SIMULATORS[name].connections(url))
+    return connections
+
+
 def stack_environment(options: StackOptions, redis_url: str, connections: dict[str, dict[str, Any]],
                       connectors: Path) -> dict[str, str]:
     """Every component's environment besides what :class:`AirflowStack` adds (database, ports, auth)."""
@@ -287,7 +300,6 @@ def stack_environment(options: StackOptions, redis_url: str, connections: dict[s
 def celery_stack(options: StackOptions) -> Iterator[RunningStack]:
     """Start the whole topology (module docstring); stop every part of it when the block ends."""
     from seccollect_dev.airflow_stack import AirflowStack, postgres_server
-    from seccollect_dev.simulators import SIMULATORS
 
     options.root.mkdir(parents=True, exist_ok=True)
     with ExitStack() as exits:
@@ -297,12 +309,7 @@ def celery_stack(options: StackOptions) -> Iterator[RunningStack]:
         pg.ensure_database(options.warehouse_database)
         simulators = _start_simulators(options.sim_ports, exits)
         scenarios = _populate(simulators)
-        connections: dict[str, dict[str, Any]] = {
-            WAREHOUSE_CONN_ID: {"conn_type": "postgres", "host": pg.host, "port": pg.port, "login": pg.user,
-                                "schema": options.warehouse_database},
-        }
-        for name, sim in simulators.items():
-            connections.update(SIMULATORS[name].connections(sim.url))
+        connections = stack_connections(pg, options.warehouse_database, {n: s.url for n, s in simulators.items()})
         _ensure_staging_bucket(connections)
         connectors = assemble_instances(options.root / "connectors", options.instance_overrides)
         env = stack_environment(options, redis_url, connections, connectors)
