@@ -360,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=REPO / ".stack", help="state folder (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")),
+                        help="the api-server's port (0: a free one; default: %(default)s)")
+    parser.add_argument("--metadata-database", default="seccollect_stack")
+    parser.add_argument("--warehouse-database", default="seccollect_stack_warehouse")
     args = parser.parse_args(argv)
     stop = False
 
@@ -369,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, on_signal)
-    options = StackOptions(root=args.root, workers=args.workers, api_port=args.port)
+    options = StackOptions(root=args.root, workers=args.workers, api_port=args.port,
+                           metadata_database=args.metadata_database, warehouse_database=args.warehouse_database)
     try:
         with celery_stack(options) as stack:
             print(f"Airflow: {stack.airflow.url}  (admin / {stack.airflow.password})")
@@ -380,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
             last_fill = time.monotonic()
             while not stop:
                 time.sleep(1)
-                stack.airflow.check_alive()
+                # As compose's `restart: always`: a component that died is started again.
+                for name in stack.airflow.restart_exited():
+                    print(f"airflow {name} had exited; started it again (see {args.root / 'logs' / name}.log)",
+                          flush=True)
                 if time.monotonic() - last_fill > 60:  # plain stores keep receiving what is delivered
                     _populate(stack.simulators)
                     last_fill = time.monotonic()
