@@ -61,8 +61,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: dict[str, A
         pg=pg,
         metadata_database=f"seccollect_stack_meta_{suffix}",
         warehouse_database=f"seccollect_stack_wh_{suffix}",
-        # A retried task starts again seconds after the scheduler failed its lost try.
-        instance_overrides={"retry_delay_seconds": 2},
+        # A retried task starts again seconds after the scheduler failed its lost try. The instances
+        # start before the span (by default they start at the hour their file was written) and do not
+        # catch up by themselves: the REST API's backfill makes the span's runs, as a user would.
+        instance_overrides={
+            "retry_delay_seconds": 2, "catchup": False,
+            "start_date": (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0).isoformat(),
+        },
         extra_env={"AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"},
     )
     try:
@@ -209,6 +214,15 @@ def test_two_celery_workers_lose_one_mid_collect_and_mid_load_and_the_warehouse_
             if "No runs to create" not in str(exc):
                 raise
 
+    # A window still in the future: its S3 sensor finds nothing yet and defers to the triggerer.
+    ct_dag = next(d for d in dags if d.endswith("-cloudtrail"))
+    future = datetime.now(UTC).replace(second=0, microsecond=0)
+    future += timedelta(minutes=15 - future.minute % 15)
+    future_run = api.request("POST", f"dags/{ct_dag}/dagRuns", json={
+        "logical_date": None,
+        "conf": {"window_start": future.isoformat(), "window_end": (future + timedelta(minutes=15)).isoformat()},
+    })
+
     # Kill 1: a collect task.
     collect, command, killed = _kill_while_running(
         stack, "collect_", lambda ti: ti["dag_id"] == v2_dag and ti["task_id"] == "collect_alert"
@@ -228,7 +242,8 @@ def test_two_celery_workers_lose_one_mid_collect_and_mid_load_and_the_warehouse_
 
     runs = _wait_all_runs(stack, wanted)
     for dag_id in dags:
-        api.set_paused(dag_id, True)
+        if dag_id != ct_dag:  # its deferred run resumes below: a paused DAG's tasks are never queued
+            api.set_paused(dag_id, True)
 
     # The killed tasks ran again, on the other worker.
     for before, after in ((collect, collect_again), (load, load_again)):
@@ -252,6 +267,20 @@ def test_two_celery_workers_lose_one_mid_collect_and_mid_load_and_the_warehouse_
     assert crossed > 0, "no load read what the other worker staged"
 
     _assert_warehouse_equals_truth(stack, dags, first, last + timedelta(minutes=5))
+
+    # The deferred sensor waited in the triggerer; once the window's objects are delivered, it resumes.
+    sensor_path = f"dags/{ct_dag}/dagRuns/{future_run['dag_run_id']}/taskInstances/wait_cloudtrail"
+    assert api.get(sensor_path)["state"] == "deferred", api.get(sensor_path)
+    from seccollect_dev.demo_data import populate_demo_buckets
+
+    populate_demo_buckets(stack.urls["aws"], future + timedelta(minutes=30))
+    deadline = time.monotonic() + 180
+    while (state := api.get(f"dags/{ct_dag}/dagRuns/{future_run['dag_run_id']}")["state"]) not in TERMINAL:
+        stack.airflow.check_alive()
+        assert time.monotonic() < deadline, "the deferred run did not finish"
+        time.sleep(2)
+    assert state == "success"  # only the triggerer's event resumes a deferred task
+    api.set_paused(ct_dag, True)
 
     # The v1 tenant's limit held for both workers together, as the simulator saw it.
     recent = requests.get(f"{netskope_url}/_sim/stats", timeout=10).json()["recent"]
