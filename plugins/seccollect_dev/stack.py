@@ -25,6 +25,9 @@ seconds the scheduler fails that try, and the task's retries queue it again, for
 free. Celery's late acknowledgement (``[celery] task_acks_late``, on by default) would only redeliver
 the message after the broker's visibility timeout (a day), so it is not what recovers the task. The stack
 sets the heartbeat timeout low (:data:`HEARTBEAT_TIMEOUT`) so that recovery takes seconds, not minutes.
+A task whose message the lost worker had taken but not started stays "queued" (the message is
+unacknowledged until the visibility timeout); ``[scheduler] task_queued_timeout``
+(:data:`QUEUED_TIMEOUT`) queues it again.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ REDIS_URL_ENV = "SECCOLLECT_REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Seconds without a task heartbeat before the scheduler fails the try (Airflow's default: 300).
 HEARTBEAT_TIMEOUT = 20
+#: Seconds a task instance may stay queued (its message lost with a worker) before it is queued again.
+QUEUED_TIMEOUT = 120
 #: Environment variable naming a Celery worker's identity (read by :func:`worker_hostname`).
 WORKER_NAME_ENV = "SECCOLLECT_WORKER_NAME"
 
@@ -286,6 +291,11 @@ def stack_environment(options: StackOptions, redis_url: str, connections: dict[s
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(24),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
+        # A message a worker had taken but not started when it died stays unacknowledged in Redis until
+        # the visibility timeout (a day): its task instance sits in "queued". After this many seconds the
+        # scheduler queues it again (Airflow's default: 600).
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(QUEUED_TIMEOUT),
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
         LIMITS_URL_ENV: redis_url,
         "SECCOLLECT_STAGING_URL": STAGING_URL,
         "SECCOLLECT_STAGING_CONN_ID": STAGING_CONN_ID,
