@@ -156,7 +156,6 @@ class RunningStack:
 
     airflow: Any  # seccollect_dev.airflow_stack.AirflowStack
     simulators: dict[str, Any]  # name -> RunningSimulator
-    scenarios: dict[str, Any]  # name -> what its populate() returned (ground truth of plain stores)
     pg: Any  # PostgresServer
     redis_url: str
     options: StackOptions
@@ -239,12 +238,15 @@ def _start_simulators(ports: dict[str, int], exits: ExitStack) -> dict[str, Any]
     return running
 
 
-def _populate(running: dict[str, Any]) -> dict[str, Any]:
+def _populate(running: dict[str, Any]) -> None:
+    """Fill the simulators that are plain stores (moto's buckets) with what is delivered by now."""
     from seccollect_dev.simulators import SIMULATORS
 
     now = datetime.now(UTC)
-    return {name: SIMULATORS[name].populate(sim.url, now) for name, sim in running.items()
-            if SIMULATORS[name].populate is not None}
+    for name, sim in running.items():
+        fill = SIMULATORS[name].populate
+        if fill is not None:
+            fill(sim.url, now)
 
 
 def _ensure_staging_bucket(connections: dict[str, dict[str, Any]]) -> None:
@@ -318,7 +320,7 @@ def celery_stack(options: StackOptions) -> Iterator[RunningStack]:
         pg.ensure_database(options.metadata_database)
         pg.ensure_database(options.warehouse_database)
         simulators = _start_simulators(options.sim_ports, exits)
-        scenarios = _populate(simulators)
+        _populate(simulators)
         connections = stack_connections(pg, options.warehouse_database, {n: s.url for n, s in simulators.items()})
         _ensure_staging_bucket(connections)
         connectors = assemble_instances(options.root / "connectors", options.instance_overrides)
@@ -333,7 +335,7 @@ def celery_stack(options: StackOptions) -> Iterator[RunningStack]:
         # PostgreSQL takes concurrent loads; the pool still bounds the warehouse's connections.
         airflow.airflow("pools", "set", "warehouse_loads", "4", "concurrent warehouse loads")
         airflow.start()
-        yield RunningStack(airflow, simulators, scenarios, pg, redis_url, options, connectors)
+        yield RunningStack(airflow, simulators, pg, redis_url, options, connectors)
 
 
 def _name_workers(airflow: Any, concurrency: int) -> None:

@@ -1,0 +1,186 @@
+"""CloudTrail through the CeleryExecutor: events/s on one and on two workers, and the executor's per-task cost.
+
+One ``make stack`` (:mod:`seccollect_dev.stack`: PostgreSQL metadata and warehouse, Redis, S3 staging
+in moto, api-server, scheduler, dag-processor, triggerer, two Celery workers) serves the whole run.
+The demo CloudTrail instance (``acme-aws_cloudtrail-cloudtrail``, 15-minute windows) reads the demo
+bucket (:mod:`seccollect_dev.demo_data`):
+
+1. **one worker**: worker 2 is stopped; a backfill of the hour's four windows runs through the REST
+   API. Timed from the first task's start to the last task's end (the API's task instance times).
+0. **dag.test()**: the window before the hour, while the DAG is paused (see 3).
+2. **two workers**: the warehouse is emptied (so every object is read again: the object ledger lives
+   there), worker 2 is started, and the same hour is backfilled again ("All Runs").
+3. **per-task overhead**: one window through ``dag.test()`` (in a child process with the stack's
+   environment, so same databases, staging and connections) beside the same window's task instances
+   under Celery: mean task duration, and the mean wait from queued to started that the executor adds.
+
+    .venv/bin/python bench/stack_throughput.py
+
+Prints a Markdown table for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+DAG_ID = "acme-aws_cloudtrail-cloudtrail"
+STREAM = "ct-us-east-1"
+
+CHILD = """
+import json, sys, time
+from datetime import datetime
+from seccollect.dag_factory.builder import register_dags
+start, end = datetime.fromisoformat(sys.argv[1]), datetime.fromisoformat(sys.argv[2])
+ns = {}
+register_dags(ns, dag_id=sys.argv[3])
+dag = ns[sys.argv[3]]
+began = time.monotonic()
+run = dag.test(logical_date=start, run_conf={"window_start": start.isoformat(), "window_end": end.isoformat()})
+wall = time.monotonic() - began
+tis = [{"task_id": ti.task_id, "state": str(ti.state),
+        "duration": (ti.end_date - ti.start_date).total_seconds() if ti.start_date and ti.end_date else None}
+       for ti in run.get_task_instances()]
+print("RESULT " + json.dumps({"state": str(run.state), "wall": wall, "tis": tis}))
+"""
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _backfill(stack: Any, first: datetime, last: datetime, behavior: str) -> list[dict[str, Any]]:
+    """Backfill [first, last] and wait; every task instance of those runs."""
+    api = stack.airflow.api()
+    api.request("POST", "backfills", json={"dag_id": DAG_ID, "from_date": first.isoformat(),
+                                          "to_date": last.isoformat(), "reprocess_behavior": behavior,
+                                          "max_active_runs": 4})
+    wanted = {first + timedelta(minutes=15 * i) for i in range(int((last - first) / timedelta(minutes=15)) + 1)}
+    while True:
+        stack.airflow.check_alive()
+        runs = [r for r in api.dag_runs(DAG_ID) if _ts(r["logical_date"]) in wanted and r["run_type"] == "backfill"]
+        latest: dict[datetime, dict[str, Any]] = {}
+        for run in runs:
+            key = _ts(run["logical_date"])
+            if key not in latest or (_ts(run["queued_at"]) or datetime.min.replace(tzinfo=UTC)) >= (
+                    _ts(latest[key]["queued_at"]) or datetime.min.replace(tzinfo=UTC)):
+                latest[key] = run
+        if set(latest) >= wanted and all(r["state"] in ("success", "failed") for r in latest.values()):
+            break
+        time.sleep(2)
+    failed = [r["logical_date"] for r in latest.values() if r["state"] != "success"]
+    if failed:
+        raise RuntimeError(f"runs failed: {failed}; logs in {stack.options.root / 'logs'}")
+    tis: list[dict[str, Any]] = []
+    for run in latest.values():
+        tis += api.get(f"dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+    return tis
+
+
+def _span(tis: list[dict[str, Any]]) -> float:
+    starts = [_ts(t["start_date"]) for t in tis if t["start_date"]]
+    ends = [_ts(t["end_date"]) for t in tis if t["end_date"]]
+    return (max(ends) - min(starts)).total_seconds()
+
+
+def _empty_warehouse(stack: Any) -> None:
+    import psycopg
+
+    with psycopg.connect(**stack.pg.params(stack.options.warehouse_database), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+def _events(stack: Any) -> int:
+    import psycopg
+
+    with psycopg.connect(**stack.pg.params(stack.options.warehouse_database)) as conn:
+        return int(conn.execute("SELECT count(*) FROM aws_events WHERE instance = 'cloudtrail'").fetchone()[0])
+
+
+def main() -> int:
+    from seccollect_dev.stack import StackOptions, celery_stack
+
+    suffix = uuid.uuid4().hex[:8]
+    root = Path(tempfile.mkdtemp(prefix="stack-bench-"))
+    options = StackOptions(root=root, metadata_database=f"seccollect_bench_meta_{suffix}",
+                           warehouse_database=f"seccollect_bench_wh_{suffix}")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    hour_end = now.replace(minute=now.minute - now.minute % 15)  # the last complete 15-minute window ends here
+    first, last = hour_end - timedelta(hours=1), hour_end - timedelta(minutes=15)
+    began = time.monotonic()
+    try:
+        with celery_stack(options) as stack:
+            from seccollect_dev.demo import wait_for_dags
+
+            api = stack.airflow.api()
+            wait_for_dags(api, [DAG_ID])
+            # Per task: the window before the hour via dag.test() (its own logical date), in a child with
+            # the stack's environment, first, while the DAG is paused; the Celery side is the one-worker
+            # phase's task instances. The warehouse is emptied after it, so the phases start alike.
+            w_start = first - timedelta(minutes=15)
+            child = subprocess.run(
+                [sys.executable, "-c", CHILD, w_start.isoformat(), first.isoformat(), DAG_ID],
+                env=stack.airflow.environment(), capture_output=True, text=True, timeout=600)
+            lines = [ln for ln in child.stdout.splitlines() if ln.startswith("RESULT ")]
+            if not lines:
+                raise RuntimeError(child.stdout[-3000:] + child.stderr[-3000:])
+            test_run = json.loads(lines[-1][len("RESULT "):])
+            _empty_warehouse(stack)
+
+            api.set_paused(DAG_ID, False)
+            time.sleep(5)  # let unpausing make its one scheduled run before the backfill (see test_stack)
+            from seccollect_dev.demo_data import _FEEDS
+
+            expected = len(_FEEDS[stack.urls["aws"]].scenario.expected(STREAM, first, hour_end))
+
+            worker2 = stack.airflow.stop_component("celery-worker-2")
+            one = _backfill(stack, first, last, "none")
+            events_one = _events(stack)
+            _empty_warehouse(stack)
+            stack.airflow.start_component("celery-worker-2", worker2)
+            two = _backfill(stack, first, last, "completed")
+            events_two = _events(stack)
+
+    finally:
+        from seccollect_dev.airflow_stack import machine_postgres
+
+        pg = options.pg or machine_postgres()
+        if pg is not None:
+            pg.drop_database(options.metadata_database)
+            pg.drop_database(options.warehouse_database)
+
+    eps_one, eps_two = events_one / _span(one), events_two / _span(two)
+    celery_durations = [t["duration"] for t in one if t.get("duration") is not None]
+    queue_waits = [(_ts(t["start_date"]) - _ts(t["queued_when"])).total_seconds()
+                   for t in one if t.get("queued_when") and t.get("start_date")]
+    test_durations = [t["duration"] for t in test_run["tis"] if t["duration"] is not None]
+    print(f"\nCloudTrail demo instance, hour {first:%H:%M}-{hour_end:%H:%M} UTC: {expected} events in the bucket; "
+          f"loaded {events_one} (1 worker), {events_two} (2 workers). Whole run {time.monotonic() - began:.0f} s.\n")
+    print("| measure | 1 worker | 2 workers |")
+    print("|---|---|---|")
+    print(f"| first task start → last task end (s) | {_span(one):.1f} | {_span(two):.1f} |")
+    print(f"| events/s | {eps_one:.0f} | {eps_two:.0f} |")
+    print(f"| **2 workers ÷ 1 worker** | | **{eps_two / eps_one:.2f}×** |")
+    print(f"| task instances | {len(one)} | {len(two)} |")
+    print()
+    print("| per task | dag.test() | CeleryExecutor (1 worker) |")
+    print("|---|---|---|")
+    print(f"| mean task duration (s) | {statistics.mean(test_durations):.2f} | {statistics.mean(celery_durations):.2f} |")
+    print(f"| mean queued → started (s) | – | {statistics.mean(queue_waits):.2f} |")
+    print(f"| one window, wall (s) | {test_run['wall']:.1f} ({len(test_run['tis'])} tasks) | |")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
+    sys.exit(main())
