@@ -46,6 +46,7 @@ bench: venv
 	$(PY) bench/load_throughput.py
 	$(PY) bench/alert_mapping.py
 	$(PY) bench/cloudtrail_throughput.py
+	$(PY) bench/stack_throughput.py
 
 clean:
 	rm -rf .airflow .demo .stack

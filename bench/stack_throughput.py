@@ -6,11 +6,12 @@ The demo CloudTrail instance (``acme-aws_cloudtrail-cloudtrail``, 15-minute wind
 bucket (:mod:`seccollect_dev.demo_data`):
 
 1. **dag.test()**: the window just before the hour, in a child process with the stack's environment
-   (same databases, staging and connections), while the DAG is paused. The warehouse is then emptied.
+   (same databases, staging and connections), while the DAG is paused. Its records and object ledger
+   are then deleted (the window ledger stays, for the coverage check).
 2. **one worker**: worker 2 is stopped; the DAG is unpaused and the hour's four windows are backfilled
    through the REST API. Timed from the first task's start to the last task's end (the API's times).
-3. **two workers**: the warehouse is emptied again (so every object is read again: the object ledger
-   lives there), worker 2 is started, and the same hour is backfilled again ("All Runs").
+3. **two workers**: the records and object ledger are deleted again (so every object is read and
+   loaded again), worker 2 is started, and the same hour is backfilled again ("All Runs").
 
 Per-task cost of the executor: the mean task duration under dag.test() and under Celery (1 worker),
 and the mean wait from queued to started.
@@ -94,12 +95,14 @@ def _span(tis: list[dict[str, Any]]) -> float:
     return (max(ends) - min(starts)).total_seconds()
 
 
-def _empty_warehouse(stack: Any) -> None:
+def _forget_loaded(stack: Any) -> None:
+    """Delete the instance's records and read objects, so a re-run reads and loads every object again; the
+    window ledger stays (the coverage check must keep seeing the windows collected)."""
     import psycopg
 
-    with psycopg.connect(**stack.pg.params(stack.options.warehouse_database), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
+    with psycopg.connect(**stack.pg.params(stack.options.warehouse_database)) as conn:
+        conn.execute("DELETE FROM object_ledger WHERE dag_id = %s", (DAG_ID,))
+        conn.execute("DELETE FROM aws_events WHERE instance = 'cloudtrail'")
 
 
 def _events(stack: Any) -> int:
@@ -140,7 +143,7 @@ def main() -> int:
             if not lines:
                 raise RuntimeError(child.stdout[-3000:] + child.stderr[-3000:])
             test_run = json.loads(lines[-1][len("RESULT "):])
-            _empty_warehouse(stack)
+            _forget_loaded(stack)
             from seccollect_dev.demo_data import _FEEDS
 
             expected = len(_FEEDS[stack.urls["aws"]].scenario.expected(STREAM, first, hour_end))
@@ -151,7 +154,7 @@ def main() -> int:
             time.sleep(5)  # unpausing runs the latest window; a backfill racing it crashes the scheduler
             one = _backfill(stack, first, last, "none", since)
             events_one = _events(stack)
-            _empty_warehouse(stack)
+            _forget_loaded(stack)
             stack.airflow.start_component("celery-worker-2", worker2)
             two = _backfill(stack, first, last, "completed", datetime.now(UTC))
             events_two = _events(stack)
