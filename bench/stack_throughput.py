@@ -64,6 +64,9 @@ def _backfill(stack: Any, first: datetime, last: datetime, behavior: str, since:
     """Backfill [first, last] and wait until every window's run started after ``since`` has ended;
     the task instances of those runs that started after ``since``."""
     api = stack.airflow.api()
+    # The scheduler marks a backfill complete a little after its last run: only then may another start.
+    while any(b["completed_at"] is None for b in api.get("backfills", dag_id=DAG_ID)["backfills"]):
+        time.sleep(1)
     try:
         api.request("POST", "backfills", json={"dag_id": DAG_ID, "from_date": first.isoformat(),
                                               "to_date": last.isoformat(), "reprocess_behavior": behavior,
