@@ -2,8 +2,9 @@
 
 One ``make stack`` (:mod:`seccollect_dev.stack`: PostgreSQL metadata and warehouse, Redis, S3 staging
 in moto, api-server, scheduler, dag-processor, triggerer, two Celery workers) serves the whole run.
-The demo CloudTrail instance (``acme-aws_cloudtrail-cloudtrail``, 15-minute windows) reads the demo
-bucket (:mod:`seccollect_dev.demo_data`):
+A CloudTrail instance of its own (``acme-aws_cloudtrail-bench``, 15-minute windows, 3 objects per
+mapped collect task) reads a moto bucket filled with realistic records (the generator of
+``bench/cloudtrail_throughput.py``), 12 objects of 1,000 records per window:
 
 1. **dag.test()**: the window just before the hour, in a child process with the stack's environment
    (same databases, staging and connections), while the DAG is paused. Its records and object ledger
@@ -35,8 +36,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-DAG_ID = "acme-aws_cloudtrail-cloudtrail"
-STREAM = "ct-us-east-1"
+#: A CloudTrail instance of its own over a bucket of realistic records (bench/cloudtrail_throughput.py's
+#: generator): the demo bucket holds too few events for a throughput figure.
+BUCKET = "seccollect-bench-stack-cloudtrail"
+DAG_ID = "acme-aws_cloudtrail-bench"
+OBJECTS_PER_WINDOW = 12
+RECORDS_PER_OBJECT = 1000
+ACCOUNTS = 4
 
 CHILD = """
 import json, sys, time
@@ -98,6 +104,29 @@ def _span(tis: list[dict[str, Any]]) -> float:
     return (max(ends) - min(starts)).total_seconds()
 
 
+def _fill_bucket(moto_url: str, first: datetime, end: datetime) -> int:
+    """OBJECTS_PER_WINDOW CloudTrail objects per 15-minute window of [first, end); the events written."""
+    import random
+
+    from cloudtrail_throughput import CloudTrailGenerator, cloudtrail_object, object_key
+
+    from seccollect_dev.moto_server import s3_client
+
+    client = s3_client(moto_url)
+    client.create_bucket(Bucket=BUCKET)
+    gen, rng = CloudTrailGenerator(seed=7, accounts=ACCOUNTS), random.Random(7)
+    written, window = 0, first
+    while window < end:
+        for i in range(OBJECTS_PER_WINDOW):
+            delivered = window + timedelta(minutes=15) * (i + 0.5) / OBJECTS_PER_WINDOW
+            account = gen.accounts[i % ACCOUNTS]
+            body, _ = cloudtrail_object(gen, account, delivered, RECORDS_PER_OBJECT)
+            client.put_object(Bucket=BUCKET, Key=object_key(account, delivered, rng), Body=body)
+            written += RECORDS_PER_OBJECT
+        window += timedelta(minutes=15)
+    return written
+
+
 def _forget_loaded(stack: Any) -> None:
     """Delete the instance's records and read objects, so a re-run reads and loads every object again; the
     window ledger stays (the coverage check must keep seeing the windows collected)."""
@@ -105,14 +134,14 @@ def _forget_loaded(stack: Any) -> None:
 
     with psycopg.connect(**stack.pg.params(stack.options.warehouse_database)) as conn:
         conn.execute("DELETE FROM object_ledger WHERE dag_id = %s", (DAG_ID,))
-        conn.execute("DELETE FROM aws_events WHERE instance = 'cloudtrail'")
+        conn.execute("DELETE FROM aws_events WHERE instance = 'bench'")
 
 
 def _events(stack: Any) -> int:
     import psycopg
 
     with psycopg.connect(**stack.pg.params(stack.options.warehouse_database)) as conn:
-        return int(conn.execute("SELECT count(*) FROM aws_events WHERE instance = 'cloudtrail'").fetchone()[0])
+        return int(conn.execute("SELECT count(*) FROM aws_events WHERE instance = 'bench'").fetchone()[0])
 
 
 def main() -> int:
@@ -123,17 +152,25 @@ def main() -> int:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     hour_end = now.replace(minute=now.minute - now.minute % 15)  # the last complete 15-minute window ends here
     first, last = hour_end - timedelta(hours=1), hour_end - timedelta(minutes=15)
+    from cloudtrail_throughput import ORG_ID, REGION
+
     # The instance starts at the dag.test() window and does not catch up by itself: only the runs asked for.
+    instance = {
+        "name": "bench", "tenant": "acme", "type": "aws_cloudtrail", "conn_id": "aws_demo",
+        "sub_type": "cloudtrail", "bucket": BUCKET, "prefix": f"{ORG_ID}/AWSLogs/{ORG_ID}/*/CloudTrail/{REGION}",
+        "file_type": "gzip", "interval_minutes": 15, "lookback_minutes": 15, "batch_size": 3,
+        "catchup": False, "start_date": (first - timedelta(minutes=15)).isoformat(),
+    }
     options = StackOptions(root=root, metadata_database=f"seccollect_bench_meta_{suffix}",
-                           warehouse_database=f"seccollect_bench_wh_{suffix}",
-                           instance_overrides={"catchup": False,
-                                               "start_date": (first - timedelta(minutes=15)).isoformat()})
+                           warehouse_database=f"seccollect_bench_wh_{suffix}", extra_instances=[instance])
     began = time.monotonic()
     try:
         with celery_stack(options) as stack:
             from seccollect_dev.demo import wait_for_dags
 
             api = stack.airflow.api()
+            expected = _fill_bucket(stack.urls["aws"], first - timedelta(minutes=15), hour_end)
+            expected -= OBJECTS_PER_WINDOW * RECORDS_PER_OBJECT  # the dag.test() window's
             wait_for_dags(api, [DAG_ID])
             # Per task: the window before the hour via dag.test() (its own logical date), in a child with
             # the stack's environment, first, while the DAG is paused; the Celery side is the one-worker
@@ -147,9 +184,6 @@ def main() -> int:
                 raise RuntimeError(child.stdout[-3000:] + child.stderr[-3000:])
             test_run = json.loads(lines[-1][len("RESULT "):])
             _forget_loaded(stack)
-            from seccollect_dev.demo_data import _FEEDS
-
-            expected = len(_FEEDS[stack.urls["aws"]].scenario.expected(STREAM, first, hour_end))
 
             worker2 = stack.airflow.stop_component("celery-worker-2")
             since = datetime.now(UTC)
@@ -175,7 +209,7 @@ def main() -> int:
     queue_waits = [(_ts(t["start_date"]) - _ts(t["queued_when"])).total_seconds()
                    for t in one if t.get("queued_when") and t.get("start_date")]
     test_durations = [t["duration"] for t in test_run["tis"] if t["duration"] is not None]
-    print(f"\nCloudTrail demo instance, hour {first:%H:%M}-{hour_end:%H:%M} UTC: {expected} events in the bucket; "
+    print(f"\nCloudTrail, {OBJECTS_PER_WINDOW} objects x {RECORDS_PER_OBJECT} records per 15-minute window, hour {first:%H:%M}-{hour_end:%H:%M} UTC: {expected} events in the bucket; "
           f"loaded {events_one} (1 worker), {events_two} (2 workers). Whole run {time.monotonic() - began:.0f} s.\n")
     print("| measure | 1 worker | 2 workers |")
     print("|---|---|---|")

@@ -135,6 +135,7 @@ class StackOptions:
     :param extra_env: more Airflow settings for every component.
     :param worker_concurrency: task slots per worker.
     :param pg: the PostgreSQL server to use (None: the machine's, else an embedded one).
+    :param extra_instances: instance settings deployed besides the demo's (benchmarks).
     """
 
     root: Path
@@ -148,6 +149,7 @@ class StackOptions:
     extra_env: dict[str, str] = field(default_factory=dict)
     worker_concurrency: int = 4
     pg: Any = None  # a PostgresServer to use instead of finding one (tests)
+    extra_instances: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -324,6 +326,11 @@ def celery_stack(options: StackOptions) -> Iterator[RunningStack]:
         connections = stack_connections(pg, options.warehouse_database, {n: s.url for n, s in simulators.items()})
         _ensure_staging_bucket(connections)
         connectors = assemble_instances(options.root / "connectors", options.instance_overrides)
+        for settings in options.extra_instances:
+            from seccollect.config.loader import parse_instance
+
+            dag_id = parse_instance(settings, connectors / "extra.yaml").dag_id
+            (connectors / f"{dag_id}.yaml").write_text(json.dumps(settings))  # JSON is YAML
         env = stack_environment(options, redis_url, connections, connectors)
         airflow = AirflowStack(
             env, pg.sqlalchemy_url(options.metadata_database), options.root / "logs", api_port=options.api_port,
