@@ -25,6 +25,10 @@ COPY --chown=airflow:0 plugins/ /tmp/seccollect/src/plugins/
 RUN pip install --no-cache-dir --no-deps /tmp/seccollect/src \
     && rm -rf /tmp/seccollect
 
+# The demo instance files of every registered connector, where docker-compose.yaml's CONNECTORS_DIR
+# expects them (make stack assembles the same files; tests/test_docker_compose.py checks both agree).
+COPY --chown=airflow:0 plugins/seccollect/vendors/*/demo/*.yaml /opt/airflow/demo-connectors/
+
 # Fail the build, not `docker compose up`, if the executor, the package or moto's server can't import.
 RUN python -c "import airflow.providers.celery, celery, redis, seccollect, moto.server"
 

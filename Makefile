@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export SCARF_NO_ANALYTICS := true
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test venv airflow lint bench clean
+.PHONY: demo test venv airflow stack lint bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test: venv
 airflow: venv
 	$(PY) -m seccollect_dev.airflow_ui
 
+## The production topology without Docker: CeleryExecutor with two workers on Redis, PostgreSQL
+## metadata and warehouse, S3 staging (moto), the simulators. Ctrl-C stops every process.
+stack: venv
+	$(PY) -m seccollect_dev.stack
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
@@ -49,6 +54,7 @@ bench: venv
 	$(PY) bench/load_throughput.py
 	$(PY) bench/alert_mapping.py
 	$(PY) bench/cloudtrail_throughput.py
+	$(PY) bench/stack_throughput.py
 
 clean:
-	rm -rf .airflow .demo
+	rm -rf .airflow .demo .stack

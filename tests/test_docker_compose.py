@@ -652,3 +652,128 @@ def test_helpers_negative_controls():
         "flask-cors": "6.0.5",
         "moto": "5.2.5",
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# docker-compose.yaml describes what `make stack` ran: both take their settings from
+# seccollect_dev.topology, and what each must set differently is listed there with the reason.
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack_run() -> tuple[dict[str, str], dict[str, dict], object, object]:
+    """The environment, connections, options and commands `make stack` gives its components, built as
+    make stack builds them (nothing is started)."""
+    from seccollect_dev.airflow_stack import AirflowStack, PostgresServer
+    from seccollect_dev.simulators import SIMULATORS
+    from seccollect_dev.stack import StackOptions, stack_connections, stack_environment
+
+    options = StackOptions(root=Path("/stack-root"))
+    pg = PostgresServer("127.0.0.1", 5432, "postgres")
+    urls = {name: f"http://127.0.0.1:{18800 + i}" for i, name in enumerate(SIMULATORS)}
+    connections = stack_connections(pg, options.warehouse_database, urls)
+    broker = "redis://127.0.0.1:6379/0"
+    env = stack_environment(options, broker, connections, Path("/stack-root/connectors"))
+    airflow = AirflowStack(env, pg.sqlalchemy_url(options.metadata_database), Path("/stack-root/logs"),
+                           executor="CeleryExecutor", celery_workers=options.workers, celery_broker_url=broker)
+    return airflow.environment(), connections, options, airflow
+
+
+def test_compose_and_make_stack_share_every_topology_setting(common_env, stack_run):
+    from seccollect_dev.topology import SHARED_SETTINGS
+
+    stack_env = stack_run[0]
+    differ = {k: (common_env.get(k), stack_env.get(k), v) for k, v in SHARED_SETTINGS.items()
+              if not (common_env.get(k) == stack_env.get(k) == v)}
+    assert not differ, "(compose, make stack, topology): " + repr(differ)
+
+
+def test_settings_that_differ_by_host_are_set_by_both(common_env, stack_run):
+    from seccollect_dev.topology import HOST_SPECIFIC
+
+    stack_env = stack_run[0]
+    assert [k for k in HOST_SPECIFIC if k not in common_env] == []
+    assert [k for k in HOST_SPECIFIC if k not in stack_env] == []
+
+
+def test_no_other_airflow_or_seccollect_setting_differs(common_env, stack_run):
+    """Any setting both give must be shared, host-specific, or one of the stack's local-only knobs."""
+    from seccollect_dev.topology import HOST_SPECIFIC, SHARED_SETTINGS
+
+    stack_env = stack_run[0]
+    for key in set(common_env) & set(stack_env):
+        if key in SHARED_SETTINGS or key in HOST_SPECIFIC or key.startswith("AIRFLOW_CONN_"):
+            continue
+        if key.startswith(("AIRFLOW__", "SECCOLLECT_", "CONNECTORS_DIR")):
+            assert str(common_env[key]).lower() == str(stack_env[key]).lower(), key
+
+
+def test_compose_and_make_stack_define_the_same_connections(common_env, stack_run):
+    stack_env, connections = stack_run[0], stack_run[1]
+    compose_conns = {k.removeprefix("AIRFLOW_CONN_").lower(): json.loads(v) for k, v in common_env.items()
+                     if k.startswith("AIRFLOW_CONN_")}
+    stack_conns = {k.removeprefix("AIRFLOW_CONN_").lower(): json.loads(v) for k, v in stack_env.items()
+                   if k.startswith("AIRFLOW_CONN_") and k.removeprefix("AIRFLOW_CONN_").lower() in connections}
+    assert set(compose_conns) == set(stack_conns) == set(connections)
+    for conn_id in connections:
+        assert compose_conns[conn_id]["conn_type"] == stack_conns[conn_id]["conn_type"], conn_id
+        compose_version = (compose_conns[conn_id].get("extra") or {}).get("api_version", "v2")
+        stack_version = (stack_conns[conn_id].get("extra") or {}).get("api_version", "v2")
+        if compose_conns[conn_id]["conn_type"] == "netskope":
+            assert compose_version == stack_version, conn_id
+
+
+def test_staging_is_on_s3_for_as_many_workers_as_make_stack_runs(services, common_env, stack_run):
+    from seccollect_dev.topology import STAGING_CONN_ID
+
+    options = stack_run[2]
+    replicas = (services["airflow-worker"].get("deploy") or {}).get("replicas", 1)
+    assert replicas == options.workers > 1
+    assert common_env["SECCOLLECT_STAGING_URL"].startswith("s3://")
+    staging_conn = json.loads(common_env[f"AIRFLOW_CONN_{STAGING_CONN_ID.upper()}"])
+    assert urlsplit(staging_conn["extra"]["endpoint_url"]).hostname == "moto"
+    init_script = "\n".join(command_tokens(services["airflow-init"]))
+    assert "SECCOLLECT_STAGING_URL" in init_script and "create_bucket" in init_script, "airflow-init creates the bucket"
+    assert depends_on_conditions(services["airflow-init"]).get("moto") == "service_healthy"
+
+
+def test_compose_runs_every_component_make_stack_starts(services, stack_run):
+    from seccollect_dev.airflow_stack import COMPONENTS
+
+    airflow = stack_run[3]
+    started = {*COMPONENTS, *("celery worker" for _ in range(airflow.celery_workers))}
+    assert started <= {v for v in AIRFLOW_SERVICES.values() if v}
+    assert {"postgres", "redis", "warehouse", "moto", "simulators"} <= set(services)
+
+
+def test_limits_are_counted_in_the_brokers_redis(common_env, stack_run):
+    from seccollect_dev.topology import LIMITS_URL_ENV
+
+    stack_env = stack_run[0]
+    limits, broker = urlsplit(common_env[LIMITS_URL_ENV]), urlsplit(common_env["AIRFLOW__CELERY__BROKER_URL"])
+    assert limits.scheme == broker.scheme == "redis" and limits.hostname == broker.hostname == "redis"
+    assert stack_env[LIMITS_URL_ENV] == stack_env["AIRFLOW__CELERY__BROKER_URL"]
+
+
+def test_the_instance_folder_is_where_the_image_puts_the_demo_instances(common, common_env, instructions):
+    """The DAG files read CONNECTORS_DIR; compose points it at the folder the Dockerfile fills with every
+    registered connector's demo instance files - the ones make stack assembles."""
+    from seccollect.registry import demo_instance_files
+
+    folder = common_env["CONNECTORS_DIR"]
+    copied: set[Path] = set()
+    for keyword, args in instructions:
+        if keyword == "COPY":
+            *sources, dest = [p for p in shlex.split(args) if not p.startswith("--")]
+            if dest.rstrip("/") == folder:
+                for source in sources:
+                    copied |= {p.resolve() for p in ROOT.glob(source)}
+    assert copied, f"the Dockerfile copies nothing into {folder}"
+    assert copied == {p.resolve() for p in demo_instance_files()}
+    mounts = volume_pairs(common).values()
+    assert not any(folder == m or folder.startswith(m + "/") for m in mounts), "a bind mount hides the folder"
+
+
+def test_the_pinned_celery_runs_the_celery_executor():
+    """The executor compose and make stack name imports with the pinned celery (5.7.0 broke it)."""
+    from airflow.providers.celery.executors import celery_executor  # noqa: F401

@@ -3,8 +3,10 @@
 A vendor's rate limit belongs to a credential, not to a task: every request made with one API key -
 by any instance, task or worker - counts against it. :class:`RequestBudget` is the interface the HTTP
 layer draws from before every attempt. :class:`ProcessBudget` keeps the count in this process (one
-budget per key, shared by every hook of the process); a budget shared across processes and workers
-implements the same interface.
+budget per key, shared by every hook of the process);
+:class:`~seccollect.http.shared_budget.RedisBudget` keeps it in Redis, shared by every task of every
+worker. Hooks ask :func:`credential_budget`, which picks the shared one when ``SECCOLLECT_LIMITS_URL``
+is set (a deployment with more than one worker process must set it).
 
 A budget never makes a task wait longer than its caller allows: ``acquire(max_wait=...)`` raises
 :class:`BudgetWaitTooLong` with the wait it would need, so an operator can give its worker slot back
@@ -13,6 +15,7 @@ A budget never makes a task wait longer than its caller allows: ``acquire(max_wa
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -102,3 +105,25 @@ def process_budget(key: str, max_calls: int, period: float) -> ProcessBudget:
         if budget is None:
             budget = _PROCESS_BUDGETS[(key, max_calls, period)] = ProcessBudget(key, max_calls, period)
         return budget
+
+
+#: Redis URL of the budgets shared across processes and workers (unset: budgets per process).
+LIMITS_URL_ENV = "SECCOLLECT_LIMITS_URL"
+_REDIS_CLIENTS: dict[str, object] = {}
+
+
+def credential_budget(key: str, max_calls: int, period: float) -> RequestBudget:
+    """The budget of one credential: counted in the Redis of ``$SECCOLLECT_LIMITS_URL`` when it is set
+    (every task on every worker draws from it), else in this process (:func:`process_budget`)."""
+    url = os.environ.get(LIMITS_URL_ENV)
+    if not url:
+        return process_budget(key, max_calls, period)
+    import redis
+
+    from seccollect.http.shared_budget import RedisBudget
+
+    with _PROCESS_BUDGETS_LOCK:
+        client = _REDIS_CLIENTS.get(url)
+        if client is None:
+            client = _REDIS_CLIENTS[url] = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10)
+    return RedisBudget(key, max_calls, period, client=client)

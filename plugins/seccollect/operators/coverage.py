@@ -5,8 +5,10 @@ view lays out the expected windows from it) and looks for windows that are ``mis
 collected them) or ``failed`` (their collect or load failed for good, see
 :func:`record_window_failure`). A window whose run is still queued or running is not a gap yet.
 Only windows before the run's own window are judged (later ones are the scheduler's work still to do,
-e.g. while it catches up after an outage). Gaps fail the task without retries, so Airflow's own failure handling (the grid, notifications)
-reports them, with the command that fills them.
+e.g. while it catches up after an outage). Gaps fail the task at once (``AirflowFailException``, no
+retry), so Airflow's own failure handling (the grid, notifications) reports them, with the command that
+fills them. The task still has a few retries for what is not a gap: a worker lost mid-check, the
+warehouse briefly away.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ class CoverageCheckOperator(BaseOperator):
     def __init__(
         self, *, schedules: Sequence[Mapping[str, Any]], warehouse_conn_id: str = "seccollect_warehouse", **kwargs: Any
     ) -> None:
-        kwargs.setdefault("retries", 0)
+        # Not 0: a check lost with its worker (or a warehouse hiccup) must not fail the run; gaps
+        # themselves never retry (AirflowFailException).
+        kwargs.setdefault("retries", 2)
         super().__init__(**kwargs)
         self.schedules = [dict(s) for s in schedules]
         self.warehouse_conn_id = warehouse_conn_id
