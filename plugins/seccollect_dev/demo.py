@@ -229,26 +229,31 @@ def demo_dags() -> dict[str, Any]:
     return dict(sorted(namespace.items()))
 
 
-def windows_to_collect(dags: dict[str, Any], span: timedelta, now: datetime | None = None) -> dict[str, list[datetime]]:
-    """Per DAG, the window starts (logical dates) the demo collects: its schedule's complete windows
-    that ended within the last ``span`` (at least its last complete window, e.g. yesterday's for a
-    daily snapshot)."""
+def expected_windows(dag: Any, first: datetime, last: datetime) -> list[tuple[datetime, datetime]]:
+    """The windows (start, end) of ``dag``'s schedule whose start lies in [``first``, ``last``]."""
     import pendulum
     from airflow.serialization.encoders import coerce_to_core_timetable
     from airflow.timetables.base import TimeRestriction
 
+    timetable = coerce_to_core_timetable(dag.timetable)
+    restriction = TimeRestriction(earliest=pendulum.instance(first), latest=pendulum.instance(last), catchup=True)
+    found: list[tuple[datetime, datetime]] = []
+    interval = None
+    while (info := timetable.next_dagrun_info(last_automated_data_interval=interval, restriction=restriction)) \
+            and info.data_interval.start <= last:
+        interval = info.data_interval
+        found.append((interval.start, interval.end))
+    return found
+
+
+def windows_to_collect(dags: dict[str, Any], span: timedelta, now: datetime | None = None) -> dict[str, list[datetime]]:
+    """Per DAG, the window starts (logical dates) the demo collects: its schedule's complete windows
+    that ended within the last ``span`` (at least its last complete window, e.g. yesterday's for a
+    daily snapshot)."""
     now = now or datetime.now(UTC)
     wanted: dict[str, list[datetime]] = {}
     for dag_id, dag in dags.items():
-        timetable = coerce_to_core_timetable(dag.timetable)
-        restriction = TimeRestriction(earliest=pendulum.instance(now - span - timedelta(days=2)),
-                                      latest=pendulum.instance(now), catchup=True)
-        complete: list[tuple[datetime, datetime]] = []
-        interval = None
-        while (info := timetable.next_dagrun_info(last_automated_data_interval=interval, restriction=restriction)) \
-                and info.data_interval.end <= now:
-            interval = info.data_interval
-            complete.append((interval.start, interval.end))
+        complete = [w for w in expected_windows(dag, now - span - timedelta(days=2), now) if w[1] <= now]
         recent = [start for start, end in complete if end > now - span]
         wanted[dag_id] = recent or [start for start, _ in complete[-1:]]
     return wanted
