@@ -4,7 +4,7 @@ A vendor's rate limit belongs to a credential, not to a task: every request made
 by any instance, task or worker - counts against it. :class:`RequestBudget` is the interface the HTTP
 layer draws from before every attempt. :class:`ProcessBudget` keeps the count in this process (one
 budget per key, shared by every hook of the process);
-:class:`~seccollect.http.shared_budget.RedisBudget` keeps it in Redis, shared by every task of every
+:class:`~seccollect.http.redis_budget.RedisBudget` keeps it in Redis, shared by every task of every
 worker. Hooks ask :func:`credential_budget`, which picks the shared one when ``SECCOLLECT_LIMITS_URL``
 is set (a deployment with more than one worker process must set it).
 
@@ -120,7 +120,7 @@ def credential_budget(key: str, max_calls: int, period: float) -> RequestBudget:
         return process_budget(key, max_calls, period)
     import redis
 
-    from seccollect.http.shared_budget import RedisBudget
+    from seccollect.http.redis_budget import RedisBudget
 
     with _PROCESS_BUDGETS_LOCK:
         client = _REDIS_CLIENTS.get(url)

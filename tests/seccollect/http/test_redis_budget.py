@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from seccollect.http.budget import BudgetWaitTooLong, ProcessBudget, credential_budget
-from seccollect.http.shared_budget import RedisBudget
+from seccollect.http.redis_budget import RedisBudget
 
 REDIS_URL = os.environ.get("SECCOLLECT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
