@@ -15,7 +15,7 @@ import sys
 import time
 
 from tests.conftest import NETSKOPE_START, NETSKOPE_V1_TOKEN
-from tests.seccollect.http.test_shared_budget import REDIS_URL, redis_client  # noqa: F401
+from tests.seccollect.http.test_redis_budget import REDIS_URL, redis_client  # noqa: F401
 
 V1_LIMIT, V1_PERIOD = 24, 5.0
 
