@@ -23,6 +23,7 @@ from seccollect.records.catalog import table as table_of
 from seccollect.records.catalog import tables as all_tables
 from seccollect.staging.store import StagedBatch
 from seccollect.warehouse.coverage import Dialect, coverage_view_sql
+from seccollect.warehouse.current import CURRENT_ASSETS_VIEW_SQL
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -247,6 +248,7 @@ class Warehouse(abc.ABC):
                 self._execute(create_table_sql(spec.name, self.sql_types, primary_key=primary_key))
             self._add_new_columns()
             self._execute(coverage_view_sql(self.dialect))
+            self._execute(CURRENT_ASSETS_VIEW_SQL)
         self._check_schema()
 
     @staticmethod
