@@ -289,6 +289,8 @@ class _Shift:
     changes: int = 0
     removes: int = 0
     where: str = "start"
+    #: Expire every token instead of (or besides) changing data: a token that runs out mid-pull.
+    expire: bool = False
     seen: int = 0
     done: bool = False
     applied: dict[str, list[int]] = field(default_factory=dict)
@@ -383,6 +385,14 @@ class ConnectSecureSimulator(SimulatorApp):
             self._shifts.append(shift)
         return shift
 
+    def expire_during_pull(self, path: str, after: int) -> _Shift:
+        """Expire every token when the ``after``-th request of ``path`` arrives (it then gets the expired
+        answer, and so does every request with the old token)."""
+        shift = _Shift(path, after, expire=True)
+        with self._lock:
+            self._shifts.append(shift)
+        return shift
+
     def reset(self) -> None:
         super().reset()
         with self._lock:
@@ -433,15 +443,15 @@ class ConnectSecureSimulator(SimulatorApp):
         return None
 
     def _list(self, request: Request) -> Response:
+        path = request.url.path
+        self._apply_shifts(path)
         denied = self._check_auth(request)
         if denied is not None:
             return denied
-        path = request.url.path
         rejected = REJECTED_PARAMS.get(path, frozenset()) & set(request.query_params)
         if rejected:
             return JSONResponse({"status": False, "message": f"Invalid parameter(s): {', '.join(sorted(rejected))}"},
                                 status_code=400)
-        self._apply_shifts(path)
         try:
             skip = int(query_arg(request, "skip") or 0)
             limit = int(query_arg(request, "limit") or 10)  # the observed default (§0)
@@ -475,6 +485,8 @@ class ConnectSecureSimulator(SimulatorApp):
                     shift.done = True
                     due.append(shift)
         for shift in due:
+            if shift.expire:
+                self.expire_tokens()
             shift.applied = self.dataset.mutate(PATHS[path], adds=shift.adds, changes=shift.changes,
                                                 removes=shift.removes, where=shift.where, seed=("shift", path, shift.after))
 

@@ -11,8 +11,9 @@
 * **Lists** (``GET /r/...``) are paged with ``skip`` (a record offset) and ``limit`` (always sent: the
   default is 10), in a stable order (``order_by``), by
   :class:`~seccollect.http.anchored_paging.AnchoredOffsetPaging`, so records added or removed during a
-  pull shift no record out of it or into it twice. A blank body is an empty page; an empty page while
-  ``skip < total`` is a fault and is retried.
+  pull shift no record out of it or into it twice. A blank body, and an empty page while
+  ``skip < total``, are faults and are retried (read as the end of the list they would record every
+  later row as removed).
 * **Large integers** are decoded by Python's ``json`` as exact integers, never floats; identities are
   their decimal text.
 """
@@ -383,9 +384,10 @@ def _list_page(response: requests.Response, skip: int) -> tuple[list[Any], int |
     from seccollect.http.client import PageShapeError, decode_json
 
     if not response.content.strip():
-        body: Any = {"status": True, "data": []}  # a blank body is an empty page (public clients)
-    else:
-        body = decode_json(response)
+        # Public clients read a blank body as an empty page. For a full pull that would end the list
+        # early and record every later row as removed, so it is a fault to retry instead.
+        raise PageShapeError(f"a blank body at skip={skip}")
+    body = decode_json(response)
     if not isinstance(body, dict):
         raise PageShapeError(f"expected a JSON object with a 'data' list, got {type(body).__name__}")
     data = body.get("data")
