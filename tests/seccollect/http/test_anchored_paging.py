@@ -63,11 +63,11 @@ def test_naive_offset_paging_loses_items_on_the_same_changes():
         original = list(changing.items)
         total = [None]
 
-        def fetch(offset, limit, changing=changing):
+        def fetch(offset, limit, changing=changing, total=total):
             page, total[0] = changing.fetch(offset, limit)
             return page
 
-        read = [i for page in OffsetPaging(25).pages(fetch, total=lambda: total[0]) for i in page]
+        read = [i for page in OffsetPaging(25).pages(fetch, total=lambda total=total: total[0]) for i in page]
         lost += len(changing.throughout(original) - set(read))
     assert lost > 0
 

@@ -9,8 +9,19 @@ import json
 import pytest
 
 from seccollect.http.errors import VendorApiError
-from seccollect.vendors.connectsecure.hook import ConnectSecureHook, IdentityError, check_base_url, endpoint_for, identity
-from tests.seccollect.vendors.connectsecure.conftest import CS_CLIENT_ID, CS_CLIENT_SECRET, CS_CONN_ID, CS_TENANT
+from seccollect.vendors.connectsecure.hook import (
+    ConnectSecureHook,
+    IdentityError,
+    check_base_url,
+    endpoint_for,
+    identity,
+)
+from tests.seccollect.vendors.connectsecure.conftest import (
+    CS_CLIENT_ID,
+    CS_CLIENT_SECRET,
+    CS_CONN_ID,
+    CS_TENANT,
+)
 
 ASSETS = "/r/asset/assets"
 
