@@ -223,3 +223,29 @@ def test_asset_is_collected_even_when_the_instance_leaves_it_out(
     with open_test_warehouse() as wh:
         assert set(_current_state(wh, dag_id, "asset")) == set(_truth(cs_dataset, "asset"))
         assert wh.query("SELECT count(*) FROM scans")[0][0] == 30
+
+
+@pytest.mark.parametrize("warehouse_conn", ["duckdb"], indirect=True)
+def test_rows_that_cannot_be_handled_are_quarantined_and_the_rest_loads(
+    tmp_path, monkeypatch, airflow_db, cs_sim, cs_dataset, warehouse_conn, open_test_warehouse,
+):
+    dag_id = _instance(tmp_path, monkeypatch, ["asset"])
+    assert str(run_window(dag_id, *window(0)).state) == "success"
+    bad_time, no_id, not_object = cs_dataset.live("asset")[5:8]
+    cs_dataset.corrupt["asset"] = {bad_time: "bad_time", no_id: "no_id", not_object: "not_object"}
+    cs_dataset.mutate("asset", changes=4)
+    run = run_window(dag_id, *window(1))
+    assert str(run.state) == "success", task_states(run)
+    with open_test_warehouse() as wh:
+        reasons = dict(wh.query("SELECT source_ref, reason FROM quarantine WHERE window_start = ?", (window(1)[0],)))
+        assert len(reasons) == 3
+        assert "not an ISO 8601 time" in reasons[f"asset:{90_210_000 + bad_time}"]
+        assert any("has no 'id'" in r for r in reasons.values())
+        assert any("not a JSON object" in r for r in reasons.values())
+        # The row with a bad time was seen (its id is known): it still exists, it is not recorded removed.
+        live = _current_state(wh, dag_id, "asset")
+        assert str(90_210_000 + bad_time) in live
+        assert str(90_210_000 + bad_time) not in _changes(wh, "asset", window(1)[0])["removed"]
+        # Everything readable loaded.
+        readable = {str(90_210_000 + k) for k in cs_dataset.live("asset") if k not in (bad_time, no_id, not_object)}
+        assert readable <= set(live)

@@ -486,12 +486,14 @@ class Warehouse(abc.ABC):
         * an item whose identity is not in the state, or was removed, is ``added``;
         * an item whose content hash differs from the state's is ``changed``;
         * an item of the state that the pull lacks is ``removed`` (recorded, never silently kept);
+        * an item the pull saw but quarantined (``held``) keeps its state: it is not removed, not changed;
         * every change is logged in ``snapshot_changes`` and the state is updated.
 
         Re-running the window finds the state equal to its pull: nothing is added. A pull older than the
         one the state reflects (a load retried after a later window loaded) changes nothing.
         """
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         from seccollect.staging.store import arrow_schema, read_batch
 
@@ -520,7 +522,9 @@ class Warehouse(abc.ABC):
             state = (
                 "LEFT JOIN snapshot_state s ON s.dag_id = ? AND s.content_type = ? AND s.identity = i.identity"
             )
-            differs = "s.identity IS NULL OR s.removed_window_start IS NOT NULL OR s.content_hash <> i.content_hash"
+            # A held item (seen but quarantined) is neither new nor changed, and not removed either.
+            differs = ("NOT coalesce(i.held, FALSE) AND (s.identity IS NULL OR s.removed_window_start IS NOT NULL "
+                       "OR s.content_hash <> i.content_hash)")
             is_new = "s.identity IS NULL OR s.removed_window_start IS NOT NULL"
             changed = self._fetch(f"SELECT i.record_id, {is_new} FROM {stg} i {state} WHERE {differs}", key)
             self._execute(
@@ -560,7 +564,9 @@ class Warehouse(abc.ABC):
             )
         keep = pa.array([_uuid_hex(row[0]) for row in changed], pa.string())
         added = sum(1 for row in changed if row[1])
-        return keep, {"items": items.num_rows, "added": added, "changed": len(changed) - added, "removed": removed}
+        held = pc.sum(pc.fill_null(items.column("held"), False)).as_py() or 0 if items.num_rows else 0
+        figures = {"items": items.num_rows, "added": added, "changed": len(changed) - added, "removed": removed}
+        return keep, {**figures, "held": held} if held else figures
 
     # --- other reads ----------------------------------------------------------------------------
 

@@ -112,6 +112,8 @@ class ConnectSecureDataset:
     companies: int = 3
     keys: dict[str, list[int]] = field(default_factory=dict)
     versions: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: Rows served broken, per collection: key -> ``no_id``, ``bad_time`` or ``not_object``.
+    corrupt: dict[str, dict[int, str]] = field(default_factory=dict)
 
     #: Keys are spaced so rows can be added anywhere in the order (between two existing ones).
     SPACING = 16
@@ -129,7 +131,15 @@ class ConnectSecureDataset:
     def row(self, collection: str, key: int) -> dict[str, Any]:
         """The row ``key`` of ``collection`` as the API serves it (its current version)."""
         version = self.versions[collection].get(key, 0)
-        return getattr(self, f"_{collection}")(key, version)
+        row = getattr(self, f"_{collection}")(key, version)
+        broken = self.corrupt.get(collection, {}).get(key)
+        if broken == "no_id":
+            row.pop("id", None)
+        elif broken == "bad_time":
+            row["updated"] = row["last_vul_discovered"] = "31/02/2026 25:00"
+        elif broken == "not_object":
+            return f"<row {key} unavailable>"  # type: ignore[return-value]
+        return row
 
     def _asset_key(self, key: int) -> int:
         # From the key alone, so a row never changes because another collection did.
