@@ -15,7 +15,7 @@ import pytest
 
 from seccollect.vendors.connectsecure.hook import endpoint_for, identity
 from tests.e2e.dag_runner import run_window, task_states, write_instance
-from tests.seccollect.vendors.connectsecure.conftest import CS_CONN_ID, cs_dataset, cs_sim, no_waits  # noqa: F401
+from tests.seccollect.vendors.connectsecure.conftest import CS_CONN_ID
 
 pytestmark = pytest.mark.airflow_e2e
 
