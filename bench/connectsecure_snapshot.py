@@ -156,6 +156,9 @@ def main() -> int:
     parser.add_argument("--page-size", type=int, default=5000)
     parser.add_argument("--changed", type=float, default=0.01, help="share of assets changed before pull 3")
     parser.add_argument("--backends", default="duckdb,postgres")
+    parser.add_argument("--pulls", type=int, default=3, choices=(1, 2, 3), help="how many of the three pulls")
+    parser.add_argument("--duckdb-memory-limit", default="256MB",
+                        help="the DuckDB connection's memory_limit extra (DuckDB spills beyond it); '' for none")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -203,6 +206,8 @@ def _run_backend(backend: str, root: Path, url: str, args: Any, failures: list[s
     with contextlib.ExitStack() as stack:
         if backend == "duckdb":
             conn = {"conn_type": "duckdb", "host": str(root / f"wh-{time.time_ns()}.duckdb")}
+            if args.duckdb_memory_limit:
+                conn["extra"] = {"memory_limit": args.duckdb_memory_limit, "temp_directory": str(root / "duckdb-tmp")}
         else:
             db = stack.enter_context(_common.postgres_database("cs_bench"))
             params = _common.pg_params(db)
@@ -211,7 +216,7 @@ def _run_backend(backend: str, root: Path, url: str, args: Any, failures: list[s
         os.environ["AIRFLOW_CONN_SECCOLLECT_WAREHOUSE"] = json.dumps(conn)
         changed = int(args.assets * args.changed)
         for pull, (label, expected) in enumerate((("1: first", args.assets), ("2: unchanged", 0),
-                                                   (f"3: {args.changed:.0%} changed", changed))):
+                                                   (f"3: {args.changed:.0%} changed", changed))[: args.pulls]):
             if pull == 2:
                 _mutate(url, changed)
             top = _common.run_step("connectsecure_snapshot", "ceiling", url=url, page_size=args.page_size)
