@@ -6,12 +6,13 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from seccollect.operators.snapshot import SnapshotCollectOperator
+from seccollect.records.intake import RecordFields
+from seccollect.records.values import check_text, iso_time
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from seccollect.records.envelope import MsgOrigin
-    from seccollect.records.intake import RecordFields
     from seccollect.vendors.connectsecure.hook import ConnectSecureHook
 
 #: msg_class per content type (CONNECTORS.md).
@@ -30,20 +31,14 @@ EVENT_TIME_FIELD = {
 
 def _text(value: Any, what: str) -> str | None:
     """A field as text for a typed column (ints exactly, never through a float)."""
-    from seccollect.records.values import check_text
-
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | str):
-        return check_text(str(value), what)
-    return check_text(str(value), what)
+    return check_text(value if isinstance(value, str) else str(value), what)
 
 
 def _event_time(raw: dict[str, Any], field: str) -> Any:
-    from seccollect.records.values import iso_time
-
     value = raw.get(field)
     if value is None or value == "":
         return None
@@ -53,8 +48,6 @@ def _event_time(raw: dict[str, Any], field: str) -> Any:
 
 def extract_fields(content_type: str, raw: dict[str, Any]) -> RecordFields:
     """What a row of ``content_type`` gives the indices (its identity is set by the snapshot pattern)."""
-    from seccollect.records.intake import RecordFields
-
     event_time = _event_time(raw, EVENT_TIME_FIELD[content_type])
     typed: dict[str, dict[str, Any]] = {}
     if content_type == "asset":
