@@ -157,7 +157,7 @@ def main() -> int:
     parser.add_argument("--changed", type=float, default=0.01, help="share of assets changed before pull 3")
     parser.add_argument("--backends", default="duckdb,postgres")
     parser.add_argument("--pulls", type=int, default=3, choices=(1, 2, 3), help="how many of the three pulls")
-    parser.add_argument("--duckdb-memory-limit", default="256MB",
+    parser.add_argument("--duckdb-memory-limit", default="64MB",
                         help="the DuckDB connection's memory_limit extra (DuckDB spills beyond it); '' for none")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
