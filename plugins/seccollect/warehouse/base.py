@@ -204,6 +204,10 @@ class Warehouse(abc.ABC):
     def _unstage(self, name: str) -> None:
         """Release what :meth:`_stage` created."""
 
+    def _index_staged(self, name: str, columns: Sequence[str]) -> None:  # noqa: B027 - optional
+        """Index a staged relation that large joins probe by ``columns`` (a snapshot's items), for a backend
+        whose planner may otherwise loop over it once per row of the other side."""
+
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
         """Context manager: commit on success, roll back on any exception."""
@@ -519,6 +523,7 @@ class Warehouse(abc.ABC):
             if first is not None:
                 items = items.filter(first)
         with self.staged("stg_snapshot_items", _SNAPSHOT_ITEMS, items) as stg:
+            self._index_staged(stg, ("identity",))
             state = (
                 "LEFT JOIN snapshot_state s ON s.dag_id = ? AND s.content_type = ? AND s.identity = i.identity"
             )

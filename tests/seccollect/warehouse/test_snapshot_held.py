@@ -77,3 +77,32 @@ def test_a_held_item_never_seen_before_is_not_added(wh, part_rows):
     report = _pull_rows(wh, 1, {"a": {"id": "a"}, "z": {"id": "z"}}, ("new",), part_rows)
     assert report["added"] == 0 and _live(wh) == {"a", "z"}
     assert wh.query("SELECT count(*) FROM syslog")[0][0] == 2
+
+
+@pytest.mark.postgres
+def test_postgres_probes_the_staged_items_by_index_not_by_a_scan_per_state_row(postgres_database):
+    """The state table has no statistics right after the load that filled it; the removal anti-join must
+    not become a nested loop that scans every staged item once per state row (quadratic)."""
+    import psycopg
+
+    from seccollect.warehouse.postgres import PostgresWarehouse
+
+    wh = PostgresWarehouse(psycopg.connect(**postgres_database))
+    wh.ensure_schema()
+    try:
+        _pull_rows(wh, 0, {str(i): {"id": i} for i in range(2000)}, (), 1000)
+        plans = []
+        original = wh._index_staged
+
+        def explained(name, columns):
+            original(name, columns)
+            with wh.conn.cursor() as cur:
+                cur.execute(f"EXPLAIN UPDATE snapshot_state SET updated_at = now() WHERE dag_id = '{DAG}' AND "
+                            f"NOT EXISTS (SELECT 1 FROM {name} i WHERE i.identity = snapshot_state.identity)")
+                plans.append("\n".join(row[0] for row in cur.fetchall()))
+
+        wh._index_staged = explained
+        _pull_rows(wh, 1, {str(i): {"id": i} for i in range(2000)}, (), 1000)
+        assert plans and "Seq Scan on stg_snapshot_items" not in plans[0], plans[0]
+    finally:
+        wh.close()
