@@ -11,7 +11,7 @@ from seccollect.config.loader import InstanceFileInvalid, load_file, parse_insta
 from seccollect.dag_factory.builder import build_dag, indices_of
 from seccollect.vendors.connectsecure.spec import SPEC
 
-DEMO = Path(__file__).resolve().parents[4] / "plugins/seccollect/vendors/connectsecure/demo/acme-connectsecure.yaml"
+DEMO = Path(__file__).resolve().parents[4] / "plugins/seccollect/vendors/connectsecure/demo/acme-connectsecure-v4.yaml"
 
 
 def _instance(**settings):
