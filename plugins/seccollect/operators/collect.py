@@ -198,6 +198,10 @@ class BaseCollectOperator(BaseOperator):
         self.window_start = window_start
         self.window_end = window_end
 
+    #: Rows per staged part (``None``: the writer's default). A vendor whose records are large lowers it:
+    #: the collect buffers a part of every index before writing it, and the load reads a part at a time.
+    staging_part_rows: ClassVar[int | None] = None
+
     #: Between two looks at a vendor clock that is behind (tests shorten it).
     clock_poll: ClassVar[timedelta] = CLOCK_POLL
 
@@ -258,7 +262,8 @@ class BaseCollectOperator(BaseOperator):
         # empties its folder before its first part (retry semantics) and would delete its siblings'.
         map_index = getattr(context.get("ti"), "map_index", -1)
         folder = self.task_id if map_index is None or map_index < 0 else f"{self.task_id}/{map_index}"
-        writer = StagingWriter(window_folder(self.dag_id, start, end, folder))
+        part_rows = {"part_rows": self.staging_part_rows} if self.staging_part_rows else {}
+        writer = StagingWriter(window_folder(self.dag_id, start, end, folder), **part_rows)
         try:
             with fail_fast():
                 collected = self.collect(writer, envelope, context)

@@ -6,7 +6,9 @@ A vendor supplies the pages of the full data set (:meth:`items`), each record's 
 The pattern stages every record with a version id made of its identity, its content hash and the
 window, plus one ``snapshot_items`` row (identity, content hash, record id) per record. The load, in its
 transaction, compares these with the ``snapshot_state`` of the instance's content type: new and changed
-items are loaded, items missing from the pull are recorded as removed, and the state moves on - never
+items are loaded, items missing from the pull are recorded as removed (a quarantined record whose
+identity is known is staged as *held*: it exists, so it is neither removed nor changed), and the state
+moves on - never
 from a collect task, so a pull that fails half-way changes nothing, and re-running a window adds
 nothing. Memory stays bounded whatever the data set's size: items go to Parquet parts as they arrive.
 """
@@ -55,6 +57,13 @@ class SnapshotCollectOperator(BaseCollectOperator):
     def request_figures(self) -> dict[str, int]:
         return {}
 
+    def _identity_of_quarantined(self, raw: Any) -> str | None:
+        try:
+            identity = self.identity(raw)
+        except Exception:  # noqa: BLE001 - no identity: nothing to hold, the quarantine entry says why
+            return None
+        return identity if isinstance(identity, str) and identity else None
+
     def collect(self, writer: StagingWriter, envelope: EnvelopeContext, context: Context) -> Collected:
         from seccollect.records.envelope import content_hash
         from seccollect.records.intake import RecordIntake
@@ -83,7 +92,14 @@ class SnapshotCollectOperator(BaseCollectOperator):
                         "identity": staged.fields.vendor_id,
                         "content_hash": staged.fields.version.partition(":")[0],  # type: ignore[union-attr]
                         "record_id": staged.record_id,
+                        "held": False,
                     })
+                    continue
+                # Quarantined: if it still has an identity, the item exists - it must not look removed.
+                held = self._identity_of_quarantined(raw)
+                if held is not None:
+                    writer.add("snapshot_items", {"identity": held, "content_hash": "", "record_id": "0" * 32,
+                                                  "held": True})
         self.log.info("Pulled %d item(s) of %s; the load compares them with the last pull", intake.staged, self.content_type)
         return Collected(
             figures={

@@ -173,12 +173,15 @@ SNAPSHOT_CHANGES = Table(
 
 #: Staged by a snapshot collect beside its records: every item's identity, content hash and the
 #: record id its version gets if it is new or changed. The load compares these with ``snapshot_state``.
+#: ``held`` marks an item the pull saw but quarantined: it still exists (it is not removed), and its
+#: state stays as it was until a pull can read it again.
 SNAPSHOT_ITEMS = Table(
     "snapshot_items",
     (
         Column("identity", "text", nullable=False),
         Column("content_hash", "text", nullable=False),
         Column("record_id", "uuid", nullable=False),
+        Column("held", "boolean"),
     ),
     ("identity",),
     role="intermediate",

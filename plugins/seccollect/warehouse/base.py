@@ -23,6 +23,7 @@ from seccollect.records.catalog import table as table_of
 from seccollect.records.catalog import tables as all_tables
 from seccollect.staging.store import StagedBatch
 from seccollect.warehouse.coverage import Dialect, coverage_view_sql
+from seccollect.warehouse.current import CURRENT_ASSETS_VIEW_SQL
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -203,6 +204,10 @@ class Warehouse(abc.ABC):
     def _unstage(self, name: str) -> None:
         """Release what :meth:`_stage` created."""
 
+    def _index_staged(self, name: str, columns: Sequence[str]) -> None:  # noqa: B027 - optional
+        """Index a staged relation that large joins probe by ``columns`` (a snapshot's items), for a backend
+        whose planner may otherwise loop over it once per row of the other side."""
+
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
         """Context manager: commit on success, roll back on any exception."""
@@ -247,6 +252,7 @@ class Warehouse(abc.ABC):
                 self._execute(create_table_sql(spec.name, self.sql_types, primary_key=primary_key))
             self._add_new_columns()
             self._execute(coverage_view_sql(self.dialect))
+            self._execute(CURRENT_ASSETS_VIEW_SQL)
         self._check_schema()
 
     @staticmethod
@@ -484,12 +490,14 @@ class Warehouse(abc.ABC):
         * an item whose identity is not in the state, or was removed, is ``added``;
         * an item whose content hash differs from the state's is ``changed``;
         * an item of the state that the pull lacks is ``removed`` (recorded, never silently kept);
+        * an item the pull saw but quarantined (``held``) keeps its state: it is not removed, not changed;
         * every change is logged in ``snapshot_changes`` and the state is updated.
 
         Re-running the window finds the state equal to its pull: nothing is added. A pull older than the
         one the state reflects (a load retried after a later window loaded) changes nothing.
         """
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         from seccollect.staging.store import arrow_schema, read_batch
 
@@ -515,10 +523,13 @@ class Warehouse(abc.ABC):
             if first is not None:
                 items = items.filter(first)
         with self.staged("stg_snapshot_items", _SNAPSHOT_ITEMS, items) as stg:
+            self._index_staged(stg, ("identity",))
             state = (
                 "LEFT JOIN snapshot_state s ON s.dag_id = ? AND s.content_type = ? AND s.identity = i.identity"
             )
-            differs = "s.identity IS NULL OR s.removed_window_start IS NOT NULL OR s.content_hash <> i.content_hash"
+            # A held item (seen but quarantined) is neither new nor changed, and not removed either.
+            differs = ("NOT coalesce(i.held, FALSE) AND (s.identity IS NULL OR s.removed_window_start IS NOT NULL "
+                       "OR s.content_hash <> i.content_hash)")
             is_new = "s.identity IS NULL OR s.removed_window_start IS NOT NULL"
             changed = self._fetch(f"SELECT i.record_id, {is_new} FROM {stg} i {state} WHERE {differs}", key)
             self._execute(
@@ -558,7 +569,9 @@ class Warehouse(abc.ABC):
             )
         keep = pa.array([_uuid_hex(row[0]) for row in changed], pa.string())
         added = sum(1 for row in changed if row[1])
-        return keep, {"items": items.num_rows, "added": added, "changed": len(changed) - added, "removed": removed}
+        held = pc.sum(pc.fill_null(items.column("held"), False)).as_py() or 0 if items.num_rows else 0
+        figures = {"items": items.num_rows, "added": added, "changed": len(changed) - added, "removed": removed}
+        return keep, {**figures, "held": held} if held else figures
 
     # --- other reads ----------------------------------------------------------------------------
 

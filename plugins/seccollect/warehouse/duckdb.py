@@ -158,13 +158,14 @@ class DuckDBWarehouse(Warehouse):
         Same result as part by part: a record id already in the table is skipped, and of a record id
         repeated within the window the first row in part order is kept. Repeats are looked for among
         the absent keys (cheap); only when there are some are the later copies listed (by file and
-        row number) for the insert to skip. Parts on remote staging (``s3://``) go part by part
-        through Arrow.
+        row number) for the insert to skip. ``keep`` (a snapshot's new and changed record ids) becomes a
+        temporary table the absent keys are limited to. Parts on remote staging (``s3://``) go part by
+        part through Arrow.
         """
         from seccollect.staging.store import local_file, part_gone
 
         files = [local_file(batch) for batch in batches]
-        if len(batches) < 2 or None in files or keep is not None:
+        if len(batches) < 2 or None in files:
             return super()._insert_parts(table, batches, keep)
         for batch, path in zip(batches, files, strict=True):
             if not os.path.exists(path):  # type: ignore[arg-type]
@@ -174,9 +175,19 @@ class DuckDBWarehouse(Warehouse):
         names = ", ".join(spec.column_names)
         listed = "[" + ", ".join(_quote(path) for path in files) + "]"  # type: ignore[arg-type]
         keys = ", ".join(key)
+        kept = ""
+        if keep is not None:
+            # Only these record ids (a snapshot's new and changed items) may be inserted; DuckDB still
+            # reads the parts itself instead of every part passing through Arrow in this process.
+            import pyarrow as pa
+
+            with self.staged("stg_keep", table, pa.table({"record_id": keep})) as staged_keep:
+                self._execute(f"CREATE TEMP TABLE _keep AS SELECT DISTINCT CAST(record_id AS UUID) AS record_id "
+                              f"FROM {staged_keep}")
+            kept = " WHERE CAST(s.record_id AS UUID) IN (SELECT record_id FROM _keep)"
         self._execute(
             f"CREATE TEMP TABLE _absent_keys AS SELECT {select_list(table, 's', only=key)} "
-            f"FROM read_parquet({listed}) s ANTI JOIN {table} t ON {key_match(table, 't', 's')}"
+            f"FROM read_parquet({listed}) s ANTI JOIN {table} t ON {key_match(table, 't', 's')}{kept}"
         )
         new_rows = f"SEMI JOIN _absent_keys a ON {key_match(table, 'a', 's')}"
         # Only repeats of absent keys matter (every copy of a key already in the table is skipped), and
@@ -207,6 +218,8 @@ class DuckDBWarehouse(Warehouse):
         # Not in a ``finally``: after a failed statement DuckDB refuses everything but a rollback (a
         # DROP would hide the real error), and the rollback removes these tables with the rest.
         self._execute("DROP TABLE _absent_keys")
+        if keep is not None:
+            self._execute("DROP TABLE _keep")
         if repeated:
             self._execute("DROP TABLE _later_repeats")
         return sum(batch.rows for batch in batches), inserted

@@ -107,6 +107,15 @@ class PostgresWarehouse(Warehouse):
             _copy_in(cur, name, [c.name for c in columns], data)
         return name
 
+    def _index_staged(self, name: str, columns: Sequence[str]) -> None:
+        # The snapshot comparison's anti-joins probe the staged items by identity. The state table was
+        # usually filled in the previous transaction and has no statistics yet, so the planner expects
+        # one row and picks a nested loop over the whole temp table per state row: 10,000 items took
+        # 25 s, quadratic. With an index (and statistics) each probe is a lookup.
+        with self.conn.cursor() as cur:
+            cur.execute(f"CREATE INDEX ON {name} ({', '.join(columns)})")
+            cur.execute(f"ANALYZE {name}")
+
     def _insert_absent(self, table: str, data: pa.Table) -> int:
         """COPY the rows whose key is absent straight into ``table``, without a staging copy of the rows.
 

@@ -58,6 +58,7 @@ def test_demo_instance_files_are_valid() -> None:
         "acme-aws_cloudtrail-cloudtrail",
         "acme-aws_cloudtrail-vpcflow",
         "acme-aws_cloudtrail-waf",
+        "acme-connectsecure-v4",
     }
 
 
@@ -178,7 +179,7 @@ def test_every_field_error_is_reported_at_once(tmp_path: Path) -> None:
         (
             {**BASE, "type": "splunk"},
             "type",
-            "'splunk' is not a connector type; use one of aws_cloudtrail, netskope",
+            "'splunk' is not a connector type; use one of aws_cloudtrail, connectsecure, netskope",
         ),
         ({k: v for k, v in BASE.items() if k != "type"}, "type", "None is not a connector type"),
     ],
