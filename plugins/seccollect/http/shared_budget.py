@@ -17,8 +17,9 @@ appended after every earlier reservation. Callers then simply sleep until their 
 asked (no polling storm, no starvation), and a caller that would wait longer than it accepts gets
 :class:`~seccollect.http.budget.BudgetWaitTooLong` without reserving, so it can free its worker slot
 and come back. A request log obeying "at most N in any window of P seconds" also obeys a vendor's fixed
-window that opens at its first request; a small margin (``margin``) absorbs the delay between a
-reserved time and the request reaching the vendor.
+window that opens at its first request. When the caller's time comes, the reservation is moved to the
+moment the request really goes (a late sender on a busy machine must not let the next requests crowd
+its window), and a small margin (``margin``) absorbs the rest of the way to the vendor.
 """
 
 from __future__ import annotations
@@ -67,9 +68,15 @@ def budget_key(namespace: str, secret: str) -> str:
 class BudgetStore(Protocol):
     """Where a shared request log lives."""
 
-    def reserve(self, key: str, limits: Sequence[RateLimit], margin: float, max_wait: float | None) -> float:
-        """Reserve the earliest allowed send time; return the seconds to wait until it (``>= 0``). When the
-        wait would exceed ``max_wait`` nothing is reserved and :class:`BudgetWaitTooLong` is raised."""
+    def reserve(self, key: str, limits: Sequence[RateLimit], margin: float, max_wait: float | None) -> tuple[float, float]:
+        """Reserve the earliest allowed send time; return ``(wait, at)``: the seconds to wait until it
+        (``>= 0``) and the reserved time. When the wait would exceed ``max_wait`` nothing is reserved and
+        :class:`BudgetWaitTooLong` is raised."""
+        ...
+
+    def confirm(self, key: str, at: float) -> None:
+        """Move a reservation to the moment the request really goes (never earlier), so a caller that
+        was late (a busy machine) does not let later reservations crowd its vendor window."""
         ...
 
 
@@ -85,7 +92,7 @@ class _SqlStore:
         return text.replace("?", self.placeholder)
 
     def _reserve_locked(self, cur: Any, key: str, limits: Sequence[RateLimit], margin: float,
-                        max_wait: float | None, now: float) -> float:
+                        max_wait: float | None, now: float) -> tuple[float, float]:
         q = self._sql
         cur.execute(q(f"SELECT max(sent_at) FROM {TABLE} WHERE budget_key = ?"), (key,))
         last = cur.fetchone()[0]
@@ -104,7 +111,7 @@ class _SqlStore:
         cur.execute(q(f"INSERT INTO {TABLE} (budget_key, sent_at) VALUES (?, ?)"), (key, at))
         horizon = max(limit.period for limit in limits) + margin
         cur.execute(q(f"DELETE FROM {TABLE} WHERE budget_key = ? AND sent_at < ?"), (key, now - horizon))
-        return wait
+        return wait, at
 
 
 class SqliteBudgetStore(_SqlStore):
@@ -119,17 +126,22 @@ class SqliteBudgetStore(_SqlStore):
         self._con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (budget_key TEXT NOT NULL, sent_at REAL NOT NULL)")
         self._con.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_key_time ON {TABLE} (budget_key, sent_at)")
 
-    def reserve(self, key: str, limits: Sequence[RateLimit], margin: float, max_wait: float | None) -> float:
+    def reserve(self, key: str, limits: Sequence[RateLimit], margin: float, max_wait: float | None) -> tuple[float, float]:
         with self._lock:
             cur = self._con.cursor()
             cur.execute("BEGIN IMMEDIATE")  # the write lock: one reservation at a time, machine-wide
             try:
-                wait = self._reserve_locked(cur, key, limits, margin, max_wait, time.time())
+                reserved = self._reserve_locked(cur, key, limits, margin, max_wait, time.time())
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
-            return wait
+            return reserved
+
+    def confirm(self, key: str, at: float) -> None:
+        with self._lock:
+            self._con.execute(f"UPDATE {TABLE} SET sent_at = max(sent_at, ?) WHERE budget_key = ? AND sent_at = ?",
+                              (time.time(), key, at))
 
 
 class PostgresBudgetStore(_SqlStore):
@@ -154,7 +166,7 @@ class PostgresBudgetStore(_SqlStore):
             self._con = con
         return self._con
 
-    def reserve(self, key: str, limits: Sequence[RateLimit], margin: float, max_wait: float | None) -> float:
+    def reserve(self, key: str, limits: Sequence[RateLimit], margin: float, max_wait: float | None) -> tuple[float, float]:
         with self._lock:
             con = self._connection()
             cur = con.cursor()
@@ -162,7 +174,7 @@ class PostgresBudgetStore(_SqlStore):
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
                 cur.execute("SELECT extract(epoch FROM clock_timestamp())::double precision")
                 now = float(cur.fetchone()[0])
-                wait = self._reserve_locked(cur, key, limits, margin, max_wait, now)
+                reserved = self._reserve_locked(cur, key, limits, margin, max_wait, now)
             except BudgetWaitTooLong:
                 con.rollback()
                 raise
@@ -175,7 +187,21 @@ class PostgresBudgetStore(_SqlStore):
                     self._con = None
                 raise
             con.commit()
-            return wait
+            return reserved
+
+    def confirm(self, key: str, at: float) -> None:
+        with self._lock:
+            con = self._connection()
+            try:
+                con.cursor().execute(
+                    f"UPDATE {TABLE} SET sent_at = greatest(sent_at, extract(epoch FROM clock_timestamp())::double precision) "
+                    "WHERE budget_key = %s AND sent_at = %s",
+                    (key, at),
+                )
+            except BaseException:
+                con.rollback()
+                raise
+            con.commit()
 
 
 class SharedBudget:
@@ -203,12 +229,13 @@ class SharedBudget:
         self.waited = 0.0
 
     def acquire(self, *, max_wait: float | None = None) -> None:
-        wait = self.store.reserve(self.key, self.limits, self.margin, max_wait)
+        wait, at = self.store.reserve(self.key, self.limits, self.margin, max_wait)
         if wait > 0:
             self.waited += wait
             if wait > 5:
                 log.info("Request budget %s: waiting %.1fs for a free slot", self.key, wait)
             self._sleep(wait)
+        self.store.confirm(self.key, at)
 
 
 _STORES: dict[str, BudgetStore] = {}

@@ -112,6 +112,6 @@ def test_store_follows_the_deployment(tmp_path, monkeypatch, warehouse_conn):
     store = shared_store()
     if warehouse_conn == "postgres":
         assert isinstance(store, PostgresBudgetStore)
-        assert store.reserve("k", [RateLimit(1, 60.0)], 0.0, 0) == 0
+        assert store.reserve("k", [RateLimit(1, 60.0)], 0.0, 0)[0] == 0
     else:
         assert isinstance(store, SqliteBudgetStore) and store.path == tmp_path / "file.sqlite3"

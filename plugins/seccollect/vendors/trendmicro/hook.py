@@ -137,8 +137,9 @@ class TrendMicroCasHook(BaseHook):
 
     The connection holds the region's service URL (host: ``https://api.tmcas.trendmicro.com``) and the
     API key (password); its extra may set ``requests_per_minute`` (default 20), ``requests_per_day``,
-    ``budget_key`` (connections sharing one limit) and ``rate_period_seconds`` (the length of the
-    budget's "minute", 60; shorter only against a sped-up simulator).
+    ``budget_key`` (connections sharing one limit), ``rate_period_seconds`` (the length of the
+    budget's "minute", 60; shorter only against a sped-up simulator) and ``rate_margin_seconds`` (added
+    to each period for send delays; default 2 % of it, at least 0.25 s).
 
     :param trendmicro_cas_conn_id: Airflow connection id.
     :param verify_ssl: verify TLS certificates (the opt-out is logged as a warning).
@@ -169,7 +170,8 @@ class TrendMicroCasHook(BaseHook):
     # --- connection ---------------------------------------------------------------------------
 
     def budget_settings(self) -> tuple[str, list[Any], float]:
-        """(budget key, rate limits, period) of the connection's API key."""
+        """(budget key, rate limits, period) of the connection's API key (and ``rate_margin_seconds``, the
+        budget's allowance for send delays, read by :meth:`get_conn`)."""
         from seccollect.http.shared_budget import RateLimit, budget_key
 
         conn = self.get_connection(self.trendmicro_cas_conn_id)
@@ -195,6 +197,7 @@ class TrendMicroCasHook(BaseHook):
             conn = self.get_connection(self.trendmicro_cas_conn_id)
             base_url = check_base_url(conn.host, self.trendmicro_cas_conn_id)
             key, limits, period = self.budget_settings()
+            margin = conn.extra_dejson.get("rate_margin_seconds")
             token = conn.password
             self._client = VendorHttpClient(
                 vendor="Trend Micro CAS",
@@ -203,7 +206,7 @@ class TrendMicroCasHook(BaseHook):
                 verify_ssl=self.verify_ssl,
                 proxy=conn.extra_dejson.get("proxy") or self.proxy,
                 policy=_trendmicro_policy(period),
-                budget=shared_budget(key, limits),
+                budget=shared_budget(key, limits, margin=float(margin) if margin is not None else None),
                 auth=HeaderAuth({"Authorization": f"Bearer {token}"}),
                 headers={"Accept": "application/json"},
                 secrets=[token],

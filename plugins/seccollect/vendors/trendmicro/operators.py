@@ -109,6 +109,11 @@ class TrendMicroCasCollectOperator(WindowedCollectOperator):
 
         self.check_horizon(query_start, query_end)
         try:
+            self.hook.get_conn()
+        except ValueError as exc:
+            # The connection itself is wrong (no key, a base URL that cannot be one): no retry fixes it.
+            raise AirflowFailException(str(exc)) from exc
+        try:
             yield from self.hook.iter_events(
                 self.content_type, self.event_type, query_start, query_end,
                 max_budget_wait=self.max_budget_wait_seconds,
