@@ -430,11 +430,16 @@ def _token() -> str:
     return os.environ.get("SIM_TRENDMICRO_TOKEN", "sim-trendmicro-cas-token")
 
 
+def _rate_period() -> float:
+    """The simulator's rate window in seconds, which the demo's connection must share: the environment
+    (``SIM_TRENDMICRO_RATE_PERIOD``), because the simulator process and the demo's connections are set up
+    apart. Default 6 s (a minute sped up ×10), so the demo's hour of windows takes seconds, not minutes."""
+    return float(os.environ.get("SIM_TRENDMICRO_RATE_PERIOD", "6"))
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("trendmicro")
     group.add_argument("--trendmicro-per-hour", type=float, default=6.0, help="records per hour per service/event")
-    group.add_argument("--trendmicro-rate-period", type=float, default=60.0,
-                       help="length of the rate window in seconds (shorter: a sped-up limiter)")
 
 
 def build_simulator(args: argparse.Namespace) -> CasSimulator:
@@ -444,7 +449,7 @@ def build_simulator(args: argparse.Namespace) -> CasSimulator:
     ahead = timedelta(hours=getattr(args, "ahead_hours", 0.0))
     dataset = CasDataset(args.seed, now - timedelta(hours=min(args.hours, 72)), now + ahead,
                          per_hour=getattr(args, "trendmicro_per_hour", 6.0))
-    options = CasOptions(rate_period=getattr(args, "trendmicro_rate_period", 60.0))
+    options = CasOptions(rate_period=_rate_period())
     return CasSimulator(dataset, [_token()], options)
 
 
@@ -458,7 +463,7 @@ def _connections(url: str) -> dict[str, dict[str, Any]]:
             "conn_type": "trendmicro_cas",
             "host": url,
             "password": _token(),
-            "extra": json.dumps({"requests_per_minute": 20}),
+            "extra": json.dumps({"requests_per_minute": 20, "rate_period_seconds": _rate_period()}),
         }
     }
 
@@ -473,6 +478,7 @@ SIMULATOR = SimulatorSpec(
 trendmicro control endpoints (besides /_sim/faults, /_sim/reset, /_sim/stats, /_sim/clock):
   GET  /_sim/trendmicro/requests  every request seen: time, token digest, path, parameters, status
   POST /_sim/trendmicro/options   e.g. {"rate_limit": 10, "rate_period": 2, "last_link": "null"}
-  Token: SIM_TRENDMICRO_TOKEN in the environment.
+  Token: SIM_TRENDMICRO_TOKEN; rate window: SIM_TRENDMICRO_RATE_PERIOD seconds (default 6: a sped-up
+  minute; 60 for the real one), shared with the demo's connection.
 """,
 )
