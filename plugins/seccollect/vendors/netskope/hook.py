@@ -166,11 +166,11 @@ class NetskopeHook(BaseHook):
 
     def get_conn(self) -> VendorHttpClient:
         """The HTTP client: the token as v2 header (v1 sends it in the request body), v1's request budget
-        shared by every hook of this process that reads the same tenant."""
+        shared by every process and worker that reads the same tenant (seccollect.http.shared_budget)."""
         if self._client is None:
             from seccollect.http.auth import ClientAuth, HeaderAuth
-            from seccollect.http.budget import process_budget
             from seccollect.http.client import VendorHttpClient
+            from seccollect.http.shared_budget import RateLimit, shared_budget
 
             base_url, token, api_version, proxy = self._settings()
             self.api_version = api_version
@@ -182,7 +182,9 @@ class NetskopeHook(BaseHook):
                 verify_ssl=self.verify_ssl,
                 proxy=proxy,
                 policy=_netskope_policy(),
-                budget=process_budget(f"netskope-v1:{base_url}", V1_REQUESTS_PER_5S, 5.0) if api_version == "v1" else None,
+                # v1's limit is the tenant's: every task and worker reading it shares one budget.
+                budget=shared_budget(f"netskope-v1:{base_url}", [RateLimit(V1_REQUESTS_PER_5S, 5.0)])
+                if api_version == "v1" else None,
                 auth=HeaderAuth({"Netskope-Api-Token": token}) if api_version == "v2" else ClientAuth(),
                 secrets=[token],
             )
