@@ -33,6 +33,7 @@ from random import Random
 from typing import Any
 from urllib.parse import urlencode
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -239,13 +240,15 @@ class CasSimulator(SimulatorApp):
     :param tokens: the valid API keys (bearer tokens).
     :param options: :class:`CasOptions`.
     :param clock: the data clock ("now" for the 72-hour and 5-minute rules and which records exist).
+    :param rate_clock: the limiter's and the request log's clock (real time; tests may drive it).
     """
 
     name = "trendmicro"
 
     def __init__(self, dataset: CasDataset, tokens: Iterable[str], options: CasOptions | None = None,
-                 clock: Any = None) -> None:
+                 clock: Any = None, rate_clock: Any = time.time) -> None:
         self.dataset = dataset
+        self.rate_clock = rate_clock
         self.tokens = set(tokens)
         self.options = options or CasOptions()
         self.request_log: list[LoggedRequest] = []
@@ -286,14 +289,13 @@ class CasSimulator(SimulatorApp):
 
     # -- the endpoint ---------------------------------------------------------------------------
 
-    def _rate_ok(self, token: str) -> bool:
+    def _rate_ok(self, token: str, now: float) -> bool:
         """The KB's fixed window: it opens at its first request; more than N in it are refused."""
         opts = self.options
         if opts.rate_limit is None:
             return True
         scope = token if opts.rate_scope == "token" else "*"
         with self._rate_lock:
-            now = time.time()
             opened, count = self._windows.get(scope, (now, 0))
             if now - opened >= opts.rate_period:
                 opened, count = now, 0
@@ -303,7 +305,11 @@ class CasSimulator(SimulatorApp):
             self._windows[scope] = (opened, count + 1)
             return True
 
-    def _security_events(self, request: Request) -> Response:
+    async def _security_events(self, request: Request) -> Response:
+        # Auth and the rate window are judged here, in the event loop, the moment the request arrives (as
+        # the vendor's gateway would); only building the page runs in the thread pool, where a busy
+        # machine may queue it.
+        arrived = self.rate_clock()
         params = {k: v for k, v in request.query_params.items()}
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
@@ -311,19 +317,19 @@ class CasSimulator(SimulatorApp):
         try:
             if token not in self.tokens:
                 raise _Error(401, -4010001, "Authentication token not found")
-            if not self._rate_ok(token):
-                self._log(digest, request, params, 429)
+            if not self._rate_ok(token, arrived):
+                self._log(arrived, digest, request, params, 429)
                 return self.throttle_response(request)
-            body = self._page(request, params)
+            body = await run_in_threadpool(self._page, request, params)
         except _Error as exc:
-            self._log(digest, request, params, exc.status)
+            self._log(arrived, digest, request, params, exc.status)
             return JSONResponse(self._body(exc.code, exc.msg), status_code=exc.status)
-        self._log(digest, request, params, 200)
+        self._log(arrived, digest, request, params, 200)
         return JSONResponse(body)
 
-    def _log(self, digest: str, request: Request, params: dict[str, str], status: int) -> None:
+    def _log(self, arrived: float, digest: str, request: Request, params: dict[str, str], status: int) -> None:
         with self._rate_lock:
-            self.request_log.append(LoggedRequest(time.time(), digest, request.url.path, params, status))
+            self.request_log.append(LoggedRequest(arrived, digest, request.url.path, params, status))
 
     def _page(self, request: Request, params: dict[str, str]) -> dict[str, Any]:
         opts = self.options

@@ -19,10 +19,23 @@ def fmt(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
+class Ticker:
+    """The limiter's clock, moved by the test (no real waiting, no timing dependence)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def sim():
     dataset = CasDataset(1, NOW - timedelta(hours=80), NOW, per_hour=30, services=("sharepoint",))
-    app = CasSimulator(dataset, [TOKEN], CasOptions(rate_limit=5, rate_period=1.0), clock=lambda: NOW.timestamp())
+    ticker = Ticker()
+    app = CasSimulator(dataset, [TOKEN], CasOptions(rate_limit=5, rate_period=60.0), clock=lambda: NOW.timestamp(),
+                       rate_clock=ticker)
+    app.ticker = ticker
     with SimulatorServer(app) as server:
         app.url = server.url
         yield app
@@ -115,15 +128,15 @@ def test_fixed_rate_window_answers_429_with_the_documented_body(sim):
     assert statuses[:5] == [200] * 5 and statuses[5:] == [429, 429]
     body = get(sim, service="sharepoint", event="dlp").json()
     assert body["code"] == -4290001 and body["msg"] == "Maximum allowed requests exceeded"
-    import time
-
-    time.sleep(1.05)  # the window (sped up to 1 s) reopens
+    sim.ticker.now += 59.9  # still the window that opened at the first request
+    assert get(sim, service="sharepoint", event="dlp").status_code == 429
+    sim.ticker.now += 0.1  # a minute after the first request: a new window
     assert get(sim, service="sharepoint", event="dlp").status_code == 200
     log = sim.request_log
-    assert [r.status for r in log].count(429) == 3
+    assert [r.status for r in log].count(429) == 4
     assert all(TOKEN not in str(vars(r)) for r in log)
     ok = [r.at for r in log if r.status == 200]
-    assert max_in_window(ok, 1.0) <= 5
+    assert max_in_window(ok, 60.0) <= 5
 
 
 def test_rate_scope_per_customer_counts_every_token():
