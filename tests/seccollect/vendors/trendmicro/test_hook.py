@@ -174,3 +174,11 @@ def test_test_button_spends_from_the_shared_budget(cas_sim, monkeypatch):
     assert ok, message
     assert time.monotonic() - began >= 1.0
     assert [r.status for r in cas_sim.request_log] == [200] * 4
+
+
+def test_a_key_the_vendor_echoes_never_reaches_the_message(cas_sim, cas_now):
+    body = json.dumps({"code": -4000001, "traceId": "t", "msg": f"bad request for token {cas_sim.token}"})
+    cas_sim.faults.add("status", status=400, path="/v1/siem", body=body)
+    with pytest.raises(VendorApiError) as failed:
+        list(TrendMicroCasHook("trendmicro_test").iter_events("sharepoint", "dlp", cas_now - timedelta(hours=1), cas_now))
+    assert failed.value.status == 400 and cas_sim.token not in str(failed.value) and "trendmicro_test" in str(failed.value)
