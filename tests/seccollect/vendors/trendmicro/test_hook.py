@@ -182,3 +182,14 @@ def test_a_key_the_vendor_echoes_never_reaches_the_message(cas_sim, cas_now):
     with pytest.raises(VendorApiError) as failed:
         list(TrendMicroCasHook("trendmicro_test").iter_events("sharepoint", "dlp", cas_now - timedelta(hours=1), cas_now))
     assert failed.value.status == 400 and cas_sim.token not in str(failed.value) and "trendmicro_test" in str(failed.value)
+
+
+def test_provider_registers_the_trendmicro_cas_connection_type():
+    from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    hook_info = ProvidersManagerTaskRuntime().hooks["trendmicro_cas"]
+    assert hook_info is not None and hook_info.connection_testable is True
+    assert hook_info.hook_class_name == f"{TrendMicroCasHook.__module__}.{TrendMicroCasHook.__qualname__}"
+    behaviour = ProvidersManager().field_behaviours["trendmicro_cas"]
+    assert behaviour["relabeling"] == {"host": "Base URL", "password": "API Key"}
