@@ -109,15 +109,29 @@ def process_budget(key: str, max_calls: int, period: float) -> ProcessBudget:
 
 #: Redis URL of the budgets shared across processes and workers (unset: budgets per process).
 LIMITS_URL_ENV = "SECCOLLECT_LIMITS_URL"
+#: ``process``: budgets counted per process (no shared store).
+BUDGETS_ENV = "SECCOLLECT_BUDGETS"
 _REDIS_CLIENTS: dict[str, object] = {}
 
 
 def credential_budget(key: str, max_calls: int, period: float) -> RequestBudget:
-    """The budget of one credential: counted in the Redis of ``$SECCOLLECT_LIMITS_URL`` when it is set
-    (every task on every worker draws from it), else in this process (:func:`process_budget`)."""
+    """The budget of one credential, shared by every task that uses it:
+
+    * in the Redis of ``$SECCOLLECT_LIMITS_URL`` when it is set (a Celery deployment's broker: one
+      sliding window per key on Redis's clock, :mod:`seccollect.http.redis_budget`);
+    * else in the deployment's shared store (:mod:`seccollect.http.shared_budget`: PostgreSQL when the
+      warehouse is PostgreSQL or ``SECCOLLECT_BUDGET_CONN_ID`` names one, else an SQLite file beside
+      Airflow's home: every process of this machine);
+    * per process only when ``SECCOLLECT_BUDGETS=process`` (one process per credential, or a test's
+      control).
+    """
     url = os.environ.get(LIMITS_URL_ENV)
     if not url:
-        return process_budget(key, max_calls, period)
+        if os.environ.get(BUDGETS_ENV) == "process":
+            return process_budget(key, max_calls, period)
+        from seccollect.http.shared_budget import RateLimit, shared_budget
+
+        return shared_budget(key, [RateLimit(max_calls, period)])
     import redis
 
     from seccollect.http.redis_budget import RedisBudget

@@ -231,6 +231,20 @@ class BaseCollectOperator(BaseOperator):
             kwargs={"waiting_since": since.isoformat()},
         )
 
+    def _wait_for_budget(self, spent: Any) -> None:
+        """Defer (freeing the worker slot) until the credential's shared request budget has room for this
+        task's first request, then collect again (nothing was fetched: a task gives up waiting only before
+        its first request, see :class:`~seccollect.http.budget.BudgetWaitTooLong`)."""
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+        pause = timedelta(seconds=max(1.0, float(spent.wait)))
+        self.log.info("%s; deferring %s (the worker slot is free meanwhile)", spent, pause)
+        self.defer(trigger=TimeDeltaTrigger(pause), method_name="resume_after_budget")
+
+    def resume_after_budget(self, context: Context, event: Any = None) -> StagedWindow:
+        """Collect again after waiting for the request budget."""
+        return self.execute(context)
+
     def resume_after_vendor_clock(
         self, context: Context, event: Any = None, waiting_since: str | None = None
     ) -> StagedWindow:
@@ -241,6 +255,7 @@ class BaseCollectOperator(BaseOperator):
     def execute(self, context: Context) -> StagedWindow:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+        from seccollect.http.budget import BudgetWaitTooLong
         from seccollect.records.envelope import EnvelopeContext
         from seccollect.staging.store import StagingWriter, window_folder
 
@@ -269,6 +284,9 @@ class BaseCollectOperator(BaseOperator):
                 collected = self.collect(writer, envelope, context)
         except VendorClockBehind as behind:
             self._wait_for_vendor_clock(behind, context, getattr(self, "_waiting_since", None))
+            raise  # not reached: the task defers
+        except BudgetWaitTooLong as spent:
+            self._wait_for_budget(spent)
             raise  # not reached: the task defers
         staged = StagedWindow(
             content_type=self.content_type,

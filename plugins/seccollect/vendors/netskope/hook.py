@@ -166,8 +166,8 @@ class NetskopeHook(BaseHook):
 
     def get_conn(self) -> VendorHttpClient:
         """The HTTP client: the token as v2 header (v1 sends it in the request body), v1's request budget
-        shared by every hook that reads the same tenant (in every process and worker when
-        ``SECCOLLECT_LIMITS_URL`` is set, see :func:`~seccollect.http.budget.credential_budget`)."""
+        shared by every task, process and worker that reads the same tenant
+        (:func:`~seccollect.http.budget.credential_budget`)."""
         if self._client is None:
             from seccollect.http.auth import ClientAuth, HeaderAuth
             from seccollect.http.budget import credential_budget

@@ -57,6 +57,8 @@ def _race(netskope_sim, redis, limits_url: str | None, processes: int = 2, run_f
     env.pop("SECCOLLECT_LIMITS_URL", None)
     if limits_url:
         env["SECCOLLECT_LIMITS_URL"] = limits_url
+    else:
+        env["SECCOLLECT_BUDGETS"] = "process"  # the control: each process counts only its own requests
     for key in redis.scan_iter(f"seccollect:budget:netskope-v1:{base_url}:*"):
         redis.delete(key)  # a count left by an earlier run on this port
     netskope_sim.reset()
