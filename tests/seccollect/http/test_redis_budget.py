@@ -61,8 +61,16 @@ def test_a_full_budget_waits_until_the_oldest_request_leaves_the_period(redis_cl
     assert len(slept) >= 1 and all(0 < s <= 0.52 for s in slept)
 
 
-def test_credential_budget_is_shared_only_when_a_limits_url_is_set(redis_client, monkeypatch) -> None:
+def test_credential_budget_is_redis_when_a_limits_url_is_set_else_the_shared_store(
+    redis_client, monkeypatch, tmp_path
+) -> None:
+    from seccollect.http.shared_budget import SharedBudget
+
     monkeypatch.delenv("SECCOLLECT_LIMITS_URL", raising=False)
+    monkeypatch.delenv("SECCOLLECT_BUDGETS", raising=False)
+    monkeypatch.setenv("SECCOLLECT_BUDGET_PATH", str(tmp_path / "budget.sqlite3"))
+    assert isinstance(credential_budget("test-x", 5, 1.0), SharedBudget)
+    monkeypatch.setenv("SECCOLLECT_BUDGETS", "process")
     assert isinstance(credential_budget("test-x", 5, 1.0), ProcessBudget)
     monkeypatch.setenv("SECCOLLECT_LIMITS_URL", REDIS_URL)
     assert isinstance(credential_budget("test-x", 5, 1.0), RedisBudget)
