@@ -39,7 +39,7 @@ from airflow.sdk import BaseHook
 if TYPE_CHECKING:
     import requests
 
-    from seccollect.http.client import ResponsePolicy, Verdict, VendorHttpClient
+    from seccollect.http.client import ResponsePolicy, VendorHttpClient, Verdict
     from seccollect.http.slots import SharedSlots
 
 log = logging.getLogger(__name__)
