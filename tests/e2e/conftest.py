@@ -2,3 +2,4 @@
 the AWS unit tests, which define them (moto_url and s3 live in tests/conftest.py)."""
 
 from tests.seccollect.vendors.aws.conftest import aws_conn, scenario  # noqa: F401
+from tests.seccollect.vendors.qualys.conftest import fast_backoff, qualys_dataset, qualys_sim  # noqa: F401

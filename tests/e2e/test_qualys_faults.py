@@ -17,7 +17,7 @@ import pytest
 from seccollect_dev.simulators.qualys import DETECTION_PATH
 from tests.e2e.dag_runner import run_window, task_states, write_instance
 from tests.e2e.test_qualys_pipeline import assert_window_is_ground_truth
-from tests.seccollect.vendors.qualys.conftest import QUALYS_START, fast_backoff, qualys_dataset, qualys_sim  # noqa: F401
+from tests.seccollect.vendors.qualys.conftest import QUALYS_START
 
 pytestmark = pytest.mark.airflow_e2e
 
@@ -55,7 +55,7 @@ SCENARIOS = {
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_error_recovers_exactly_or_fails_at_once(
     name, tmp_path, monkeypatch, capfd, airflow_db, qualys_sim, qualys_dataset, warehouse_conn,
-    open_test_warehouse, fast_backoff,  # noqa: F811
+    open_test_warehouse, fast_backoff,
 ):
     scenario = SCENARIOS[name]
     monkeypatch.setenv("CONNECTORS_DIR", str(tmp_path))

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from tests.e2e.dag_runner import run_window, task_states, write_instance
-from tests.seccollect.vendors.qualys.conftest import QUALYS_START, fast_backoff, qualys_dataset, qualys_sim  # noqa: F401
+from tests.seccollect.vendors.qualys.conftest import QUALYS_START
 
 pytestmark = pytest.mark.airflow_e2e
 
