@@ -58,6 +58,7 @@ def test_demo_instance_files_are_valid() -> None:
         "acme-aws_cloudtrail-cloudtrail",
         "acme-aws_cloudtrail-vpcflow",
         "acme-aws_cloudtrail-waf",
+        "acme-qualys-vm",
     }
 
 

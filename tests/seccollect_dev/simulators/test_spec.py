@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from seccollect_dev.simulators import SIMULATORS, aws, netskope
+from seccollect_dev.simulators import SIMULATORS, aws, netskope, qualys
 from seccollect_dev.simulators.spec import SimulatorSpec
 
 
@@ -31,9 +31,9 @@ def _refused(url: str) -> bool:
 
 
 def test_one_mapping_names_every_simulator_once() -> None:
-    assert SIMULATORS == {"netskope": netskope.SIMULATOR, "aws": aws.SIMULATOR}
+    assert SIMULATORS == {"netskope": netskope.SIMULATOR, "aws": aws.SIMULATOR, "qualys": qualys.SIMULATOR}
     assert all(isinstance(spec, SimulatorSpec) and spec.name == name for name, spec in SIMULATORS.items())
-    assert {name: spec.default_port for name, spec in SIMULATORS.items()} == {"netskope": 18801, "aws": 18802}
+    assert {name: spec.default_port for name, spec in SIMULATORS.items()} == {"netskope": 18801, "aws": 18802, "qualys": 18803}
     with pytest.raises(AttributeError):
         netskope.SIMULATOR.name = "other"  # type: ignore[misc]  # frozen
 
@@ -86,10 +86,10 @@ def test_demo_connections_are_the_warehouse_plus_every_simulators_own() -> None:
     from seccollect_dev.demo import demo_connections, simulator_urls
 
     urls = simulator_urls()
-    assert urls == {"netskope": "http://127.0.0.1:18801", "aws": "http://127.0.0.1:18802"}
+    assert urls == {"netskope": "http://127.0.0.1:18801", "aws": "http://127.0.0.1:18802", "qualys": "http://127.0.0.1:18803"}
     expected = {"seccollect_warehouse"}
     for name, spec in SIMULATORS.items():
         expected |= set(spec.connections(urls[name]))
     assert set(demo_connections()) == expected == {
-        "seccollect_warehouse", "netskope_demo", "netskope_demo_v1", "aws_demo"
+        "seccollect_warehouse", "netskope_demo", "netskope_demo_v1", "aws_demo", "qualys_demo"
     }
