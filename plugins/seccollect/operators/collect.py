@@ -147,6 +147,9 @@ class BaseCollectOperator(BaseOperator):
     #: How the content type is read (:data:`~seccollect.registry.CollectPattern`); the load treats a
     #: ``snapshot`` window as a full pull.
     pattern: ClassVar[str] = "windowed"
+    #: Rows per staged Parquet part (per table), i.e. how many rows the writer holds before writing; a
+    #: vendor whose raw records are large lowers it to bound the task's memory (``None``: the default).
+    part_rows: ClassVar[int | None] = None
 
     template_fields: Sequence[str] = ("window_start", "window_end")
     ui_color = "#e8f4fd"
@@ -228,7 +231,8 @@ class BaseCollectOperator(BaseOperator):
         # empties its folder before its first part (retry semantics) and would delete its siblings'.
         map_index = getattr(context.get("ti"), "map_index", -1)
         folder = self.task_id if map_index is None or map_index < 0 else f"{self.task_id}/{map_index}"
-        writer = StagingWriter(window_folder(self.dag_id, start, end, folder))
+        rows = {"part_rows": self.part_rows} if self.part_rows else {}
+        writer = StagingWriter(window_folder(self.dag_id, start, end, folder), **rows)
         try:
             with fail_fast():
                 collected = self.collect(writer, envelope, context)

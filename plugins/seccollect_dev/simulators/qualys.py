@@ -209,6 +209,8 @@ class QualysDataset:
     detections_per_host: int = 5
     first_id: int = 1_000_100
     results_bytes: int = 40
+    #: Every this many detections one was processed two days before its host's scan (0: none).
+    stale_every: int = 5
     changes: dict[tuple[int, int], tuple[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -254,7 +256,8 @@ class QualysDataset:
     def _detection(self, index: int, j: int, processed: float) -> Detection:
         mix = self._mix(index, j)
         port, protocol, ssl = PORTS[mix % len(PORTS)]
-        det_processed = processed - 2 * 86400 if j % 5 == 4 else processed
+        stale = self.stale_every and j % self.stale_every == self.stale_every - 1
+        det_processed = processed - 2 * 86400 if stale else processed
         updated = det_processed - (mix >> 5) % 3 * 86400
         status = ALL_STATUSES[(mix >> 8) % 4]
         detection = Detection(
