@@ -754,9 +754,11 @@ def _credentials() -> tuple[str, str]:
 
 
 def build_simulator(args: argparse.Namespace) -> QualysSimulator:
-    """The simulator the CLI serves: ``args.hours`` of processing up to now."""
+    """The simulator the CLI serves: ``args.hours`` of processing up to now (and ``args.ahead_hours`` after)."""
     now = datetime.now(UTC).replace(microsecond=0)
-    dataset = QualysDataset(seed=args.seed, start=now - timedelta(hours=args.hours), end=now,
+    # Data after now (``ahead_hours``) is served as the real clock reaches each record's processing time.
+    ahead = timedelta(hours=getattr(args, "ahead_hours", 0.0))
+    dataset = QualysDataset(seed=args.seed, start=now - timedelta(hours=args.hours), end=now + ahead,
                             hosts=getattr(args, "qualys_hosts", 200), detections_per_host=getattr(args, "qualys_detections", 5))
     user, password = _credentials()
     return QualysSimulator(dataset, users={user: password})
