@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import os
 import threading
@@ -109,6 +110,7 @@ ERRORS: dict[int, tuple[int, str]] = {
 }
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a data set reuses few distinct seconds; strftime is most of a detection's cost
 def fmt(moment: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 

@@ -131,29 +131,35 @@ def value_of(element: etree._Element) -> Any:
     """An element as plain data: text (stripped, CDATA included) for a leaf; a dict of its children
     otherwise (a repeated child becomes a list; the children of ``*_LIST`` and :data:`LIST_ELEMENTS`
     always do); attributes as ``@name`` beside the text in ``#text``. Comments are skipped."""
-    children = [child for child in element if isinstance(child.tag, str)]
     tag = element.tag
-    if not children and (tag in LIST_ELEMENTS or tag.endswith("_LIST")) and not (element.text or "").strip():
-        return []  # <ASSET_GROUP_LIST/>: an empty list, like a full one's type
-    if not children:
-        text = (element.text or "").strip()
-        if element.attrib:
-            return {**{f"@{k}": v for k, v in element.attrib.items()}, "#text": text}
-        return text
-    if tag in LIST_ELEMENTS or tag.endswith("_LIST"):
-        return [value_of(child) for child in children]
+    is_list = tag in LIST_ELEMENTS or tag.endswith("_LIST")
+    if len(element) == 0 or not any(True for _ in element.iterchildren(etree.Element)):
+        if is_list and not (element.text or "").strip():
+            return []  # <ASSET_GROUP_LIST/>: an empty list, like a full one's type
+        return _leaf(element)
+    if is_list:
+        return [value_of(child) if len(child) else _leaf(child) for child in element.iterchildren(etree.Element)]
     out: dict[str, Any] = {f"@{k}": v for k, v in element.attrib.items()} if element.attrib else {}
-    repeated: set[str] = set()  # keys that became lists by repetition (a list value is not appended to)
-    for child in children:
-        name, value = child.tag, value_of(child)
-        if name in repeated:
-            out[name].append(value)
-        elif name in out:
-            out[name] = [out[name], value]
-            repeated.add(name)
-        else:
+    repeated: set[str] | None = None  # keys that became lists by repetition (a list value is not appended to)
+    for child in element.iterchildren(etree.Element):  # element children only: comments are skipped in C
+        name = child.tag
+        value = value_of(child) if len(child) or name in LIST_ELEMENTS or name.endswith("_LIST") else _leaf(child)
+        if name not in out:
             out[name] = value
+        elif repeated is not None and name in repeated:
+            out[name].append(value)
+        else:
+            out[name] = [out[name], value]
+            repeated = (repeated or set()) | {name}
     return out
+
+
+def _leaf(element: etree._Element) -> Any:
+    text = element.text
+    text = text.strip() if text else ""
+    if element.attrib:
+        return {**{f"@{k}": v for k, v in element.attrib.items()}, "#text": text}
+    return text
 
 
 def _drop(element: etree._Element) -> None:
