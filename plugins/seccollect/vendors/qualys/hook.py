@@ -59,8 +59,9 @@ KNOWN_PLATFORM = re.compile(r"^qualysapi\.(qg\d+\.apps\.)?qualys(ksa)?\.(com|eu|
 #: Codes of 409 answers that are worth waiting for (others, e.g. 2003/2011, are not).
 RATE_LIMITED, CONCURRENCY_LIMITED, BLOCKED = "1965", "1960", "1920"
 BAD_LOGIN, ACCOUNT_EXPIRED = "2000", "2001"
-#: Records handed from the reader thread per chunk.
-CHUNK = 2000
+#: Records handed from the reader thread per chunk (at most :data:`QUEUED` chunks wait at once).
+CHUNK = 500
+QUEUED = 2
 
 PATHS = {
     "hosts": "/api/{version}/fo/asset/host/",
@@ -341,7 +342,7 @@ class QualysHook(BaseHook):
     def _stream(self, path: str, params: dict[str, Any], to_records: Callable[[dict[str, Any]], list[dict[str, Any]]],
                 chunk: int, what: str) -> Iterator[list[dict[str, Any]]]:
         """Run the paging in a reader thread; yield its chunks; re-raise its failure here."""
-        handoff: queue.Queue[Any] = queue.Queue(maxsize=4)
+        handoff: queue.Queue[Any] = queue.Queue(maxsize=QUEUED)
         stop = threading.Event()
         done = object()
 
