@@ -8,11 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 from seccollect.operators.windowed import WindowedCollectOperator
 
+# Airflow-free and light: read once per record, so imported once here rather than in every call.
+from seccollect.records.envelope import content_hash
+from seccollect.records.intake import RecordFields
+from seccollect.records.quarantine import RecordError
+from seccollect.records.values import iso_time
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from seccollect.records.envelope import MsgOrigin
-    from seccollect.records.intake import RecordFields
     from seccollect.vendors.qualys.hook import QualysHook
 
 MSG_CLASS = {"hosts": "qualys_hosts", "vulnerabilities": "qualys_vulnerabilities"}
@@ -28,8 +33,6 @@ def _text(value: Any) -> str | None:
 
 
 def _first_time(raw: dict[str, Any], *fields: str) -> datetime | None:
-    from seccollect.records.values import iso_time
-
     for field in fields:
         value = _text(raw.get(field))
         if value:
@@ -40,8 +43,6 @@ def _first_time(raw: dict[str, Any], *fields: str) -> datetime | None:
 def detection_identity(raw: dict[str, Any]) -> str:
     """A detection's identity: its ``UNIQUE_VULN_ID`` where present, else (host ID, QID, port, protocol,
     SSL) - the key under which Qualys keeps one finding's state."""
-    from seccollect.records.quarantine import RecordError
-
     host = raw.get("HOST") if isinstance(raw.get("HOST"), dict) else {}
     host_id, qid = _text(host.get("ID")), _text(raw.get("QID"))
     if not host_id or not qid:
@@ -55,10 +56,6 @@ def detection_identity(raw: dict[str, Any]) -> str:
 
 def read_host(raw: dict[str, Any]) -> RecordFields:
     """Hosts → Syslog and Assets; a host's version is its content (unchanged = nothing new)."""
-    from seccollect.records.envelope import content_hash
-    from seccollect.records.intake import RecordFields
-    from seccollect.records.quarantine import RecordError
-
     host_id = _text(raw.get("ID"))
     if not host_id:
         raise RecordError("the host has no ID")
@@ -73,21 +70,35 @@ def read_host(raw: dict[str, Any]) -> RecordFields:
     )
 
 
+def _update_time(raw: dict[str, Any]) -> tuple[datetime, str]:
+    """A detection's version time and its text (``LAST_UPDATE_DATETIME``, else ``LAST_PROCESSED_DATETIME``).
+
+    Qualys writes ``YYYY-MM-DDTHH:MM:SSZ``: that text is the version as is (read once per detection, so
+    the common form skips the general parser)."""
+    for field in ("LAST_UPDATE_DATETIME", "LAST_PROCESSED_DATETIME"):
+        text = _text(raw.get(field))
+        if not text:
+            continue
+        if len(text) == 20 and text[-1] == "Z" and text[10] == "T":
+            try:
+                return datetime.fromisoformat(text), text
+            except ValueError:
+                pass
+        moment = iso_time(text, field)
+        return moment, moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    raise RecordError("the detection has neither LAST_UPDATE_DATETIME nor LAST_PROCESSED_DATETIME")
+
+
 def read_detection(raw: dict[str, Any]) -> RecordFields:
     """Detections → Syslog and Scans; the version is the detection's last update (else last processing)."""
-    from seccollect.records.intake import RecordFields
-    from seccollect.records.quarantine import RecordError
-
     identity = detection_identity(raw)
-    updated = _first_time(raw, "LAST_UPDATE_DATETIME", "LAST_PROCESSED_DATETIME")
-    if updated is None:
-        raise RecordError("the detection has neither LAST_UPDATE_DATETIME nor LAST_PROCESSED_DATETIME")
+    updated, version = _update_time(raw)
     return RecordFields(
         vendor_id=identity,
         event_time=updated,
         typed={"scans": {"asset_id": _text(raw["HOST"].get("ID")), "vulnerability_id": _text(raw.get("QID")),
                          "severity": _text(raw.get("SEVERITY")), "status": _text(raw.get("STATUS"))}},
-        version=updated.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        version=version,
     )
 
 
