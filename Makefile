@@ -41,6 +41,7 @@ bench: venv
 	$(PY) bench/load_throughput.py
 	$(PY) bench/alert_mapping.py
 	$(PY) bench/cloudtrail_throughput.py
+	$(PY) bench/qualys_throughput.py
 
 clean:
 	rm -rf .airflow .demo
