@@ -173,8 +173,14 @@ def child_load(url: str, backend: str, target: str, staging: str, staged: dict[s
 
 
 def run_child(function: str, **kwargs: Any) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, str(BENCH), "--child", function, json.dumps(kwargs)],
-                          stdout=subprocess.PIPE, text=True, check=False)
+    # The arguments go through a file: a window staged as a thousand parts is too long for argv.
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(kwargs, fh)
+    try:
+        proc = subprocess.run([sys.executable, str(BENCH), "--child", function, fh.name],
+                              stdout=subprocess.PIPE, text=True, check=False)
+    finally:
+        os.unlink(fh.name)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("@@RESULT ")]
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stdout[-5000:])
@@ -203,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         serve(*args.serve)
         return 0
     if args.child:
-        function, kwargs = args.child
-        result = globals()[f"child_{function}"](**json.loads(kwargs))
+        function, kwargs_file = args.child
+        result = globals()[f"child_{function}"](**json.loads(Path(kwargs_file).read_text()))
         result.setdefault("peak_rss_mib", _rss_mib())
         print("@@RESULT " + json.dumps(result, default=str), flush=True)
         return 0
