@@ -5,7 +5,9 @@ error instead of queueing it). That limit belongs to the account, not to a task:
 backfill of many windows and the Test button all count against it. :class:`SharedSlots` is a counting
 semaphore across threads and processes of one machine, made of ``limit`` lock files in a directory
 named after the key (``fcntl.flock``: the kernel releases a slot when its holder dies, so a killed task
-never leaks one). Workers on several machines share a directory on a shared file system, or run the
+never leaks one). The same folder records a shared pause (:meth:`SharedSlots.pause`): when the vendor
+says the account's call budget is spent, every process waits it out instead of spending calls on
+refusals. Workers on several machines share a directory on a shared file system, or run the
 vendor's tasks in one Airflow pool sized to the limit.
 
 The key names the account (e.g. a hash of the API URL and the user name), never a secret.
@@ -83,6 +85,27 @@ class SharedSlots:
                 continue
             return fd
         return None
+
+    # --- a shared pause: the vendor said the account's budget is spent ---------------------------------
+
+    def pause(self, seconds: float) -> None:
+        """Tell every holder of the key that no call may go for ``seconds`` (e.g. the vendor answered a
+        rate-limit error with the wait): a later deadline already recorded is kept."""
+        deadline = time.time() + seconds
+        if deadline <= time.time() + self.paused_for():
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = self.folder / f"pause.{os.getpid()}.tmp"
+        temporary.write_text(repr(deadline))
+        os.replace(temporary, self.folder / "pause")  # atomic: readers see the old or the new deadline
+
+    def paused_for(self) -> float:
+        """Seconds left of the pause recorded by any holder of the key (0 when none)."""
+        try:
+            deadline = float((self.folder / "pause").read_text())
+        except (OSError, ValueError):
+            return 0.0
+        return max(0.0, deadline - time.time())
 
     @contextlib.contextmanager
     def hold(self, *, max_wait: float | None = None) -> Iterator[None]:

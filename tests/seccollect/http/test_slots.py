@@ -71,3 +71,13 @@ def test_a_killed_holder_frees_its_slot(tmp_path):
     process.join()
     with slots.hold(max_wait=5):
         pass
+
+
+def test_a_pause_is_shared_by_every_holder_of_the_key_and_the_latest_deadline_wins(tmp_path):
+    a, b = SharedSlots("acct", 1, directory=tmp_path), SharedSlots("acct", 1, directory=tmp_path)
+    assert b.paused_for() == 0
+    a.pause(30)
+    assert 25 < b.paused_for() <= 30
+    a.pause(5)  # an earlier deadline does not shorten the pause
+    assert b.paused_for() > 25
+    assert SharedSlots("other", 1, directory=tmp_path).paused_for() == 0

@@ -16,7 +16,8 @@
   that has them and logged when low; a spent rate window makes the next call wait instead of trip 1965.
 * **Shared limits**: every call holds one of the account's concurrency slots
   (:class:`~seccollect.http.slots.SharedSlots`, keyed by API URL and user name, sized by the
-  connection's ``concurrency_limit``), so tasks of all instances on one account never exceed it.
+  connection's ``concurrency_limit``), so tasks of all instances on one account never exceed it; a
+  spent rate window (409/1965, or ``Remaining: 0`` with a wait) pauses every task of the account.
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return None
 
 
-def _qualys_policy(conn_id: str, limits: LimitState, concurrency_wait: float) -> ResponsePolicy:
+def _qualys_policy(conn_id: str, limits: LimitState, concurrency_wait: float,
+                   on_spent: Callable[[float], None] = lambda seconds: None) -> ResponsePolicy:
     from seccollect.http.client import ResponsePolicy, Verdict
     from seccollect.vendors.qualys.xml import QualysReturn, UnsafeXml, parse_simple_return
 
@@ -156,6 +158,7 @@ def _qualys_policy(conn_id: str, limits: LimitState, concurrency_wait: float) ->
     def verdict_of(ret: QualysReturn, status: int) -> Verdict:
         if ret.code == RATE_LIMITED:
             wait = limits.to_wait or float(ret.items.get("SECONDS_TO_WAIT") or 60)
+            on_spent(wait)  # every task of the account waits it out, not only this one
             return Verdict("throttled", explain(ret.code, ret.text), wait=wait)
         if ret.code in (CONCURRENCY_LIMITED, BLOCKED):
             return Verdict("throttled", explain(ret.code, ret.text), wait=concurrency_wait)
@@ -202,6 +205,7 @@ def _qualys_policy(conn_id: str, limits: LimitState, concurrency_wait: float) ->
                 if remaining == 0 and limits.to_wait > 0 and response.status_code == 200:
                     # The window is spent: the next call would only earn a 409/1965.
                     limits.not_before = time.monotonic() + limits.to_wait
+                    on_spent(limits.to_wait)
                 if remaining <= max(1, limit // 10):
                     log.warning("Qualys rate limit of connection %r is low: %d of %d calls left in the %ss window%s",
                                 conn_id, remaining, limit, limits.window,
@@ -283,7 +287,7 @@ class QualysHook(BaseHook):
             self.api_version = version
             concurrency = int(extra.get("concurrency_limit") or DEFAULT_CONCURRENCY_LIMIT)
             wait = float(extra.get("concurrency_wait_seconds") or DEFAULT_CONCURRENCY_WAIT)
-            self._slots = SharedSlots(f"qualys-account:{base_url}|{conn.login}", concurrency)
+            self._slots = slots = SharedSlots(f"qualys-account:{base_url}|{conn.login}", concurrency)
             self._client = VendorHttpClient(
                 vendor="Qualys",
                 base_url=base_url,
@@ -293,7 +297,7 @@ class QualysHook(BaseHook):
                 # Waits are Qualys' own (ToWait-Sec can be minutes): honour them rather than hammer, which
                 # only earns more 409s; a page may meet several limits before it is served.
                 retry=RetryPolicy(max_attempts=10, max_throttle_wait=3600.0),
-                policy=_qualys_policy(self.qualys_conn_id, self.limits, wait),
+                policy=_qualys_policy(self.qualys_conn_id, self.limits, wait, on_spent=slots.pause),
                 auth=BasicAuth(conn.login, password),
                 headers={"X-Requested-With": "seccollect-airflow"},
                 timeout=(10.0, 300.0),
@@ -309,9 +313,10 @@ class QualysHook(BaseHook):
     def _call(self, url: str, params: Mapping[str, Any] | None, parse: Callable[[requests.Response], Any]) -> Any:
         """One API call (with its retries) holding one of the account's concurrency slots."""
         client = self.get_conn()
-        pause = self.limits.not_before - time.monotonic()
+        pause = max(self.limits.not_before - time.monotonic(), self.slots.paused_for())
         if pause > 0:
-            log.info("Qualys rate window of connection %r is spent; waiting %.0fs as Qualys asked", self.qualys_conn_id, pause)
+            log.info("Qualys rate window of the account of connection %r is spent; waiting %.0fs as Qualys asked",
+                     self.qualys_conn_id, pause)
             client.sleep(pause)
         with self.slots.hold():
             return client.request("GET", url, params=params, parse=parse, stream=True)

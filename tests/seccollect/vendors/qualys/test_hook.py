@@ -77,7 +77,10 @@ def test_the_api_version_is_settable(qualys_sim, monkeypatch):
 
 
 @pytest.mark.parametrize(("code", "expected_wait"), [(1965, 7.0), (1960, 0.2)])
-def test_qualys_waits_are_honoured_as_asked(qualys_sim, code, expected_wait):
+def test_qualys_waits_are_honoured_as_asked(qualys_sim, code, expected_wait, monkeypatch):
+    # The account-wide pause is tested below; here a fake sleep takes no time, so the pause would
+    # still be running at every later page.
+    monkeypatch.setattr("seccollect.http.slots.SharedSlots.pause", lambda self, seconds: None)
     hook = QualysHook("qualys_test", truncation_limit=7)
     slept: list[float] = []
     hook.get_conn().sleep = slept.append
@@ -128,3 +131,17 @@ def test_every_call_holds_one_of_the_accounts_slots(qualys_sim):
     for _ in hook.iter_window("hosts", *WINDOW):
         pass
     assert len(held) == hook.pages_read == qualys_sim.stats.count("/api/5.0/fo/asset/host/") >= 3
+
+
+def test_a_spent_rate_window_pauses_every_task_of_the_account(qualys_sim):
+    first, second = QualysHook("qualys_test"), QualysHook("qualys_test_b")  # two connections, one account
+    first.get_conn().sleep = lambda seconds: None
+    slept: list[float] = []
+    second.get_conn().sleep = slept.append
+    qualys_sim.inject(1965, path=DETECTIONS, wait=30)
+    for _ in first.iter_window("vulnerabilities", *WINDOW):
+        pass
+    for _ in second.iter_window("hosts", *WINDOW):
+        pass
+    assert len(slept) == 1 and 25 < slept[0] <= 30  # waited before calling instead of earning a 409
+    assert qualys_sim.rate_rejections == 0 and qualys_sim.stats.count(DETECTIONS) == 2
