@@ -55,6 +55,7 @@ bench: venv
 	$(PY) bench/alert_mapping.py
 	$(PY) bench/cloudtrail_throughput.py
 	$(PY) bench/stack_throughput.py
+	$(PY) bench/qualys_throughput.py
 
 clean:
 	rm -rf .airflow .demo .stack

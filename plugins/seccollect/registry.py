@@ -87,6 +87,9 @@ class ConnectorSpec:
     :param demo_instances: folder of the instance files the demo runs (``make demo``, ``make airflow``).
     :param retention: how far back the vendor serves data (``None``: as far as anyone needs). Catch-up
         never schedules older windows, and the coverage view shows them as lost to retention.
+    :param views: ``(name, SELECT statement)`` of views the vendor adds over the warehouse's tables (e.g.
+        the current state of items whose versions an index keeps); created with the schema. The SELECT
+        must run on every warehouse backend.
     """
 
     connector_type: str
@@ -100,6 +103,7 @@ class ConnectorSpec:
     simulator: str | None = None
     demo_instances: Path | None = None
     retention: timedelta | None = None
+    views: tuple[tuple[str, str], ...] = ()
 
     @property
     def content_types(self) -> dict[str, ContentType]:

@@ -177,7 +177,6 @@ class BaseCollectOperator(BaseOperator):
     #: How the content type is read (:data:`~seccollect.registry.CollectPattern`); the load treats a
     #: ``snapshot`` window as a full pull.
     pattern: ClassVar[str] = "windowed"
-
     template_fields: Sequence[str] = ("window_start", "window_end")
     ui_color = "#e8f4fd"
 

@@ -253,7 +253,16 @@ class Warehouse(abc.ABC):
             self._add_new_columns()
             self._execute(coverage_view_sql(self.dialect))
             self._execute(CURRENT_ASSETS_VIEW_SQL)
+            for name, select in self._views():
+                self._execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
         self._check_schema()
+
+    @staticmethod
+    def _views() -> list[tuple[str, str]]:
+        """The views registered vendors add (``ConnectorSpec.views``)."""
+        from seccollect import registry
+
+        return [view for spec in registry.specs() for view in spec.views]
 
     @staticmethod
     def _tables() -> list[Any]:

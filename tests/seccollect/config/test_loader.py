@@ -59,6 +59,8 @@ def test_demo_instance_files_are_valid() -> None:
         "acme-aws_cloudtrail-vpcflow",
         "acme-aws_cloudtrail-waf",
         "acme-connectsecure-v4",
+        "acme-qualys-vm",
+        "acme-trendmicro_cas-cas",
     }
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from seccollect_dev.simulators import SIMULATORS, aws, connectsecure, netskope
+from seccollect_dev.simulators import SIMULATORS, aws, connectsecure, netskope, qualys, trendmicro
 from seccollect_dev.simulators.spec import SimulatorSpec
 
 
@@ -31,10 +31,11 @@ def _refused(url: str) -> bool:
 
 
 def test_one_mapping_names_every_simulator_once() -> None:
-    assert SIMULATORS == {"netskope": netskope.SIMULATOR, "aws": aws.SIMULATOR, "connectsecure": connectsecure.SIMULATOR}
+    assert SIMULATORS == {"netskope": netskope.SIMULATOR, "aws": aws.SIMULATOR, "connectsecure": connectsecure.SIMULATOR,
+                          "qualys": qualys.SIMULATOR, "trendmicro": trendmicro.SIMULATOR}
     assert all(isinstance(spec, SimulatorSpec) and spec.name == name for name, spec in SIMULATORS.items())
     assert {name: spec.default_port for name, spec in SIMULATORS.items()} == {
-        "netskope": 18801, "aws": 18802, "connectsecure": 18803}
+        "netskope": 18801, "aws": 18802, "connectsecure": 18803, "qualys": 18804, "trendmicro": 18806}
     with pytest.raises(AttributeError):
         netskope.SIMULATOR.name = "other"  # type: ignore[misc]  # frozen
 
@@ -88,10 +89,12 @@ def test_demo_connections_are_the_warehouse_plus_every_simulators_own() -> None:
 
     urls = simulator_urls()
     assert urls == {"netskope": "http://127.0.0.1:18801", "aws": "http://127.0.0.1:18802",
-                    "connectsecure": "http://127.0.0.1:18803"}
+                    "connectsecure": "http://127.0.0.1:18803", "qualys": "http://127.0.0.1:18804",
+                    "trendmicro": "http://127.0.0.1:18806"}
     expected = {"seccollect_warehouse"}
     for name, spec in SIMULATORS.items():
         expected |= set(spec.connections(urls[name]))
     assert set(demo_connections()) == expected == {
-        "seccollect_warehouse", "netskope_demo", "netskope_demo_v1", "aws_demo", "connectsecure_demo"
+        "seccollect_warehouse", "netskope_demo", "netskope_demo_v1", "aws_demo", "connectsecure_demo", "qualys_demo",
+        "trendmicro_cas_demo"
     }
