@@ -26,6 +26,8 @@ TEST_RETRY = RetryPolicy(max_attempts=1)
 TEST_TIMEOUT: tuple[float, float] = (3.0, 8.0)
 #: After this many seconds the remaining checks are not started.
 TEST_TIME_BUDGET = 12.0
+#: Starts each line: the UI's message toast joins lines with a space, a bullet keeps them apart there.
+BULLET = "• "
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -92,16 +94,16 @@ def run_checks(
 
 
 def summarize(title: str, results: Mapping[str, CheckResult]) -> tuple[bool, str]:
-    """``(all passed, message)``: ``title``, then one line per check; a reason already given is not
-    repeated (``FAILED — same as alert``)."""
+    """``(all passed, message)``: ``title``, then one line per check (``• alert: OK``); a reason already
+    given is not repeated (``• event: FAILED — same as alert``)."""
     lines = [title]
     first_with: dict[str, str] = {}
     for name, result in results.items():
         if result.ok:
-            lines.append(f"{name}: OK")
+            lines.append(f"{BULLET}{name}: OK")
         elif result.reason in first_with:
-            lines.append(f"{name}: FAILED — same as {first_with[result.reason]}")
+            lines.append(f"{BULLET}{name}: FAILED — same as {first_with[result.reason]}")
         else:
             first_with[result.reason] = name
-            lines.append(f"{name}: FAILED — {result.reason}")
+            lines.append(f"{BULLET}{name}: FAILED — {result.reason}")
     return all(r.ok for r in results.values()), "\n".join(lines)

@@ -24,8 +24,8 @@ def test_a_repeated_error_is_written_once_and_every_item_has_its_line() -> None:
     assert ok is False
     lines = message.splitlines()
     assert lines[0] == "Acme API v2:"
-    assert lines[1].startswith("alert: FAILED — HTTP 401 Unauthorized") and "Acme said: bad token" in lines[1]
-    assert lines[2:] == ["event: FAILED — same as alert", "page: OK"]
+    assert lines[1].startswith("• alert: FAILED — HTTP 401 Unauthorized") and "Acme said: bad token" in lines[1]
+    assert lines[2:] == ["• event: FAILED — same as alert", "• page: OK"]
     assert message.count("401") == 1
     assert "random_transient_id" not in message and "/a" not in message
 

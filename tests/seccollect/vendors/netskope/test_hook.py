@@ -228,7 +228,7 @@ def test_connection_test_reports_each_content_type_and_writes_nothing(monkeypatc
     assert ok is False
     header, *rest = message.splitlines()
     assert header == "Netskope API v2:"
-    lines = dict(line.split(": ", 1) for line in rest)
+    lines = dict(line.removeprefix("• ").split(": ", 1) for line in rest)
     assert list(lines) == ["alert", "event", "page", "pops", "tunnels"]
     assert {ct: line for ct, line in lines.items() if ct != "page"} == dict.fromkeys(
         ["alert", "event", "pops", "tunnels"], "OK")
@@ -245,7 +245,7 @@ def test_connection_test_reports_each_content_type_and_writes_nothing(monkeypatc
 def test_connection_test_v1_passes_with_two_requests(netskope_sim) -> None:
     ok, message = _hook("netskope_test_v1").test_connection()
     assert ok is True
-    assert message == "Netskope API v1:\nalert: OK\nevent: OK"
+    assert message == "Netskope API v1:\n• alert: OK\n• event: OK"
     assert netskope_sim.stats.snapshot()["by_path"] == {V1_ALERTS_PATH: 1, V1_EVENTS_PATH: 1}
     assert NETSKOPE_V1_TOKEN not in message
 
@@ -256,8 +256,8 @@ def test_connection_test_with_a_wrong_key_says_the_401_once(monkeypatch, netskop
     assert ok is False
     header, first, *others = message.splitlines()
     assert header == "Netskope API v2:"
-    assert first.startswith("alert: FAILED — HTTP 401 Unauthorized: invalid credential")
-    assert others == [f"{ct}: FAILED — same as alert" for ct in ("event", "page", "pops", "tunnels")]
+    assert first.startswith("• alert: FAILED — HTTP 401 Unauthorized: invalid credential")
+    assert others == [f"• {ct}: FAILED — same as alert" for ct in ("event", "page", "pops", "tunnels")]
     assert message.count("401") == 1
     assert "not-the-right-key-123" not in message
     # One attempt per content type (the Test button does not run the retry schedule).
@@ -276,7 +276,7 @@ def test_connection_test_against_a_refusing_port_answers_at_once_with_the_cause(
     assert ok is False
     assert elapsed < 15, f"the Test answered after {elapsed:.0f}s"
     lines = message.splitlines()
-    assert len(lines) == 6 and lines[1].startswith("alert: FAILED — ConnectionError: [Errno 111] Connection refused")
+    assert len(lines) == 6 and lines[1].startswith("• alert: FAILED — ConnectionError: [Errno 111] Connection refused")
     assert message.count("Connection refused") == 1
     assert "k" * 20 not in message
 
