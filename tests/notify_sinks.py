@@ -28,9 +28,13 @@ class SmtpSink:
                           "timeout": 10, "retry_limit": 1}}
 
     def text(self, mail: email.message.EmailMessage) -> str:
-        """The mail's subject and body as text."""
+        """The mail's subject and body as a person reads them (HTML tags and escapes resolved)."""
+        import html
+        import re
+
         body = mail.get_body(preferencelist=("html", "plain"))
-        return f"{mail['Subject']}\n{body.get_content() if body is not None else ''}"
+        content = body.get_content() if body is not None else ""
+        return f"{mail['Subject']}\n{html.unescape(re.sub(r'<[^>]+>', '', content))}"
 
 
 @contextmanager
