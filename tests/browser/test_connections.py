@@ -82,3 +82,11 @@ def test_the_test_button_on_the_netskope_connection_shows_ok(logged_in_page: Any
     for content_type in ("alert", "event", "page", "pops", "tunnels"):
         assert f"{content_type}: OK" in text, text
     assert "Bad Request" not in page.inner_text("body")
+
+
+def test_the_package_plugin_loads_once_without_import_errors(ui_stack: UiStack) -> None:
+    """The middleware that fixes the Test button comes with the package's plugin: it must load, once."""
+    errors = ui_stack.api.get("plugins/importErrors")
+    assert errors["total_entries"] == 0, errors
+    plugins = [p["name"] for p in ui_stack.api.get("plugins")["plugins"]]
+    assert plugins.count("seccollect") == 1, plugins
