@@ -79,21 +79,21 @@ class CoverageCheckOperator(BaseOperator):
         if self.notify:
             silence_windows = self.notify.get("silence_windows")
             silences = find_silences(rows, own_start, silence_windows) if silence_windows else []
-            self._tell(context, gaps, silences)
+            self._tell(context, self.notify, gaps, silences)
         if gaps:
             raise AirflowFailException(describe_gaps(self.dag_id, gaps))
         return {"windows": counts}
 
-    def _tell(self, context: Context, gaps: Sequence[Mapping[str, Any]], silences: Sequence[Mapping[str, Any]]) -> None:
+    def _tell(self, context: Context, settings: Mapping[str, Any], gaps: Sequence[Mapping[str, Any]],
+              silences: Sequence[Mapping[str, Any]]) -> None:
         """Notify the gaps and silences not told before; remember what is told (XCom ``reported_notices``)."""
         from seccollect.notifications import Notice, format_window, send
 
-        assert self.notify is not None
         ti = context.get("ti")
         told: set[str] = set()
         if ti is not None and hasattr(ti, "xcom_pull"):
             told = set(ti.xcom_pull(task_ids=self.task_id, key=REPORTED_KEY, include_prior_dates=True) or [])
-        current = {_gap_key(g): g for g in gaps} if self.notify.get("on_gap", True) else {}
+        current = {_gap_key(g): g for g in gaps} if settings.get("on_gap", True) else {}
         current.update({_silence_key(s): s for s in silences})
         new_gaps = [g for k, g in current.items() if k not in told and k.startswith("gap|")]
         new_silences = [s for k, s in current.items() if k not in told and k.startswith("silence|")]
@@ -103,7 +103,7 @@ class CoverageCheckOperator(BaseOperator):
             window = format_window(min(g["window_start"] for g in new_gaps), max(g["window_end"] for g in new_gaps))
             notice = Notice(kind="gap", dag_id=self.dag_id, window=window, reason=describe_gaps(self.dag_id, new_gaps),
                             run_id=run_id, task_id=self.task_id)
-            if send(self.notify, notice, context):
+            if send(settings, notice, context):
                 undelivered.update(_gap_key(g) for g in new_gaps)
         for silence in new_silences:
             reason = (
@@ -115,7 +115,7 @@ class CoverageCheckOperator(BaseOperator):
             notice = Notice(kind="silence", dag_id=self.dag_id,
                             window=format_window(silence["window_start"], silence["window_end"]), reason=reason,
                             run_id=run_id, task_id=self.task_id)
-            if send(self.notify, notice, context):
+            if send(settings, notice, context):
                 undelivered.add(_silence_key(silence))
         if ti is not None and hasattr(ti, "xcom_push"):
             # What is still true and was told (or told before): the next run stays silent about it. An
