@@ -10,8 +10,9 @@ Chromium or Playwright the browser tests skip with the reason; under ``REQUIRE_S
 Fixtures (for every browser test, e.g. the Trigger form and the coverage page):
 
 * ``ui_stack`` (session) - a :class:`UiStack`: ``stack`` (the AirflowStack), ``api`` (its REST client as
-  admin), ``url``, ``password``, ``urls`` (simulator name -> URL), ``dag_ids`` (the demo DAGs, parsed),
-  ``warehouse`` (the DuckDB file), ``demo_dir``;
+  admin), ``url``, ``password``, ``urls`` (simulator name -> URL), ``dag_ids`` (the demo DAGs, parsed,
+  paused), ``warehouse`` (the DuckDB file), ``demo_dir``, ``first_window`` (every demo instance starts
+  there, 15-20 minutes before the stack; ``catchup: false``, so unpausing queues no old windows);
 * ``chromium`` (session) - the path of the Chromium binary (or a skip);
 * ``browser`` (session) - a headless Playwright ``Browser`` on that Chromium;
 * ``page`` - a fresh browser context and page, closed after the test (a screenshot is saved when the
@@ -32,6 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,8 @@ class UiStack:
     dag_ids: list[str]
     warehouse: Path
     demo_dir: Path
+    #: Every demo instance's start (``start_date``, 15-20 minutes before the stack started; no catch-up).
+    first_window: datetime
 
     @property
     def url(self) -> str:
@@ -131,6 +135,8 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: dict[str
         for name in SIMULATORS:
             patch.setenv(f"DEMO_{name.upper()}_PORT", str(free_port()))
         (root / ".demo").mkdir()
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        first_window = now - timedelta(minutes=now.minute % 5 + 15)
         pg = PostgresServer(host=str(postgres_server["host"]), port=int(postgres_server["port"]),
                             user=str(postgres_server["user"]))
         dbname = f"seccollect_ui_{uuid.uuid4().hex[:10]}"
@@ -146,16 +152,26 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: dict[str
                     },
                 )
                 demo.prepare_airflow(stack)
+                _start_recently_without_catch_up(root / ".demo" / "connectors", first_window)
                 stack.start()
                 try:
                     api = stack.api()
                     dag_ids = list(demo.demo_dags())
                     demo.wait_for_dags(api, dag_ids)
-                    yield UiStack(stack, api, urls, dag_ids, demo.WAREHOUSE_PATH, root / ".demo")
+                    yield UiStack(stack, api, urls, dag_ids, demo.WAREHOUSE_PATH, root / ".demo", first_window)
                 finally:
                     stack.stop()
         finally:
             pg.drop_database(dbname)
+
+
+def _start_recently_without_catch_up(folder: Path, first_window: datetime) -> None:
+    """The demo's instances, for UI tests: starting at ``first_window`` (not the hour their files were
+    written: at 11:05 no earlier window of this hour could be backfilled, and every window since 10:00
+    would be judged by the coverage check), and without catch-up (a DAG unpaused by a dialog must not
+    queue runs ahead of the test's own)."""
+    for path in folder.glob("*.yaml"):
+        path.write_text(path.read_text().rstrip("\n") + f"\nstart_date: '{first_window.isoformat()}'\ncatchup: false\n")
 
 
 @pytest.fixture
