@@ -1,7 +1,7 @@
 """Shared fixtures of the browser tests: Debian's Chromium driven by Playwright against a whole Airflow.
 
 One Airflow (:class:`~seccollect_dev.airflow_stack.AirflowStack`: api-server, scheduler, dag-processor,
-triggerer) serves the whole session, on a PostgreSQL metadata database of its own, with the demo's
+triggerer) serves every browser test (package scope: it stops after the last test of ``tests/browser``), on a PostgreSQL metadata database of its own, with the demo's
 simulators, instance files, connections and load pool (:mod:`seccollect_dev.demo`), all in a temporary
 folder and on free ports. Nothing is installed here: Chromium is ``/usr/bin/chromium`` (``.ci/run``
 installs Debian's package when it is missing) and Playwright never downloads a browser. Without
@@ -9,12 +9,12 @@ Chromium or Playwright the browser tests skip with the reason; under ``REQUIRE_S
 
 Fixtures (for every browser test, e.g. the Trigger form and the coverage page):
 
-* ``ui_stack`` (session) - a :class:`UiStack`: ``stack`` (the AirflowStack), ``api`` (its REST client as
+* ``ui_stack`` (package) - a :class:`UiStack`: ``stack`` (the AirflowStack), ``api`` (its REST client as
   admin), ``url``, ``password``, ``urls`` (simulator name -> URL), ``dag_ids`` (the demo DAGs, parsed,
   paused), ``warehouse`` (the DuckDB file), ``demo_dir``, ``first_window`` (every demo instance starts
   there, 15-20 minutes before the stack; ``catchup: false``, so unpausing queues no old windows);
 * ``chromium`` (session) - the path of the Chromium binary (or a skip);
-* ``browser`` (session) - a headless Playwright ``Browser`` on that Chromium;
+* ``browser`` (package) - a headless Playwright ``Browser`` on that Chromium;
 * ``page`` - a fresh browser context and page, closed after the test (a screenshot is saved when the
   test fails);
 * ``logged_in_page`` - ``page`` logged in to the UI as ``admin``;
@@ -73,7 +73,7 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium: Path) -> Iterator[Any]:
     """A headless Chromium driven by Playwright (never a downloaded browser)."""
     from playwright.sync_api import sync_playwright
@@ -115,7 +115,7 @@ class UiStack:
         return self.stack.password
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ui_stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: dict[str, Any]) -> Iterator[UiStack]:
     """A whole Airflow on a PostgreSQL metadata database with the demo's simulators, DAGs, connections
     and pool, in a temporary folder on free ports (never the checkout's ``.airflow``/``.demo``)."""
@@ -144,13 +144,9 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: dict[str
         env = {**os.environ, **demo.demo_environment()}
         try:
             with demo.services(env) as urls:
-                stack = AirflowStack(
-                    env, pg.sqlalchemy_url(dbname), root / ".demo" / "logs",
-                    extra_env={
-                        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-                        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
-                    },
-                )
+                # Airflow's default parse intervals: the instance files do not change during the tests,
+                # and re-parsing every few seconds would load the machine for nothing.
+                stack = AirflowStack(env, pg.sqlalchemy_url(dbname), root / ".demo" / "logs")
                 demo.prepare_airflow(stack)
                 _start_recently_without_catch_up(root / ".demo" / "connectors", first_window)
                 stack.start()
