@@ -12,6 +12,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+# The build leaves plugins/seccollect.egg-info beside the package; plugins/ is on sys.path (below), so
+# Airflow would see a second "seccollect" distribution and register its plugin twice (a "Plugin Import
+# Error" in the UI).
+	rm -rf plugins/seccollect.egg-info
 # The dev-only package plugins/seccollect_dev (simulators, demo) is not part of the distribution
 # (pyproject.toml packages only seccollect): a .pth file puts plugins/ on the venv's sys.path instead.
 	echo "$(CURDIR)/plugins" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/seccollect_dev.pth"

@@ -4,7 +4,9 @@
   (de)serialise the DAGs;
 * the listener that notes on every connector run the window it collects (:mod:`seccollect.run_notes`);
 * the Coverage page (:mod:`seccollect.coverage_page`): a FastAPI app the api-server mounts at
-  ``/seccollect``, shown in the UI's navigation and as a tab of every DAG.
+  ``/seccollect``, shown in the UI's navigation and as a tab of every DAG;
+* the api-server middleware that lets the UI's Test button work on connections stored without a port
+  (:mod:`seccollect.api_middleware`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from seccollect import run_notes
+from seccollect.api_middleware import ConnectionTestPortMiddleware
 from seccollect.dag_factory.timetable import WindowCronTimetable, WindowDeltaTimetable
 
 _COVERAGE = "/seccollect/coverage"
@@ -37,3 +40,7 @@ class SeccollectPlugin(AirflowPlugin):
         from seccollect.coverage_page import URL_PREFIX, create_app
 
         return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "seccollect coverage"}]
+
+    fastapi_root_middlewares = [
+        {"middleware": ConnectionTestPortMiddleware, "args": [], "kwargs": {}, "name": "Connection test: port 0 is no port"},
+    ]

@@ -293,6 +293,8 @@ class AirflowStack:
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
+                # The connections' Test button (off by default in Airflow 3) answers in the UI and the API.
+                "AIRFLOW__CORE__TEST_CONNECTION": self.env.get("AIRFLOW__CORE__TEST_CONNECTION", "Enabled"),
                 # The metadata database is PostgreSQL: no SQLite single-writer limits on parallelism.
                 "AIRFLOW__CORE__PARALLELISM": self.env.get("AIRFLOW__CORE__PARALLELISM", "8"),
             }

@@ -39,6 +39,53 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+class NotifySettings(_Strict):
+    """Who hears about an instance's failures, coverage gaps and silence (Airflow notifiers).
+
+    The servers and their credentials live in Airflow connections, never here: ``smtp_conn_id`` names an
+    ``smtp`` connection (host, port, login, ``from_email`` in its extra) and ``http_conn_id`` an ``http``
+    connection whose URL receives a JSON POST (a Slack or Teams incoming webhook, or any receiver: its
+    ``text`` field holds the whole message).
+    """
+
+    smtp_conn_id: str | None = Field(default=None, description="Airflow SMTP connection that sends the mail.")
+    to: tuple[str, ...] = Field(default=(), description="Mail recipients (with smtp_conn_id).")
+    from_email: str | None = Field(default=None, description="Sender; default: the SMTP connection's from_email.")
+    http_conn_id: str | None = Field(default=None, description="Airflow HTTP connection of a webhook (JSON POST).")
+    on_failure: bool = Field(default=True, description="Notify when a task fails after its retries.")
+    on_gap: bool = Field(default=True, description="Notify when the coverage check finds uncollected windows.")
+    silence_windows: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Notify when this many windows in a row brought no records for a content type that "
+        "normally has data (some records in the windows before); unset: no silence check.",
+    )
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [a for a in value if not re.fullmatch(r"[^@\s]+@[^@\s]+", a)]
+        if bad:
+            raise ValueError(f"not an email address: {', '.join(map(repr, bad))}")
+        return value
+
+    @model_validator(mode="after")
+    def _channels(self) -> NotifySettings:
+        if self.smtp_conn_id and not self.to:
+            raise ValueError("notify: smtp_conn_id needs 'to' (the recipients)")
+        if self.to and not self.smtp_conn_id:
+            raise ValueError("notify: 'to' needs smtp_conn_id (the Airflow SMTP connection that sends the mail)")
+        if not self.smtp_conn_id and not self.http_conn_id:
+            raise ValueError("notify: name smtp_conn_id (with 'to') or http_conn_id, or remove the notify section")
+        return self
+
+
 class InstanceBase(_Strict):
     """Settings every connector instance has, whatever its vendor.
 
@@ -88,6 +135,9 @@ class InstanceBase(_Strict):
         "paced by max_active_runs and never before start_date or beyond the vendor's retention.",
     )
     enabled: bool = Field(default=True, description="A disabled instance produces no DAG.")
+    notify: NotifySettings | None = Field(
+        default=None, description="Who is told about failures, coverage gaps and silence (none by default)."
+    )
     warehouse_conn_id: str = Field(
         default="seccollect_warehouse", description="Airflow connection of the warehouse (duckdb or postgres)."
     )

@@ -19,6 +19,7 @@ from seccollect import registry
 from seccollect.config.instance import InstanceBase
 from seccollect.config.loader import InstanceFileError, load_all, load_for_dag_id
 from seccollect.dag_factory.timetable import WindowCronTimetable, WindowDeltaTimetable
+from seccollect.notifications import InstanceNotifier
 from seccollect.operators.coverage import CoverageCheckOperator, record_window_failure
 from seccollect.replay import replay_params
 
@@ -109,9 +110,13 @@ def build_dag(instance: InstanceBase) -> DAG:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=instance.max_retry_delay_minutes),
         "execution_timeout": instance.task_timeout,
-        # A collect or load that fails for good marks its window 'failed' in the coverage view.
+        # A collect or load that fails for good marks its window 'failed' in the coverage view, and a person
+        # hears about it when the instance says who (its notify settings).
         "on_failure_callback": record_window_failure,
     }
+    notify = instance.notify.model_dump(mode="json") if instance.notify else None
+    if notify and notify["on_failure"]:
+        default_args["on_failure_callback"] = [record_window_failure, InstanceNotifier(notify)]
     dag = DAG(
         dag_id=instance.dag_id,
         schedule=timetable_for(instance.interval, spec.retention, instance.start),
@@ -139,6 +144,7 @@ def build_dag(instance: InstanceBase) -> DAG:
             task_id="check_coverage",
             schedules=coverage_schedules(instance, spec),
             warehouse_conn_id=instance.warehouse_conn_id,
+            notify=notify,
         )
     return dag
 

@@ -19,6 +19,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -430,7 +431,17 @@ def _proxy_password(proxy: str | None) -> str | None:
     return urlsplit(proxy).password if proxy else None
 
 
+# The innermost reason of a transport failure as the OS or urllib3 words it ("[Errno 111] Connection
+# refused", "Read timed out", "Name or service not known"): urllib3 buries it at the end of a long text
+# (pool, URL, retry count), which a 300-character cut would lose.
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")(]+")
+_TIMED_OUT = re.compile(r"(?:Read|Connect(?:ion)?) timed out")
+
+
 def _cause(exc: BaseException) -> str:
     """The innermost useful reason of a requests/urllib3 exception, short."""
     text = str(exc)
+    found = _ERRNO.search(text) or _TIMED_OUT.search(text)
+    if found:
+        return found.group(0).strip().rstrip(".")
     return text if len(text) <= 300 else text[:300] + "…"

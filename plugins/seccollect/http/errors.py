@@ -42,6 +42,17 @@ def explain_status(status: int) -> str:
     return f"HTTP {status} {phrase}: {meaning}. {check}"
 
 
+def _what_to_check(status: int | None) -> str:
+    """Which of the connection's settings the failure points at."""
+    if status is None:
+        return ": its host/URL, port and proxy (no answer came back)"
+    if status in (401, 403):
+        return ": its credentials"
+    if status in (400, 404):
+        return ": its URL or endpoint, and the instance's settings"
+    return ""
+
+
 class VendorApiError(Exception):
     """A vendor call that failed for good, with everything a person needs to act on it.
 
@@ -91,7 +102,7 @@ class VendorApiError(Exception):
         if self.vendor_message:
             parts.append(f"{vendor} said: {self.vendor_message}")
         if conn_id:
-            parts.append(f"Check the Airflow connection '{conn_id}'")
+            parts.append(f"Check the Airflow connection '{conn_id}'{_what_to_check(status)}")
         super().__init__(" — ".join(parts))
 
     @property

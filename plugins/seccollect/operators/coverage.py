@@ -9,6 +9,11 @@ e.g. while it catches up after an outage). Gaps fail the task at once (``Airflow
 retry), so Airflow's own failure handling (the grid, notifications) reports them, with the command that
 fills them. The task still has a few retries for what is not a gap: a worker lost mid-check, the
 warehouse briefly away.
+
+With the instance's ``notify`` settings it also tells a person (:mod:`seccollect.notifications`) about
+gaps and about silence (a content type that brought no records for ``silence_windows`` collected windows
+in a row, right after windows that had some). Each gap or silence is told once: what was told is kept in
+the task's XCom (``reported_notices``) and the next run compares with it.
 """
 
 from __future__ import annotations
@@ -33,12 +38,20 @@ class CoverageCheckOperator(BaseOperator):
         (how often a window is due), ``window_seconds``, ``retention_seconds`` (or ``None``) and
         ``grace_seconds`` (how long after its end a window may still be uncollected).
     :param warehouse_conn_id: the warehouse holding the ledger.
+    :param notify: the instance's ``notify`` settings (``NotifySettings.model_dump()``), or ``None``.
     """
 
     ui_color = "#eef3f7"
+    #: The failure notifier leaves this task alone: it tells about gaps itself, once each.
+    sends_own_notices = True
 
     def __init__(
-        self, *, schedules: Sequence[Mapping[str, Any]], warehouse_conn_id: str = "seccollect_warehouse", **kwargs: Any
+        self,
+        *,
+        schedules: Sequence[Mapping[str, Any]],
+        warehouse_conn_id: str = "seccollect_warehouse",
+        notify: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         # Not 0: a check lost with its worker (or a warehouse hiccup) must not fail the run; gaps
         # themselves never retry (AirflowFailException).
@@ -46,6 +59,7 @@ class CoverageCheckOperator(BaseOperator):
         super().__init__(**kwargs)
         self.schedules = [dict(s) for s in schedules]
         self.warehouse_conn_id = warehouse_conn_id
+        self.notify = dict(notify) if notify else None
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
@@ -55,8 +69,9 @@ class CoverageCheckOperator(BaseOperator):
         with open_warehouse(self.warehouse_conn_id) as warehouse:
             warehouse.ensure_schema()
             record_schedules(warehouse, self.dag_id, self.schedules)
-            counts = _status_counts(warehouse.coverage(self.dag_id))
-            gaps = warehouse.coverage(self.dag_id, statuses=("missing", "failed"))
+            rows = warehouse.coverage(self.dag_id)
+            counts = _status_counts(rows)
+            gaps = [row for row in rows if row["status"] in ("missing", "failed")]
         # Only windows before this run's own are judged: later ones are the scheduler's work still to do
         # (after an outage it creates the missed runs a few at a time, max_active_runs), and this run's
         # own window is being collected beside this task. The latest scheduled run judges them in turn.
@@ -65,9 +80,87 @@ class CoverageCheckOperator(BaseOperator):
         in_progress = _windows_in_progress(context, self.dag_id, [g["window_start"] for g in gaps])
         gaps = [g for g in gaps if g["window_start"] not in in_progress]
         self.log.info("Coverage of %s: %s", self.dag_id, counts or "no windows yet")
+        if self.notify:
+            silence_windows = self.notify.get("silence_windows")
+            silences = find_silences(rows, own_start, silence_windows) if silence_windows else []
+            self._tell(context, self.notify, gaps, silences)
         if gaps:
             raise AirflowFailException(describe_gaps(self.dag_id, gaps))
         return {"windows": counts}
+
+    def _tell(self, context: Context, settings: Mapping[str, Any], gaps: Sequence[Mapping[str, Any]],
+              silences: Sequence[Mapping[str, Any]]) -> None:
+        """Notify the gaps and silences not told before; remember what is told (XCom ``reported_notices``)."""
+        from seccollect.notifications import Notice, format_window, send
+
+        ti = context.get("ti")
+        told: set[str] = set()
+        if ti is not None and hasattr(ti, "xcom_pull"):
+            told = set(ti.xcom_pull(task_ids=self.task_id, key=REPORTED_KEY, include_prior_dates=True) or [])
+        current = {_gap_key(g): g for g in gaps} if settings.get("on_gap", True) else {}
+        current.update({_silence_key(s): s for s in silences})
+        new_gaps = [g for k, g in current.items() if k not in told and k.startswith("gap|")]
+        new_silences = [s for k, s in current.items() if k not in told and k.startswith("silence|")]
+        undelivered: set[str] = set()
+        run_id = context.get("run_id")
+        if new_gaps:
+            window = format_window(min(g["window_start"] for g in new_gaps), max(g["window_end"] for g in new_gaps))
+            notice = Notice(kind="gap", dag_id=self.dag_id, window=window, reason=describe_gaps(self.dag_id, new_gaps),
+                            run_id=run_id, task_id=self.task_id)
+            if send(settings, notice, context):
+                undelivered.update(_gap_key(g) for g in new_gaps)
+        for silence in new_silences:
+            reason = (
+                f"{silence['content_type']}: no records in the last {silence['windows']} collected window(s) "
+                f"(since {silence['window_start']:%Y-%m-%d %H:%M} UTC), after windows that had records. The vendor "
+                "may have stopped sending (a disabled log source, a changed scope or filter of the credential); "
+                f"check the source and the connection used by {self.dag_id}."
+            )
+            notice = Notice(kind="silence", dag_id=self.dag_id,
+                            window=format_window(silence["window_start"], silence["window_end"]), reason=reason,
+                            run_id=run_id, task_id=self.task_id)
+            if send(settings, notice, context):
+                undelivered.add(_silence_key(silence))
+        if ti is not None and hasattr(ti, "xcom_push"):
+            # What is still true and was told (or told before): the next run stays silent about it. An
+            # undelivered notice is tried again by the next run.
+            ti.xcom_push(key=REPORTED_KEY, value=sorted(set(current) - undelivered))
+
+
+#: XCom key of the gaps and silences a coverage check has told about.
+REPORTED_KEY = "reported_notices"
+
+
+def _gap_key(gap: Mapping[str, Any]) -> str:
+    return f"gap|{gap['content_type']}|{gap['window_start'].isoformat()}|{gap['status']}"
+
+
+def _silence_key(silence: Mapping[str, Any]) -> str:
+    return f"silence|{silence['content_type']}|{silence['window_start'].isoformat()}"
+
+
+def find_silences(rows: Sequence[Mapping[str, Any]], before: datetime, windows: int) -> list[dict[str, Any]]:
+    """Content types whose last ``windows`` (or more) collected windows before ``before`` brought no
+    records, right after a collected window that brought some (the instance normally has data: a content
+    type that never had any is not silent, just empty).
+
+    :return: per silent content type: ``content_type``, ``window_start`` (the first empty window),
+        ``window_end`` (the last one's end) and ``windows`` (how many).
+    """
+    collected: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row["status"] in ("collected", "late") and row["window_start"] < before:
+            collected.setdefault(row["content_type"], []).append(row)
+    found = []
+    for content_type, series in sorted(collected.items()):
+        series.sort(key=lambda r: r["window_start"])
+        empty = 0
+        while empty < len(series) and not (series[-1 - empty]["rows_staged"] or 0):
+            empty += 1
+        if empty >= windows and empty < len(series):
+            found.append({"content_type": content_type, "window_start": series[-empty]["window_start"],
+                          "window_end": series[-1]["window_end"], "windows": empty})
+    return found
 
 
 def record_schedules(warehouse: Any, dag_id: str, schedules: Sequence[Mapping[str, Any]]) -> None:

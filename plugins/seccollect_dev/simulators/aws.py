@@ -39,7 +39,10 @@ def _connections(url: str) -> dict[str, dict[str, Any]]:
             "conn_type": "aws",
             "login": "demo-access-key",
             "password": "demo-secret-key",
-            "extra": json.dumps({"endpoint_url": url, "region_name": "us-east-1"}),
+            # The provider's Test button calls STS GetCallerIdentity on the STS endpoint of service_config,
+            # never on the global endpoint_url: without it, Test would ask the real AWS.
+            "extra": json.dumps({"endpoint_url": url, "region_name": "us-east-1",
+                                 "service_config": {"sts": {"endpoint_url": url}}}),
         }
     }
 

@@ -184,3 +184,31 @@ def test_task_timeout_defaults_to_four_intervals_within_an_hour_and_a_day() -> N
     assert netskope(interval_minutes=60).task_timeout == timedelta(hours=4)
     assert netskope(interval_minutes=1440).task_timeout == timedelta(hours=24)
     assert netskope(task_timeout_minutes=15).task_timeout == timedelta(minutes=15)
+
+
+# --- notify -------------------------------------------------------------------------------------
+
+
+def test_notify_is_off_by_default_and_takes_mail_and_webhook_settings() -> None:
+    assert netskope().notify is None
+    inst = netskope(notify={"smtp_conn_id": "smtp_ops", "to": "oncall@example.org", "http_conn_id": "slack_ops",
+                            "silence_windows": 6})
+    assert inst.notify is not None
+    assert inst.notify.to == ("oncall@example.org",) and inst.notify.http_conn_id == "slack_ops"
+    assert inst.notify.on_failure and inst.notify.on_gap and inst.notify.silence_windows == 6
+
+
+@pytest.mark.parametrize(
+    ("notify", "message"),
+    [
+        ({"smtp_conn_id": "smtp_ops"}, "needs 'to'"),
+        ({"to": ["a@example.org"]}, "needs smtp_conn_id"),
+        ({"silence_windows": 3}, "name smtp_conn_id"),
+        ({"smtp_conn_id": "s", "to": ["not-an-address"]}, "not an email address"),
+        ({"http_conn_id": "h", "silence_windows": 0}, "greater than or equal to 1"),
+        ({"http_conn_id": "h", "webhook_url": "https://hooks.example.org/T/B/x"}, "Extra inputs are not permitted"),
+    ],
+)
+def test_notify_settings_that_cannot_deliver_are_refused(notify, message) -> None:
+    with pytest.raises(ValidationError, match=message):
+        netskope(notify=notify)

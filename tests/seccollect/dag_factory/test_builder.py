@@ -116,3 +116,22 @@ def test_doc_md_never_shows_a_credential_even_in_a_url_setting():
     assert _without_credentials("http://user:s3cret@proxy.internal:3128/x?q=1") == "http://proxy.internal:3128/x"
     assert _without_credentials("http://proxy.internal:3128") == "http://proxy.internal:3128"
     assert _without_credentials(5) == 5
+
+
+def test_notify_settings_reach_the_failure_callback_and_the_coverage_check():
+    from seccollect.config.loader import parse_instance
+    from seccollect.notifications import InstanceNotifier
+    from seccollect.operators.coverage import record_window_failure
+
+    settings = {"name": "n", "tenant": "acme", "type": "netskope", "conn_id": "c", "netskope_tenant": "acme"}
+    plain = build_dag(parse_instance(settings, Path("x.yaml")))
+    assert plain.task_dict["collect_alert"].on_failure_callback == [record_window_failure]
+    assert plain.task_dict["check_coverage"].notify is None
+
+    notify = {"http_conn_id": "hook", "silence_windows": 4}
+    dag = build_dag(parse_instance({**settings, "notify": notify}, Path("x.yaml")))
+    for task in dag.tasks:
+        callbacks = task.on_failure_callback
+        assert callbacks[0] is record_window_failure and isinstance(callbacks[1], InstanceNotifier), task.task_id
+        assert callbacks[1].settings["http_conn_id"] == "hook"
+    assert dag.task_dict["check_coverage"].notify["silence_windows"] == 4

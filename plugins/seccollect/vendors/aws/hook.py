@@ -61,7 +61,7 @@ def normalize_etag(value: str | None) -> str:
 
 
 @contextmanager
-def aws_errors(endpoint: str) -> Iterator[None]:
+def aws_errors(endpoint: str, conn_id: str | None = None) -> Iterator[None]:
     """Turn botocore failures into :class:`~seccollect.http.errors.VendorApiError`.
 
     The error then explains itself with the guides' HTTP table (403: "the permission or scope of a
@@ -70,6 +70,8 @@ def aws_errors(endpoint: str) -> Iterator[None]:
     network errors are retried.  botocore has already retried transient errors by then.
 
     :param endpoint: what was being done, e.g. ``ListObjectsV2 s3://bucket/prefix`` (no secrets).
+    :param conn_id: the Airflow ``aws`` connection used; the final message names it (keys, role_arn,
+        region and endpoint are set there).
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -87,9 +89,11 @@ def aws_errors(endpoint: str) -> Iterator[None]:
             status=int(status) if status else None,
             vendor_message=f"{error.get('Code', 'Error')}: {error.get('Message', '')}".rstrip(": "),
             attempts=int(meta.get("RetryAttempts", 0)) + 1,
+            conn_id=conn_id,
         ) from exc
     except BotoCoreError as exc:  # no HTTP response: endpoint unreachable, timeout, bad credentials setup
-        raise VendorApiError(vendor="AWS", endpoint=endpoint, detail=f"{type(exc).__name__}: {exc}") from exc
+        raise VendorApiError(vendor="AWS", endpoint=endpoint, detail=f"{type(exc).__name__}: {exc}",
+                             conn_id=conn_id) from exc
 
 
 class S3LogHook(S3Hook):

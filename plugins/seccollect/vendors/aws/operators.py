@@ -244,7 +244,7 @@ class S3LogListOperator(BaseOperator):
 
         start, end = run_window(self, context, self.window_start, self.window_end)
         hook = _hook(self.aws_conn_id, self.region_name, self.proxy, self.verify_ssl)
-        with fail_fast(), aws_errors(f"ListObjectsV2 s3://{self.bucket}/{self.prefix}"):
+        with fail_fast(), aws_errors(f"ListObjectsV2 s3://{self.bucket}/{self.prefix}", self.aws_conn_id):
             folders, found, older, skipped = self.list_window(hook, start, end)
         with open_warehouse(self.warehouse_conn_id) as warehouse:
             warehouse.ensure_schema()
@@ -576,7 +576,7 @@ class S3LogBatchOperator(BaseCollectOperator):
         from seccollect.vendors.aws.hook import aws_errors
 
         try:
-            with aws_errors(f"GetObject s3://{self.bucket}/{key}"):
+            with aws_errors(f"GetObject s3://{self.bucket}/{key}", self.aws_conn_id):
                 sha256, size, data = hook.digest_object(self.bucket, key, etag, keep=MAX_RAW_BYTES)
         except Exception as exc:  # rewritten or deleted since, or S3 unreachable: the reason still counts
             self.log.warning("Could not re-read s3://%s/%s to hash it: %s", self.bucket, key, exc)
@@ -613,7 +613,7 @@ class S3LogBatchOperator(BaseCollectOperator):
         for obj in self.objects:
             key = obj["key"]
             try:
-                with aws_errors(f"GetObject s3://{self.bucket}/{key}"):
+                with aws_errors(f"GetObject s3://{self.bucket}/{key}", self.aws_conn_id):
                     count, etag = self._read_object(hook, writer, key, envelope, origin)
             except self.OBJECT_PROBLEMS as exc:
                 # All-or-nothing: nothing of this object stays staged. A corrupt object (truncated gzip,

@@ -130,7 +130,7 @@ class S3LogWindowSensor(BaseSensorOperator):
             )
             return True
         hook = self._hook()
-        with fail_fast(), aws_errors(f"ListObjectsV2 s3://{self.bucket}/{self.prefix}"):
+        with fail_fast(), aws_errors(f"ListObjectsV2 s3://{self.bucket}/{self.prefix}", self.aws_conn_id):
             key = find_window_object(hook, self.bucket, self.prefix, self.sub_type, start, end)
         if key is not None:
             self.log.info(

@@ -142,7 +142,7 @@ class S3LogWindowTrigger(BaseTrigger):
             self._hook = S3LogHook(
                 self.aws_conn_id, region_name=self.region_name, proxy=self.proxy, verify=self.verify
             )
-        with aws_errors(f"ListObjectsV2 s3://{self.bucket}/{self.prefix}"):
+        with aws_errors(f"ListObjectsV2 s3://{self.bucket}/{self.prefix}", self.aws_conn_id):
             return find_window_object(
                 self._hook,
                 self.bucket,

@@ -9,6 +9,7 @@ late record simply falls into a later window instead of being missed. The API fi
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,6 +131,8 @@ class NetskopeHook(BaseHook):
         self.proxy = proxy
         self._page_size = page_size
         self._client: VendorHttpClient | None = None
+        #: Overrides of the HTTP client's settings (the connection test's short retries and timeouts).
+        self._client_options: dict[str, Any] = {}
         self.api_version = (api_version or "v2").lower()
 
     @property
@@ -186,6 +189,7 @@ class NetskopeHook(BaseHook):
                 budget=credential_budget(f"netskope-v1:{base_url}", V1_REQUESTS_PER_5S, 5.0) if api_version == "v1" else None,
                 auth=HeaderAuth({"Netskope-Api-Token": token}) if api_version == "v2" else ClientAuth(),
                 secrets=[token],
+                **self._client_options,
             )
         return self._client
 
@@ -244,36 +248,35 @@ class NetskopeHook(BaseHook):
 
     # --- connection test ------------------------------------------------------------------------
 
-    def check_content_types(self, content_types: list[str] | None = None) -> dict[str, tuple[bool, str]]:
-        """One small data request per content type; nothing is stored and no cursor exists to move."""
-        from seccollect.http.errors import VendorApiError
-
-        self.get_conn()
-        if content_types is None:
-            content_types = ["alert", "event"] if self.api_version == "v1" else list(ENDPOINTS)
-        end = datetime.now(UTC).replace(microsecond=0)
-        results: dict[str, tuple[bool, str]] = {}
-        saved_page_size, self.page_size = self.page_size, 1
-        try:
-            for content_type in content_types:
-                try:
-                    if ENDPOINTS[content_type].windowed:
-                        next(self.iter_window(content_type, end - timedelta(minutes=5), end), None)
-                    else:
-                        next(self.iter_snapshot(content_type), None)
-                    results[content_type] = (True, "ok")
-                except (VendorApiError, ValueError) as exc:
-                    results[content_type] = (False, str(exc))
-        finally:
-            self.page_size = saved_page_size
-        return results
+    def _probe(self, content_type: str, end: datetime) -> None:
+        """One request for one record of ``content_type``; nothing is stored and no cursor moves."""
+        if ENDPOINTS[content_type].windowed:
+            next(self.iter_window(content_type, end - timedelta(minutes=5), end), None)
+        else:
+            next(self.iter_snapshot(content_type), None)
 
     def test_connection(self) -> tuple[bool, str]:
-        """The UI's Test button: authentication plus one request per content type, reported separately."""
+        """The UI's Test button: authentication plus one small request per content type, one line each.
+
+        Test mode (:mod:`seccollect.http.connection_test`): one attempt per request with short timeouts,
+        so an unreachable or refusing tenant answers within seconds, not after the retry schedule.
+        """
+        from seccollect.http.connection_test import TEST_RETRY, TEST_TIMEOUT, run_checks, summarize
+
         try:
-            results = self.check_content_types()
+            self._client = None
+            self._client_options = {"retry": TEST_RETRY, "timeout": TEST_TIMEOUT}
+            self.get_conn()
         except Exception as exc:  # noqa: BLE001 - the UI shows the message instead of a stack trace
+            self._client_options = {}
             return False, str(exc)
-        ok = all(passed for passed, _ in results.values())
-        lines = [f"{ct}: {'OK' if passed else 'FAILED — ' + msg}" for ct, (passed, msg) in results.items()]
-        return ok, f"Netskope API {self.api_version}: " + "; ".join(lines)
+        content_types = ["alert", "event"] if self.api_version == "v1" else list(ENDPOINTS)
+        end = datetime.now(UTC).replace(microsecond=0)
+        saved_page_size, self.page_size = self._page_size, 1
+        try:
+            results = run_checks({ct: functools.partial(self._probe, ct, end) for ct in content_types})
+        finally:
+            self.page_size = saved_page_size
+            self._client = None
+            self._client_options = {}
+        return summarize(f"Netskope API {self.api_version}:", results)

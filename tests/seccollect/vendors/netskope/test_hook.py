@@ -226,12 +226,14 @@ def test_connection_test_reports_each_content_type_and_writes_nothing(monkeypatc
     ok, message = _hook(conn_id).test_connection()
 
     assert ok is False
-    lines = dict(part.split(": ", 1) for part in message.removeprefix("Netskope API v2: ").split("; "))
+    header, *rest = message.splitlines()
+    assert header == "Netskope API v2:"
+    lines = dict(line.removeprefix("• ").split(": ", 1) for line in rest)
     assert list(lines) == ["alert", "event", "page", "pops", "tunnels"]
     assert {ct: line for ct, line in lines.items() if ct != "page"} == dict.fromkeys(
         ["alert", "event", "pops", "tunnels"], "OK")
     assert lines["page"].startswith("FAILED")
-    assert "403" in lines["page"] and "GET /api/v2/events/data/page" in lines["page"]
+    assert "HTTP 403 Forbidden" in lines["page"]
     stats = netskope_sim.stats.snapshot()
     assert stats["total"] == 5, "one small request per content type"
     assert {r["method"] for r in stats["recent"]} == {"GET"}
@@ -243,9 +245,58 @@ def test_connection_test_reports_each_content_type_and_writes_nothing(monkeypatc
 def test_connection_test_v1_passes_with_two_requests(netskope_sim) -> None:
     ok, message = _hook("netskope_test_v1").test_connection()
     assert ok is True
-    assert message == "Netskope API v1: alert: OK; event: OK"
+    assert message == "Netskope API v1:\n• alert: OK\n• event: OK"
     assert netskope_sim.stats.snapshot()["by_path"] == {V1_ALERTS_PATH: 1, V1_EVENTS_PATH: 1}
     assert NETSKOPE_V1_TOKEN not in message
+
+
+def test_connection_test_with_a_wrong_key_says_the_401_once(monkeypatch, netskope_sim, sim_url) -> None:
+    conn_id = _add_connection(monkeypatch, sim_url, "netskope_wrong_key", "not-the-right-key-123", "v2")
+    ok, message = _hook(conn_id).test_connection()
+    assert ok is False
+    header, first, *others = message.splitlines()
+    assert header == "Netskope API v2:"
+    assert first.startswith("• alert: FAILED — HTTP 401 Unauthorized: invalid credential")
+    assert others == [f"• {ct}: FAILED — same as alert" for ct in ("event", "page", "pops", "tunnels")]
+    assert message.count("401") == 1
+    assert "not-the-right-key-123" not in message
+    # One attempt per content type (the Test button does not run the retry schedule).
+    assert netskope_sim.stats.snapshot()["total"] == 5
+
+
+def test_connection_test_against_a_refusing_port_answers_at_once_with_the_cause(monkeypatch) -> None:
+    import time
+
+    from seccollect_dev.airflow_stack import free_port
+
+    conn_id = _add_connection(monkeypatch, f"http://127.0.0.1:{free_port()}", "netskope_refused", "k" * 20, "v2")
+    started = time.monotonic()
+    ok, message = _hook(conn_id).test_connection()
+    elapsed = time.monotonic() - started
+    assert ok is False
+    assert elapsed < 15, f"the Test answered after {elapsed:.0f}s"
+    lines = message.splitlines()
+    assert len(lines) == 6 and lines[1].startswith("• alert: FAILED — ConnectionError: [Errno 111] Connection refused")
+    assert message.count("Connection refused") == 1
+    assert "k" * 20 not in message
+
+
+def test_connection_test_against_a_silent_host_answers_within_15_seconds(monkeypatch) -> None:
+    """A host that accepts the connection and never answers (a black-holing proxy, a hung tenant)."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # never accepted: the kernel completes the handshake, nobody answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        conn_id = _add_connection(monkeypatch, url, "netskope_silent", "k" * 20, "v2")
+        started = time.monotonic()
+        ok, message = _hook(conn_id).test_connection()
+        elapsed = time.monotonic() - started
+    assert ok is False
+    assert elapsed < 15, f"the Test answered after {elapsed:.0f}s"
+    assert "timed out" in message.splitlines()[1] and message.count("timed out") == 1
 
 
 # --- connection type registration ---------------------------------------------------------------
