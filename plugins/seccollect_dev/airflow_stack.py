@@ -412,8 +412,9 @@ class AirflowStack:
         """Start component ``name`` again with ``command``."""
         self._spawn(name, command)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop every component and every process they started."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop every component and every process they started (SIGKILL for what is left after
+        ``timeout`` seconds: a task cut short is retried, and Ctrl-C must not wait for it)."""
         pids = [p.pid for p in self.processes.values() if p.poll() is None]
         stop_process_tree(pids, timeout=timeout)
         for proc in self.processes.values():

@@ -2,15 +2,13 @@
 Trigger form's replay Params collect the window picked with the date-time pickers, the run shows its
 window in its note, and the Coverage page inside the UI shows a gap once made and not once filled.
 
-Fixtures are this module's own. Screenshots go to ``$ARTIFACTS_DIR`` or ``tests/artifacts``. The tests
+The browser is the package's (tests/browser/conftest.py); the Airflow is this module's own. Screenshots go to ``$ARTIFACTS_DIR`` or ``tests/artifacts``. The tests
 skip, with the reason, where Chromium or Playwright is missing, and fail instead under
 ``REQUIRE_SERVICES=1``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -23,37 +21,11 @@ from tests.e2e.ui_stack import STEP, Ui, instance_with_a_gap, running_ui
 
 pytestmark = [pytest.mark.airflow_e2e, pytest.mark.scheduler]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("Playwright is not installed (pip install playwright)")
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        _unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts() -> Path:
-    folder = Path(os.environ.get("ARTIFACTS_DIR") or REPO / "tests" / "artifacts")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def artifacts(artifacts_dir: Path) -> Path:
+    return artifacts_dir
 
 
 @pytest.fixture(scope="module")

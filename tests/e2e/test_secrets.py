@@ -67,9 +67,18 @@ def _log_streams_teed() -> Iterator[io.StringIO]:
         for handler in logger.handlers:
             if type(handler) is logging.StreamHandler and handler.stream is not None:
                 saved.append((handler, handler.setStream(buffer)))
+    # The package's own records too, whatever handlers earlier tests left configured (with none reaching a
+    # stream, the scan would see nothing): unmasked, so this is stricter than what a log would show.
+    own = logging.StreamHandler(buffer)
+    package = logging.getLogger("seccollect")
+    level = package.level
+    package.addHandler(own)
+    package.setLevel(logging.INFO)
     try:
         yield buffer
     finally:
+        package.removeHandler(own)
+        package.setLevel(level)
         for handler, stream in saved:
             handler.setStream(stream)
 

@@ -188,7 +188,11 @@ def test_two_celery_workers_lose_one_mid_collect_and_mid_load_and_the_warehouse_
     netskope_url = stack.urls["netskope"]
     monkeypatch.setenv("CONNECTORS_DIR", str(stack.connectors))
     dags = demo_dags()
-    assert len(dags) == 5, sorted(dags)
+    from seccollect.registry import demo_instance_files
+
+    # Every registered connector's demo instances run; the truth is compared for Netskope and AWS (the
+    # other connectors' runs must succeed and leave no gap in the coverage view).
+    assert set(dags) == {p.stem for p in demo_instance_files()}, sorted(dags)
     wait_for_dags(api, list(dags))
     first = datetime.fromisoformat(stack.options.instance_overrides["start_date"])
     # The span runs on to the last complete window (starting the stack takes time).
@@ -390,7 +394,7 @@ def test_make_stack_stops_every_process_it_started_on_ctrl_c(tmp_path_factory: p
         names = " ".join(" ".join(p.cmdline()) for p in started)
         assert names.count("celery worker") >= 2 and "triggerer" in names and "scheduler" in names
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=45)
+        proc.wait(timeout=90)  # generous: CI runs this beside the rest of the suite on 2 cores
         _, alive = psutil.wait_procs(started, timeout=5)
         assert not alive, [" ".join(p.cmdline()) for p in alive]
     finally:

@@ -183,12 +183,14 @@ def test_every_retry_of_a_5xx_is_logged_with_the_vendors_words(app: TokenApp, se
     handler.emit = records.append  # type: ignore[method-assign]
     logger = logging.getLogger("seccollect.http.client")
     logger.addHandler(handler)
+    level = logger.level
     logger.setLevel(logging.WARNING)
     try:
         app.faults.add("status", path="/latin1", status=502, count=2, body=f'{{"message": "upstream died, key {SECRET}"}}')
         _client(server.url, secrets=[SECRET]).request("GET", "/latin1", parse=decode_json)
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
     lines = [r.getMessage() for r in records]
     assert len(lines) == 2
     assert "attempt 1 failed (of 3): HTTP 502 (Kit said: upstream died, key ***)" in lines[0]
