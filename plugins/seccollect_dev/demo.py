@@ -424,7 +424,12 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_dags(api, list(dags))
         runs = run_dags(api, windows_to_collect(dags, span))
     else:
-        assemble_instances()
+        from seccollect.registry import demo_instance_files
+
+        # The windows are read off each DAG's schedule, which begins at its instance's start: assembled
+        # first with an early start, so that start does not hide the span's earlier windows.
+        early = datetime.now(UTC) - span - timedelta(days=2)
+        assemble_instances({path.stem: early for path in demo_instance_files()})
         windows = windows_to_collect(demo_dags(), span)
         # Each instance starts at its first window to collect: the scheduler has nothing older to catch
         # up on, and the backfill's runs are the demo's only work.

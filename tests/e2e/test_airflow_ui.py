@@ -104,12 +104,13 @@ def test_make_airflow_serves_aws_runs_refuses_a_fresh_demo_and_stops_on_ctrl_c(
         began = time.monotonic()
         ui.send_signal(signal.SIGINT)
         try:
-            ui.wait(timeout=30)
+            ui.wait(timeout=60)
         except subprocess.TimeoutExpired:
             ui.kill()
         stopped_in = time.monotonic() - began
         pg.drop_database(database)
-    assert stopped_in < 30, f"Ctrl-C took {stopped_in:.0f}s"
+    # 5 s on a quiet machine; CI runs this beside the rest of the suite on 2 cores.
+    assert stopped_in < 60, f"Ctrl-C took {stopped_in:.0f}s"
     time.sleep(1)
     leftovers = [p for p in psutil.process_iter(["pid", "cmdline"])
                  if p.pid not in before

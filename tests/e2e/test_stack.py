@@ -339,7 +339,7 @@ def _assert_warehouse_equals_truth(stack: Any, dags: dict[str, Any], first: date
                         (instance.name, instance.tenant, content_type))]
                     assert len(ids) == len(set(ids)), f"{dag_id} {content_type}: duplicates"
                     assert set(ids) == expected, f"{dag_id} {content_type}: {len(set(ids) ^ expected)} differ"
-            else:
+            elif instance.type == "aws_cloudtrail":
                 table = "traffic" if instance.sub_type == "vpcflow" else "aws_events"
                 stream = DEMO_STREAMS[instance.name]
                 ids = [r[0] for r in conn.execute(
@@ -394,7 +394,7 @@ def test_make_stack_stops_every_process_it_started_on_ctrl_c(tmp_path_factory: p
         names = " ".join(" ".join(p.cmdline()) for p in started)
         assert names.count("celery worker") >= 2 and "triggerer" in names and "scheduler" in names
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=90)  # generous: CI runs this beside the rest of the suite on 2 cores
+        proc.wait(timeout=150)  # ~10 s on a quiet machine; CI runs this beside the rest of the suite on 2 cores
         _, alive = psutil.wait_procs(started, timeout=5)
         assert not alive, [" ".join(p.cmdline()) for p in alive]
     finally:
