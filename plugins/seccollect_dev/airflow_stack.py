@@ -421,7 +421,13 @@ class AirflowStack:
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
+                pass
+            # Each component leads its own session: whatever is left in its group (a child started after
+            # the tree was walked, an orphan re-parented away from it) goes too.
+            try:
                 os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
         self.processes.clear()
 
     def __enter__(self) -> AirflowStack:
