@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 pytestmark = [pytest.mark.airflow_e2e, pytest.mark.scheduler]
 
@@ -44,19 +43,9 @@ class Scheduled:
 
     def deploy(self, settings: dict[str, Any]) -> str:
         """Write an instance file; wait until its DAG is parsed; return the dag_id."""
-        from seccollect.config.loader import parse_instance
+        from tests.e2e.ui_stack import deploy_instance
 
-        instance = parse_instance(settings, self.connectors / "x.yaml")
-        (self.connectors / f"{instance.dag_id}.yaml").write_text(yaml.safe_dump(settings))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            self.stack.check_alive()
-            try:
-                self.api.get(f"dags/{instance.dag_id}")
-                return instance.dag_id
-            except RuntimeError:
-                time.sleep(1)
-        raise TimeoutError(f"{instance.dag_id} was not parsed within 120 s")
+        return deploy_instance(self.stack, self.api, self.connectors, settings)
 
     def wait_for_runs(self, dag_id: str, predicate: Any, timeout: float = 420, what: str = "") -> list[dict[str, Any]]:
         """Poll the DAG's runs until ``predicate(runs)`` holds and every run has ended."""

@@ -21,6 +21,24 @@ TOKEN = "ui-v2-token-7d21"
 STEP = timedelta(minutes=5)
 
 
+def deploy_instance(stack: Any, api: Any, connectors: Path, settings: dict[str, Any]) -> str:
+    """Write an instance file into ``connectors``; wait until the running Airflow has parsed its DAG;
+    return the dag_id."""
+    from seccollect.config.loader import parse_instance
+
+    instance = parse_instance(settings, connectors / "x.yaml")
+    (connectors / f"{instance.dag_id}.yaml").write_text(yaml.safe_dump(settings))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        try:
+            api.get(f"dags/{instance.dag_id}")
+            return instance.dag_id
+        except RuntimeError:
+            time.sleep(1)
+    raise TimeoutError(f"{instance.dag_id} was not parsed within 120 s")
+
+
 @dataclass
 class Ui:
     stack: Any
@@ -28,19 +46,7 @@ class Ui:
     connectors: Path
 
     def deploy(self, settings: dict[str, Any]) -> str:
-        from seccollect.config.loader import parse_instance
-
-        instance = parse_instance(settings, self.connectors / "x.yaml")
-        (self.connectors / f"{instance.dag_id}.yaml").write_text(yaml.safe_dump(settings))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            self.stack.check_alive()
-            try:
-                self.api.get(f"dags/{instance.dag_id}")
-                return instance.dag_id
-            except RuntimeError:
-                time.sleep(1)
-        raise TimeoutError(f"{instance.dag_id} was not parsed within 120 s")
+        return deploy_instance(self.stack, self.api, self.connectors, settings)
 
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
         """What the Trigger form posts: a logical date (now) and the Params as conf."""
