@@ -158,3 +158,17 @@ class WarehouseLoadOperator(BaseOperator):
             return
         if pruned:
             self.log.info("Pruned %d staged window(s) older than %s: %s", len(pruned), retention, ", ".join(pruned))
+
+
+def load_task(instance: Any, content_type: str, staged: Any) -> WarehouseLoadOperator:
+    """The load task of ``instance``'s ``content_type`` (``load_<content_type>``) reading ``staged`` (a
+    collect task's output, or a list of them), into the instance's warehouse through its load pool.
+    Called inside the DAG's context, as every vendor's ``add_tasks`` builds it."""
+    return WarehouseLoadOperator(
+        task_id=f"load_{content_type}",
+        staged=staged,
+        content_type=content_type,
+        connector_type=instance.connector_type,
+        warehouse_conn_id=instance.warehouse_conn_id,
+        pool=instance.load_pool,
+    )

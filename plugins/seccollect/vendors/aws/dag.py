@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from seccollect.operators.load import WarehouseLoadOperator
+from seccollect.operators.load import load_task
 from seccollect.vendors.aws.instance import AwsCloudTrailInstance
 from seccollect.vendors.aws.operators import S3LogBatchOperator, S3LogListOperator
 from seccollect.vendors.aws.sensors import S3LogWindowSensor
@@ -40,12 +40,5 @@ def add_tasks(dag: DAG, instance: AwsCloudTrailInstance) -> None:
             content_type=st,
             **common,
         ).expand(objects=listing.output)
-        load = WarehouseLoadOperator(
-            task_id=f"load_{st}",
-            staged=collect.output,
-            content_type=st,
-            connector_type=instance.connector_type,
-            warehouse_conn_id=instance.warehouse_conn_id,
-            pool=instance.load_pool,
-        )
+        load = load_task(instance, st, collect.output)
         wait >> listing >> collect >> load

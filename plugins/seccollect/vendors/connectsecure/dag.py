@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from seccollect.operators.load import WarehouseLoadOperator
+from seccollect.operators.load import load_task
 from seccollect.vendors.connectsecure.instance import ConnectSecureInstance
 from seccollect.vendors.connectsecure.operators import ConnectSecureCollectOperator
 
@@ -23,11 +23,4 @@ def add_tasks(dag: DAG, instance: ConnectSecureInstance) -> None:
                 page_size=instance.page_size,
                 endpoints=instance.endpoints,
             )
-            WarehouseLoadOperator(
-                task_id=f"load_{content_type}",
-                staged=collect.output,
-                content_type=content_type,
-                connector_type=instance.connector_type,
-                warehouse_conn_id=instance.warehouse_conn_id,
-                pool=instance.load_pool,
-            )
+            load_task(instance, content_type, collect.output)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from seccollect.operators.load import WarehouseLoadOperator
+from seccollect.operators.load import load_task
 from seccollect.vendors.netskope.instance import NetskopeInstance
 from seccollect.vendors.netskope.operators import (
     NetskopeAlertMappingOperator,
@@ -36,11 +36,4 @@ def add_tasks(dag: DAG, instance: NetskopeInstance) -> None:
             if content_type == "alert":
                 mapping = NetskopeAlertMappingOperator(task_id="map_alerts", staged=collect.output)
                 staged.append(mapping.output)
-            WarehouseLoadOperator(
-                task_id=f"load_{content_type}",
-                staged=staged,
-                content_type=content_type,
-                connector_type=instance.connector_type,
-                warehouse_conn_id=instance.warehouse_conn_id,
-                pool=instance.load_pool,
-            )
+            load_task(instance, content_type, staged)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from seccollect.operators.load import WarehouseLoadOperator
+from seccollect.operators.load import load_task
 from seccollect.vendors.trendmicro.instance import TrendMicroCasInstance
 from seccollect.vendors.trendmicro.operators import TrendMicroCasCollectOperator
 
@@ -30,11 +30,4 @@ def add_tasks(dag: DAG, instance: TrendMicroCasInstance) -> None:
                 )
                 for event_type in instance.event_types
             ]
-            WarehouseLoadOperator(
-                task_id=f"load_{content_type}",
-                staged=[collect.output for collect in collects],
-                content_type=content_type,
-                connector_type=instance.connector_type,
-                warehouse_conn_id=instance.warehouse_conn_id,
-                pool=instance.load_pool,
-            )
+            load_task(instance, content_type, [collect.output for collect in collects])
