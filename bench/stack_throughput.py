@@ -17,7 +17,8 @@ mapped collect task) reads a moto bucket filled with realistic records (the gene
 Per-task cost of the executor: the mean task duration under dag.test() and under Celery (1 worker),
 and the mean wait from queued to started.
 
-    .venv/bin/python bench/stack_throughput.py
+    .venv/bin/python bench/stack_throughput.py                  # 1,000 records per object
+    .venv/bin/python bench/stack_throughput.py --records 10000  # a CPU-bound hour (480,000 events)
 
 Prints a Markdown table for bench/RESULTS.md.
 """
@@ -144,7 +145,15 @@ def _events(stack: Any) -> int:
         return int(conn.execute("SELECT count(*) FROM aws_events WHERE instance = 'bench'").fetchone()[0])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    global RECORDS_PER_OBJECT
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=RECORDS_PER_OBJECT,
+                        help=f"records per object ({RECORDS_PER_OBJECT:,}); the hour holds 48 objects")
+    args = parser.parse_args(argv)
+    RECORDS_PER_OBJECT = args.records
     from seccollect_dev.stack import StackOptions, celery_stack
 
     suffix = uuid.uuid4().hex[:8]
@@ -183,6 +192,9 @@ def main() -> int:
             if not lines:
                 raise RuntimeError(child.stdout[-3000:] + child.stderr[-3000:])
             test_run = json.loads(lines[-1][len("RESULT "):])
+            if not test_run["state"].endswith("success"):
+                raise RuntimeError(f"the dag.test() window ended {test_run['state']}: {test_run['tis']}\n"
+                                   + child.stdout[-3000:] + child.stderr[-3000:])
             _forget_loaded(stack)
 
             worker2 = stack.airflow.stop_component("celery-worker-2")
