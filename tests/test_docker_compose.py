@@ -777,3 +777,130 @@ def test_the_instance_folder_is_where_the_image_puts_the_demo_instances(common, 
 def test_the_pinned_celery_runs_the_celery_executor():
     """The executor compose and make stack name imports with the pinned celery (5.7.0 broke it)."""
     from airflow.providers.celery.executors import celery_executor  # noqa: F401
+
+
+# --------------------------------------------------------------------------------------------------
+# Every vendor connection compose defines passes the base-URL rule of the hooks
+# (seccollect.http.url.parse_base_url: https, plain http only for loopback or a listed development
+# host) under compose's own environment, and only because compose lists its simulators.
+# --------------------------------------------------------------------------------------------------
+
+#: conn_type -> where its hook takes the URL it sends credentials to (host, or an extra's base_url).
+VENDOR_URL_FIELDS = {
+    "connectsecure": ("host", "base_url"),
+    "qualys": ("host",),
+    "trendmicro_cas": ("host",),
+    "netskope": ("base_url",),  # only the override; without it the hook builds https://<tenant>.goskope.com
+}
+#: conn_types whose URLs the shared rule does not cover (key -> why).
+NOT_VENDOR_HTTP = {
+    "postgres": "the warehouse: a database connection, no URL",
+    "aws": "boto3 takes the endpoint (moto) from the connection's extra; no seccollect hook builds it",
+}
+
+
+def vendor_url(conn: dict) -> str | None:
+    """The URL a vendor connection's hook checks and sends credentials to (None: the hook builds it)."""
+    extra = conn.get("extra") or {}
+    extra = json.loads(extra) if isinstance(extra, str) else extra
+    for field in VENDOR_URL_FIELDS[conn["conn_type"]]:
+        value = conn.get(field) if field == "host" else extra.get(field)
+        if value:
+            return value
+    return None
+
+
+def airflow_conns(env: dict[str, str]) -> dict[str, dict]:
+    return {k.removeprefix("AIRFLOW_CONN_").lower(): json.loads(v) for k, v in env.items()
+            if k.startswith("AIRFLOW_CONN_")}
+
+
+def vendor_urls(env: dict[str, str]) -> dict[str, str]:
+    """conn_id -> URL of every vendor connection in ``env`` that names one."""
+    conns = airflow_conns(env)
+    return {cid: url for cid, c in conns.items() if c["conn_type"] in VENDOR_URL_FIELDS
+            for url in [vendor_url(c)] if url}
+
+
+def test_every_compose_connection_is_classified_for_the_url_rule(common_env):
+    """A connection type added to compose must say whether its hook checks its URL (else it is not tested)."""
+    types = {c["conn_type"] for c in airflow_conns(common_env).values()}
+    assert types <= set(VENDOR_URL_FIELDS) | set(NOT_VENDOR_HTTP), types
+    assert set(VENDOR_URL_FIELDS) <= types, "every vendor API connection type has a demo connection in compose"
+
+
+def test_every_vendor_connection_of_compose_passes_the_url_rule_under_composes_environment(common_env):
+    from seccollect.http.url import parse_base_url
+
+    urls = vendor_urls(common_env)
+    assert {"connectsecure_demo", "qualys_demo", "trendmicro_cas_demo", "netskope_demo"} <= set(urls)
+    for conn_id, url in urls.items():
+        parts = parse_base_url(url, conn_id, environ=common_env)
+        assert parts.hostname == "simulators", (conn_id, url)
+
+
+def test_the_vendor_hooks_own_url_checks_accept_composes_connections(common_env, monkeypatch):
+    """The hooks' checks (the shared rule plus each vendor's own: no path, no login portal ...), reading
+    the allow-list from the process environment as they do inside the containers."""
+    from seccollect.http.url import INSECURE_HTTP_HOSTS_ENV
+    from seccollect.vendors.connectsecure.hook import check_base_url as connectsecure_url
+    from seccollect.vendors.netskope.hook import NetskopeHook
+    from seccollect.vendors.qualys.hook import api_base_url
+    from seccollect.vendors.trendmicro.hook import check_base_url as trendmicro_url
+
+    monkeypatch.setenv(INSECURE_HTTP_HOSTS_ENV, common_env[INSECURE_HTTP_HOSTS_ENV])
+    urls = vendor_urls(common_env)
+    assert connectsecure_url(urls["connectsecure_demo"], "connectsecure_demo") == "http://simulators:8803"
+    assert api_base_url(urls["qualys_demo"], "qualys_demo") == "http://simulators:8804"
+    assert trendmicro_url(urls["trendmicro_cas_demo"], "trendmicro_cas_demo") == "http://simulators:8806"
+    for conn_id in ("netskope_demo", "netskope_demo_v1"):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", common_env[f"AIRFLOW_CONN_{conn_id.upper()}"])
+        assert NetskopeHook(conn_id)._settings()[0] == "http://simulators:8801"
+
+
+def test_without_the_allow_list_composes_vendor_connections_are_refused(common_env):
+    """Negative control: the development allow-list is what lets them through, nothing else."""
+    from seccollect.http.url import INSECURE_HTTP_HOSTS_ENV, parse_base_url
+
+    without = {k: v for k, v in common_env.items() if k != INSECURE_HTTP_HOSTS_ENV}
+    urls = vendor_urls(common_env)
+    assert urls
+    for conn_id, url in urls.items():
+        with pytest.raises(ValueError, match="must use https"):
+            parse_base_url(url, conn_id, environ=without)
+
+
+def test_the_allow_list_names_only_compose_demo_backends(common_env, services):
+    """Development only: it lists compose's simulators service and nothing a real vendor API could be."""
+    from seccollect.http.url import insecure_http_hosts
+
+    hosts = insecure_http_hosts(common_env)
+    assert hosts == {"simulators"} and hosts <= set(DEMO_SERVICES) and hosts <= set(services)
+    hosts_used = {urlsplit(url).hostname for url in vendor_urls(common_env).values()
+                  if urlsplit(url).scheme == "http"}
+    assert hosts == hosts_used, "list exactly the hosts compose's connections reach over plain http"
+
+
+def test_make_stack_needs_no_allow_list(stack_run):
+    """make stack runs the simulators on loopback: its connections pass the rule with no exception."""
+    from seccollect.http.url import parse_base_url
+
+    stack_env, connections = stack_run[0], stack_run[1]
+    urls = {cid: url for cid, url in vendor_urls(stack_env).items() if cid in connections}
+    assert {"connectsecure_demo", "qualys_demo", "trendmicro_cas_demo", "netskope_demo"} <= set(urls)
+    for conn_id, url in urls.items():
+        parse_base_url(url, conn_id, environ={})
+
+
+def test_compose_only_settings_are_development_settings_of_compose_alone(common_env):
+    """Every seccollect setting of compose is shared with make stack, host-specific, or listed as
+    compose-only with its reason (the development allow-list is the one such setting)."""
+    from seccollect.http.url import INSECURE_HTTP_HOSTS_ENV
+    from seccollect_dev.topology import COMPOSE_ONLY, HOST_SPECIFIC, SHARED_SETTINGS
+
+    assert INSECURE_HTTP_HOSTS_ENV in COMPOSE_ONLY
+    assert not set(COMPOSE_ONLY) & (set(SHARED_SETTINGS) | set(HOST_SPECIFIC))
+    unclassified = [k for k in common_env if k.startswith("SECCOLLECT_")
+                    and k not in SHARED_SETTINGS and k not in HOST_SPECIFIC and k not in COMPOSE_ONLY]
+    assert unclassified == []
+    assert set(COMPOSE_ONLY) <= set(common_env)

@@ -3,12 +3,16 @@
 ``make stack`` (:mod:`seccollect_dev.stack`) puts :data:`SHARED_SETTINGS` into every component's
 environment; ``tests/test_docker_compose.py`` checks that docker-compose.yaml's common Airflow environment
 holds the same values, that both name the same Airflow connections, and that the values that must
-differ (host names of services, local paths) differ only where :data:`HOST_SPECIFIC` says why.
+differ (host names of services, local paths) differ only where :data:`HOST_SPECIFIC` says why. What only
+compose sets (:data:`COMPOSE_ONLY`) is a development necessity of its network, never a production setting.
 """
 
 from __future__ import annotations
 
+from seccollect.http.url import INSECURE_HTTP_HOSTS_ENV
+
 __all__ = [
+    "COMPOSE_ONLY",
     "HOST_SPECIFIC",
     "LIMITS_URL_ENV",
     "SHARED_SETTINGS",
@@ -56,4 +60,12 @@ HOST_SPECIFIC: dict[str, str] = {
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": "a path in the Airflow home vs the config mount",
     "CONNECTORS_DIR": "the demo instance files: assembled in the stack's folder vs where the image puts them",
     LIMITS_URL_ENV: "the broker's Redis (another database number in compose)",
+}
+
+#: Settings only docker-compose.yaml sets, never make stack (key -> why). Development only.
+COMPOSE_ONLY: dict[str, str] = {
+    INSECURE_HTTP_HOSTS_ENV: (
+        "the demo connections reach the `simulators` service over plain http, and from the Airflow "
+        "containers it is not loopback; make stack runs the simulators on 127.0.0.1, which needs no exception"
+    ),
 }

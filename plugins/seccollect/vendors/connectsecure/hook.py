@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
+from seccollect.http.url import parse_base_url
+
 if TYPE_CHECKING:
     import requests
 
@@ -150,19 +152,10 @@ def _paging_key(endpoint: Endpoint) -> Any:
 
 
 def check_base_url(url: str, conn_id: str) -> str:
-    """The pod API host as a base URL: ``https`` (plain ``http`` only for a loopback simulator)."""
-    text = (url or "").strip().rstrip("/")
-    if not text:
-        raise ValueError(f"Connection {conn_id!r} has no Base URL (the pod API host, e.g. https://pod106.myconnectsecure.com)")
-    if "://" not in text:
-        text = f"https://{text}"
-    parts = urlsplit(text)
-    host = (parts.hostname or "").lower()
-    if parts.scheme == "http" and host not in ("127.0.0.1", "localhost", "::1"):
-        raise ValueError(f"Connection {conn_id!r}: the Base URL must use https (plain http only for a local simulator)")
-    if parts.scheme not in ("http", "https") or not host:
-        raise ValueError(f"Connection {conn_id!r}: Base URL {url!r} is not a URL such as https://pod106.myconnectsecure.com")
-    if host == "portal.myconnectsecure.com":
+    """The pod API host as a base URL: ``https`` (plain ``http`` only for a loopback simulator; the shared
+    rule, :func:`seccollect.http.url.parse_base_url`)."""
+    parts = parse_base_url(url, conn_id, example="https://pod106.myconnectsecure.com")
+    if parts.hostname == "portal.myconnectsecure.com":
         raise ValueError(
             f"Connection {conn_id!r}: portal.myconnectsecure.com is the login portal, not the API; enter the "
             "pod API host, e.g. https://pod106.myconnectsecure.com"

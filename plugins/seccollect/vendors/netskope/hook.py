@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+from seccollect.http.url import parse_base_url
+
 if TYPE_CHECKING:
     import requests
 
@@ -151,7 +153,13 @@ class NetskopeHook(BaseHook):
         extra = conn.extra_dejson
         api_version = (self._api_version or extra.get("api_version") or "v2").lower()
         base_url = extra.get("base_url")
-        if not base_url:
+        if base_url:
+            # The override sends the API key wherever it points: the one rule of every vendor's base URL
+            # (https, plain http only for a loopback simulator) applies to it as well.
+            parts = parse_base_url(base_url, self.netskope_conn_id, label="Base URL override",
+                                   example="http://127.0.0.1:8801 (a local simulator)")
+            base_url = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        else:
             tenant = self._tenant or conn.host
             if not tenant:
                 raise ValueError(

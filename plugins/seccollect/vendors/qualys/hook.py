@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import queue
 import re
@@ -33,9 +32,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
+
+from seccollect.http.url import is_loopback, parse_base_url
 
 if TYPE_CHECKING:
     import requests
@@ -75,39 +75,20 @@ def qualys_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def api_base_url(value: str, conn_id: str) -> str:
     """The scheme and host of a Qualys API URL as typed in the connection (trailing ``/`` or path
-    tolerated). ``https`` for any host; plain ``http`` only for a loopback host (a local simulator).
-    A host that is no Qualys API server of a known platform is logged as a warning."""
-    text = value.strip()
-    if "://" not in text:
-        text = "https://" + text
-    parts = urlsplit(text)
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise ValueError(f"Connection {conn_id!r}: {value!r} is not a Qualys API URL (e.g. https://qualysapi.qualys.com)")
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http") or (scheme == "http" and not _is_loopback(host)):
-        raise ValueError(
-            f"Connection {conn_id!r}: the Qualys API URL must use https (plain http only for a local simulator "
-            f"on a loopback address), not {value!r}"
-        )
+    tolerated). ``https`` for any host; plain ``http`` only for a loopback host (a local simulator), as
+    :func:`seccollect.http.url.parse_base_url` rules for every vendor. A host that is no Qualys API
+    server of a known platform is logged as a warning."""
+    parts = parse_base_url(value, conn_id, label="Qualys API URL", example="https://qualysapi.qualys.com")
+    host = parts.hostname or ""
     if not KNOWN_PLATFORM.match(host):
         log.warning(
             "Connection %r: %s is not the API server of a known Qualys platform (e.g. qualysapi.qualys.com, "
             "qualysapi.qg2.apps.qualys.com); use the API URL of your platform, not the web UI's%s",
-            conn_id, host, " (loopback: a local simulator?)" if _is_loopback(host) else "",
+            conn_id, host, " (loopback: a local simulator?)" if is_loopback(host) else "",
         )
-    return f"{scheme}://{host}{f':{parts.port}' if parts.port else ''}"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
 
 
 def check_password(password: str, conn_id: str) -> str:

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
+from seccollect.http.url import parse_base_url, shown_url
+
 if TYPE_CHECKING:
     import requests
 
@@ -35,7 +37,6 @@ REGIONAL_HOSTS = frozenset({
     "api-in.tmcas.trendmicro.com",
     "api.tmcas.trendmicro.com.sg",
 })
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 #: The documented limit: about 20 requests per minute per API key.
 DEFAULT_REQUESTS_PER_MINUTE = 20
 #: The API's look-back: ``start`` may be at most 72 hours before the request.
@@ -54,31 +55,19 @@ def check_base_url(value: str | None, conn_id: str) -> str:
     """The connection's base URL, normalised; ``ValueError`` naming the connection when it cannot be one.
 
     Any ``https`` host is accepted (a host that is not a documented regional service URL is logged as a
-    warning); plain ``http`` only on loopback, for the local simulator."""
-    text = (value or "").strip().rstrip("/")
-    if not text:
-        raise ValueError(f"Connection {conn_id!r} has no Base URL (e.g. https://api.tmcas.trendmicro.com)")
-    if "://" not in text:
-        text = "https://" + text  # a bare host name, as the console shows it
-    parts = urlsplit(text)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host:
-        raise ValueError(f"Base URL {value!r} of connection {conn_id!r} is not an http(s) URL")
-    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
-        raise ValueError(
-            f"Base URL {value!r} of connection {conn_id!r} uses plain http; the API key is only sent over https "
-            "(http is accepted only for a local simulator on 127.0.0.1/localhost)"
-        )
+    warning); plain ``http`` only on loopback, for the local simulator - the rule of every vendor,
+    :func:`seccollect.http.url.parse_base_url`."""
+    parts = parse_base_url(value, conn_id, example="https://api.tmcas.trendmicro.com")
     if parts.path not in ("", "/") or parts.query or parts.username or parts.password:
         raise ValueError(
-            f"Base URL {value!r} of connection {conn_id!r} must be only the region's service URL, e.g. "
+            f"Base URL {shown_url(value)!r} of connection {conn_id!r} must be only the region's service URL, e.g. "
             "https://api.tmcas.trendmicro.com (no path such as /v1/siem/security_events, no query)"
         )
-    if parts.scheme == "https" and host not in REGIONAL_HOSTS:
+    if parts.scheme == "https" and parts.hostname not in REGIONAL_HOSTS:
         log.warning(
             "Base URL of connection %r: %s is not one of the documented Trend Micro CAS service URLs (%s); "
             "check that it is your console's region",
-            conn_id, host, ", ".join(sorted(REGIONAL_HOSTS)),
+            conn_id, parts.hostname, ", ".join(sorted(REGIONAL_HOSTS)),
         )
     return f"{parts.scheme}://{parts.netloc}"
 

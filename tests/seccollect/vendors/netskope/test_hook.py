@@ -365,3 +365,27 @@ def test_tenant_name_builds_the_goskope_host(monkeypatch) -> None:
     assert _hook("netskope_tenant").get_conn().base_url == "https://companya.goskope.com"
     # The instance's tenant name wins over the connection's.
     assert _hook("netskope_tenant", tenant="companyb").get_conn().base_url == "https://companyb.goskope.com"
+
+
+# --- base URL override ---------------------------------------------------------------------------
+
+
+def test_a_plain_http_base_url_override_to_a_remote_host_is_refused(monkeypatch) -> None:
+    """The override sends the API key where it points: the shared rule (plain http only on loopback)."""
+    monkeypatch.delenv("SECCOLLECT_INSECURE_HTTP_HOSTS", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_NETSKOPE_HTTP_OVERRIDE", json.dumps(
+        {"conn_type": "netskope", "password": "k" * 16, "extra": {"base_url": "http://netskope.example.org"}}))
+    with pytest.raises(ValueError) as refused:
+        _hook("netskope_http_override").get_conn()
+    message = str(refused.value)
+    assert "netskope_http_override" in message and "must use https" in message and "k" * 16 not in message
+
+
+@pytest.mark.parametrize(("override", "base_url"), [
+    ("http://127.0.0.1:18801/", "http://127.0.0.1:18801"),
+    ("https://netskope-proxy.example.org", "https://netskope-proxy.example.org"),
+])
+def test_a_base_url_override_on_loopback_or_https_is_used(monkeypatch, override, base_url) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_NETSKOPE_OVERRIDE", json.dumps(
+        {"conn_type": "netskope", "password": "k" * 16, "extra": {"base_url": override}}))
+    assert _hook("netskope_override").get_conn().base_url == base_url
