@@ -10,6 +10,10 @@ ask :func:`credential_slots`, which follows the selection of
   (:class:`~seccollect.http.redis_slots.RedisSlots`): every task of every worker on every machine
   shares it; a slot is a lease renewed while held, so a worker killed with ``kill -9`` keeps its slot
   at most one lease long (30 s by default);
+* else, when the deployment's shared store is PostgreSQL (``SECCOLLECT_BUDGET_CONN_ID``, or a
+  PostgreSQL warehouse: :mod:`seccollect.http.shared_budget`), session advisory locks there
+  (:class:`~seccollect.http.postgres_slots.PostgresSlots`): every worker that reaches the server; the
+  server frees a killed holder's slot when its session ends;
 * else :class:`SharedSlots`, ``limit`` lock files in a directory named after the key
   (``fcntl.flock``: the kernel releases a slot the moment its holder dies): every thread and process of
   this machine, or of machines sharing that directory on a file system with working ``flock``.
@@ -71,9 +75,11 @@ class ConcurrencySlots(Protocol):
 
 
 def credential_slots(key: str, limit: int) -> ConcurrencySlots:
-    """The concurrency slots of one credential, shared by every task that uses it: in the Redis of
-    ``$SECCOLLECT_LIMITS_URL`` when it is set (every worker of a deployment), else lock files under
-    :func:`slots_directory` (every process of this machine). See the module docstring."""
+    """The concurrency slots of one credential, shared by every task that uses it, where
+    :func:`~seccollect.http.budget.credential_budget` counts its requests: in the Redis of
+    ``$SECCOLLECT_LIMITS_URL`` when it is set, else in the shared store's PostgreSQL when it has one,
+    else lock files under :func:`slots_directory` (every process of this machine). See the module
+    docstring."""
     from seccollect.http.budget import LIMITS_URL_ENV, limits_redis
 
     url = os.environ.get(LIMITS_URL_ENV)
@@ -81,6 +87,16 @@ def credential_slots(key: str, limit: int) -> ConcurrencySlots:
         from seccollect.http.redis_slots import RedisSlots
 
         return RedisSlots(key, limit, client=limits_redis(url))
+    from seccollect.http.shared_budget import shared_postgres
+
+    conn = shared_postgres()
+    if conn is not None:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        from seccollect.http.postgres_slots import PostgresSlots
+
+        # One hook: its connection is looked up once, and every held slot opens a session of its own.
+        return PostgresSlots(key, limit, connect=PostgresHook(postgres_conn_id=conn.conn_id).get_conn)
     return SharedSlots(key, limit)
 
 

@@ -18,8 +18,9 @@
   (:func:`~seccollect.http.slots.credential_slots`, keyed by API URL and user name, sized by the
   connection's ``concurrency_limit``) and draws on the account's call budget of its API function
   (:func:`~seccollect.http.budget.credential_budget`, ``rate_limit`` calls per ``rate_window_seconds``,
-  Standard tier 300 per hour), so tasks of all instances on one account never exceed either; with
-  ``SECCOLLECT_LIMITS_URL`` set both live in Redis and hold across workers on several machines. A
+  Standard tier 300 per hour), so tasks of all instances on one account never exceed either; both live
+  where the deployment shares limits (Redis with ``SECCOLLECT_LIMITS_URL``, else the shared store's
+  PostgreSQL, else this machine), so they hold across workers on several machines. A
   spent rate window (409/1965, or ``Remaining: 0`` with a wait) pauses every task of the account.
 """
 

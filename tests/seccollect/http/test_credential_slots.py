@@ -1,8 +1,10 @@
-"""Concurrency slots in Redis: at most N holders of one key across processes (as on several machines), a
-holder killed with SIGKILL frees its slot once its lease lapses, and the pause is seen by every holder.
+"""Concurrency slots shared across machines, in Redis and in PostgreSQL: at most N holders of one key
+across processes that share nothing on disk (as on several machines), a holder killed with SIGKILL
+frees its slot (in Redis once its lease lapses), and the pause is seen by every holder.
 
-Needs the Redis at ``SECCOLLECT_TEST_REDIS_URL`` (default 127.0.0.1:6379/0); skipped when it does not
-answer, unless REQUIRE_SERVICES=1. Every test uses slot keys of its own, so runs never share a count.
+Needs the Redis at ``SECCOLLECT_TEST_REDIS_URL`` (default 127.0.0.1:6379/0) and the test PostgreSQL;
+skipped when they do not answer, unless REQUIRE_SERVICES=1. Every test uses slot keys (and databases)
+of its own, so runs never share a count.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from seccollect.http.postgres_slots import PostgresSlots
 from seccollect.http.redis_slots import RedisSlots
 from seccollect.http.slots import SharedSlots, SlotWaitTooLong, credential_slots
 
@@ -57,11 +60,25 @@ def key(redis_client):
 # --- N processes contending ---------------------------------------------------------------------------
 
 
-def _contend(kind: str, key: str, limit: int, rounds: int, folder: str, active: Any, most: Any, done: Any) -> None:
-    """One contender (its own process, its own Redis connection or lock folder, as a worker elsewhere
-    would have): hold a slot ``rounds`` times, counting holders in the shared counters meanwhile."""
-    slots = (RedisSlots(key, limit, client=_client(), lease=5.0) if kind == "redis"
-             else SharedSlots(key, limit, directory=Path(folder)))
+def _pg(params: dict[str, Any]) -> Any:
+    import psycopg
+
+    return lambda: psycopg.connect(**params)
+
+
+def _slots(kind: str, key: str, limit: int, where: Any) -> Any:
+    """The slots a contender builds in its own process (own connections, own lock folder)."""
+    if kind == "redis":
+        return RedisSlots(key, limit, client=_client(), lease=5.0)
+    if kind == "postgres":
+        return PostgresSlots(key, limit, connect=_pg(where))
+    return SharedSlots(key, limit, directory=Path(where))
+
+
+def _contend(kind: str, key: str, limit: int, rounds: int, where: Any, active: Any, most: Any, done: Any) -> None:
+    """One contender (its own process, as a worker elsewhere would be): hold a slot ``rounds`` times,
+    counting holders in the shared counters meanwhile."""
+    slots = _slots(kind, key, limit, where)
     for _ in range(rounds):
         with slots.hold():
             with active.get_lock():
@@ -74,16 +91,16 @@ def _contend(kind: str, key: str, limit: int, rounds: int, folder: str, active: 
                 done.value += 1
 
 
-def _run_contenders(kind: str, key: str, limit: int, folders: list[str], rounds: int = 8) -> tuple[int, int]:
+def _run_contenders(kind: str, key: str, limit: int, wheres: list[Any], rounds: int = 8) -> tuple[int, int]:
     active, most, done = FORK.Value("i", 0), FORK.Value("i", 0), FORK.Value("i", 0)
-    processes = [FORK.Process(target=_contend, args=(kind, key, limit, rounds, folder, active, most, done))
-                 for folder in folders]
+    processes = [FORK.Process(target=_contend, args=(kind, key, limit, rounds, where, active, most, done))
+                 for where in wheres]
     for process in processes:
         process.start()
     for process in processes:
         process.join(120)
         assert process.exitcode == 0, process.exitcode
-    assert done.value == rounds * len(folders)
+    assert done.value == rounds * len(wheres)
     return most.value, active.value
 
 
@@ -93,6 +110,12 @@ def test_processes_contending_in_redis_never_exceed_the_limit(redis_client, key,
     most, active = _run_contenders("redis", key, 2, folders)
     assert most == 2 and active == 0
     assert redis_client.zcard(RedisSlots(key, 2, client=redis_client).redis_key) == 0  # every slot given back
+
+
+@pytest.mark.postgres
+def test_processes_contending_in_postgres_never_exceed_the_limit(postgres_database) -> None:
+    most, active = _run_contenders("postgres", f"test-slots-{uuid.uuid4().hex}", 2, [postgres_database] * 6)
+    assert most == 2 and active == 0
 
 
 def test_control_lock_files_on_separate_machines_do_not_bound_them(tmp_path) -> None:
@@ -136,6 +159,35 @@ def test_a_holder_killed_with_sigkill_frees_its_slot_once_its_lease_lapses(redis
             holder.kill()
             holder.join()
     assert slots.holders() == 0
+
+
+def _hold_in_postgres_until_killed(params: dict[str, Any], key: str, ready: Any) -> None:
+    with PostgresSlots(key, 1, connect=_pg(params)).hold():
+        ready.set()
+        time.sleep(600)
+
+
+@pytest.mark.postgres
+def test_a_postgres_holder_killed_with_sigkill_frees_its_slot(postgres_database) -> None:
+    key = f"test-slots-{uuid.uuid4().hex}"
+    ready = FORK.Event()
+    holder = FORK.Process(target=_hold_in_postgres_until_killed, args=(postgres_database, key, ready))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        slots = PostgresSlots(key, 1, connect=_pg(postgres_database))
+        with pytest.raises(SlotWaitTooLong), slots.hold(max_wait=0.5):
+            pass
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join(10)
+        assert holder.exitcode == -signal.SIGKILL
+        # Its session ends with its socket: the server frees the lock without anyone releasing it.
+        with slots.hold(max_wait=30):
+            pass
+    finally:
+        if holder.is_alive():
+            holder.kill()
+            holder.join()
 
 
 def test_a_block_that_raises_gives_its_slot_back(redis_client, key) -> None:
@@ -187,14 +239,42 @@ def test_a_pause_is_shared_by_every_process_and_the_latest_deadline_wins(redis_c
     assert RedisSlots(key + "-other", 1, client=redis_client).paused_for() == 0
 
 
+def _pause_in_postgres(params: dict[str, Any], key: str, seconds: float) -> None:
+    slots = PostgresSlots(key, 1, connect=_pg(params))
+    slots.pause(seconds)
+    slots.close()
+
+
+@pytest.mark.postgres
+def test_a_postgres_pause_is_shared_by_every_process_and_the_latest_deadline_wins(postgres_database) -> None:
+    key = f"test-slots-{uuid.uuid4().hex}"
+    slots = PostgresSlots(key, 1, connect=_pg(postgres_database))
+    try:
+        assert slots.paused_for() == 0
+        other = FORK.Process(target=_pause_in_postgres, args=(postgres_database, key, 30.0))
+        other.start()
+        other.join(30)
+        assert other.exitcode == 0
+        assert 25 < slots.paused_for() <= 30
+        slots.pause(5)
+        assert slots.paused_for() > 25
+        slots.pause(60)
+        assert slots.paused_for() > 55
+        assert PostgresSlots(key + "-other", 1, connect=_pg(postgres_database)).paused_for() == 0
+    finally:
+        slots.close()
+
+
 # --- the selection ------------------------------------------------------------------------------------
 
 
-def test_credential_slots_are_in_redis_when_a_limits_url_is_set_else_lock_files(redis_client, monkeypatch,
-                                                                                tmp_path) -> None:
+def test_credential_slots_follow_the_budgets_selection(redis_client, monkeypatch, tmp_path, warehouse_conn) -> None:
     monkeypatch.setenv("SECCOLLECT_SLOTS_DIR", str(tmp_path))
     monkeypatch.delenv("SECCOLLECT_LIMITS_URL", raising=False)
-    assert isinstance(credential_slots("test-x", 2), SharedSlots)
+    monkeypatch.delenv("SECCOLLECT_BUDGET_CONN_ID", raising=False)
+    # Without Redis: the shared store's PostgreSQL when the warehouse is one, else this machine's files.
+    expected = PostgresSlots if warehouse_conn == "postgres" else SharedSlots
+    assert isinstance(credential_slots("test-x", 2), expected)
     monkeypatch.setenv("SECCOLLECT_LIMITS_URL", REDIS_URL)
     slots = credential_slots("test-x", 2)
     assert isinstance(slots, RedisSlots) and slots.limit == 2
