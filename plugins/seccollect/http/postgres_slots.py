@@ -77,7 +77,7 @@ class PostgresSlots:
 
     def _try(self, cur: Any) -> bool:
         for number in range(self.limit):
-            cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (self.lock_class, number))
+            cur.execute("SELECT pg_try_advisory_lock(%s::integer, %s::integer)", (self.lock_class, number))
             if cur.fetchone()[0]:
                 return True
         return False
@@ -118,7 +118,7 @@ class PostgresSlots:
                 cur.execute("BEGIN")
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext('seccollect_slot_pause ddl'))")
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (pause_key text PRIMARY KEY, "
-                            "until double precision NOT NULL)")
+                            "paused_until double precision NOT NULL)")
                 cur.execute("COMMIT")
                 self._pause_con = con
             try:
@@ -137,15 +137,15 @@ class PostgresSlots:
         recorded is kept."""
         if seconds > 0:
             self._pausing(
-                f"INSERT INTO {TABLE} AS p (pause_key, until) "
+                f"INSERT INTO {TABLE} AS p (pause_key, paused_until) "
                 "VALUES (%s, extract(epoch FROM clock_timestamp())::double precision + %s) "
-                "ON CONFLICT (pause_key) DO UPDATE SET until = greatest(p.until, excluded.until) RETURNING until",
+                "ON CONFLICT (pause_key) DO UPDATE SET paused_until = greatest(p.paused_until, excluded.paused_until) RETURNING paused_until",
                 (self.pause_key, float(seconds)))
 
     def paused_for(self) -> float:
         """Seconds left of the pause recorded by any holder of the key (0 when none)."""
         row = self._pausing(
-            f"SELECT max(until) - extract(epoch FROM clock_timestamp())::double precision FROM {TABLE} "
+            f"SELECT max(paused_until) - extract(epoch FROM clock_timestamp())::double precision FROM {TABLE} "
             "WHERE pause_key = %s", (self.pause_key,))
         left = row[0] if row is not None else None
         return max(0.0, float(left)) if left is not None else 0.0
