@@ -346,6 +346,8 @@ class QualysHook(BaseHook):
     def budget(self, path: str) -> RequestBudget:
         """The account's call budget of the API function of ``path`` (Qualys counts calls per function:
         host list and host detection list each have their own)."""
+        from urllib.parse import urlsplit
+
         from seccollect.http.budget import credential_budget
 
         self.get_conn()
