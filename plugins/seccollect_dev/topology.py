@@ -30,7 +30,8 @@ STAGING_URL = f"s3://{STAGING_BUCKET}/staging"
 STAGING_CONN_ID = "aws_demo"
 #: The warehouse the load tasks write to.
 WAREHOUSE_CONN_ID = "seccollect_warehouse"
-#: Where the per-credential request budgets are counted (seccollect.http.budget): the broker's Redis.
+#: Where the per-credential request budgets and concurrency slots live (seccollect.http.budget,
+#: seccollect.http.slots): the broker's Redis.
 LIMITS_URL_ENV = "SECCOLLECT_LIMITS_URL"
 
 #: Environment of every Airflow component, identical in make stack and docker-compose.yaml.

@@ -12,6 +12,9 @@ load. What must hold afterwards:
 * staged data crossed workers: runs whose collect ran on one worker and load on the other;
 * the Netskope v1 tenant's limit (24 requests / 5 s) held for both workers together, as the simulator
   saw it;
+* the Qualys demo account's concurrency limit held for both workers together: each worker keeps its
+  own slot lock files (as on two machines), so only the slots in Redis bound them, and the simulator
+  (which counts the calls it serves at once and refuses one too many with 409/1960) never refused one;
 * a VPC flow window whose objects are not delivered yet: its deferrable S3 sensor went to the triggerer ("deferred")
   and resumed once the window's objects were delivered.
 
@@ -263,6 +266,13 @@ def test_two_celery_workers_lose_one_mid_collect_and_mid_load_and_the_warehouse_
         assert after["hostname"].startswith("stack-worker-")
     failed = [(d, r["logical_date"]) for d, rs in runs.items() for r in rs if r["state"] != "success"]
     assert not failed, failed
+
+    # The Qualys account's limits held for both workers together (its hosts and vulnerabilities tasks of
+    # up to 4 backfill runs at once, on 8 worker slots, share 2 concurrency slots and one call budget).
+    qualys = stack.simulators["qualys"].app
+    assert 1 <= qualys.max_running <= qualys.options.concurrency_limit, qualys.max_running
+    assert qualys.concurrency_rejections == 0, f"{qualys.concurrency_rejections} calls refused with 409/1960"
+    assert qualys.rate_rejections == 0
 
     # Staged data crossed workers: in some run the collect and the load ran on different workers.
     crossed = 0

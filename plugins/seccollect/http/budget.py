@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class BudgetWaitTooLong(Exception):
@@ -107,11 +107,12 @@ def process_budget(key: str, max_calls: int, period: float) -> ProcessBudget:
         return budget
 
 
-#: Redis URL of the budgets shared across processes and workers (unset: budgets per process).
+#: Redis URL of the budgets and concurrency slots shared across processes and workers (unset: see
+#: :func:`credential_budget` and :func:`seccollect.http.slots.credential_slots`).
 LIMITS_URL_ENV = "SECCOLLECT_LIMITS_URL"
 #: ``process``: budgets counted per process (no shared store).
 BUDGETS_ENV = "SECCOLLECT_BUDGETS"
-_REDIS_CLIENTS: dict[str, object] = {}
+_REDIS_CLIENTS: dict[str, Any] = {}
 
 
 def credential_budget(key: str, max_calls: int, period: float) -> RequestBudget:
@@ -132,12 +133,18 @@ def credential_budget(key: str, max_calls: int, period: float) -> RequestBudget:
         from seccollect.http.shared_budget import RateLimit, shared_budget
 
         return shared_budget(key, [RateLimit(max_calls, period)])
-    import redis
-
     from seccollect.http.redis_budget import RedisBudget
+
+    return RedisBudget(key, max_calls, period, client=limits_redis(url))
+
+
+def limits_redis(url: str) -> Any:
+    """The process's Redis client of ``url`` (one connection pool per URL, shared by every budget and
+    slot set of the process; redis-py's pool starts afresh in a forked child)."""
+    import redis
 
     with _PROCESS_BUDGETS_LOCK:
         client = _REDIS_CLIENTS.get(url)
         if client is None:
             client = _REDIS_CLIENTS[url] = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10)
-    return RedisBudget(key, max_calls, period, client=client)
+        return client

@@ -277,6 +277,7 @@ class VendorHttpClient:
         parse: Callable[[requests.Response], Any] | None = None,
         stream: bool = False,
         authenticate: bool = True,
+        budget: RequestBudget | None = None,
     ) -> Any:
         """Send a request until it succeeds or fails for good; return ``parse(response)`` (or the response).
 
@@ -288,16 +289,19 @@ class VendorHttpClient:
         :param stream: do not read the body up front; ``parse`` reads it (e.g. an iterating XML parser),
             so memory does not grow with the response.
         :param authenticate: ``False`` for the request that obtains a token.
+        :param budget: the budget this request's attempts draw on instead of the client's (a vendor that
+            counts calls per API function).
         """
         url = self.url_for(path)
         endpoint = f"{method.upper()} {_endpoint_of(path)}"
         reauthenticated = False
+        draw_on = budget if budget is not None else self.budget
 
         def attempt() -> Any:
             nonlocal reauthenticated
             self.attempts_made += 1
-            if self.budget is not None:
-                self.budget.acquire(max_wait=self.max_budget_wait)
+            if draw_on is not None:
+                draw_on.acquire(max_wait=self.max_budget_wait)
             try:
                 # proxies/verify are passed per request: requests lets HTTP(S)_PROXY and REQUESTS_CA_BUNDLE
                 # from the environment override Session.proxies / Session.verify, not the request's own.

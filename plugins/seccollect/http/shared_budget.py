@@ -250,26 +250,32 @@ def _default_sqlite_path() -> Path:
     return Path(home) / "seccollect-request-budget.sqlite3"
 
 
-def shared_store() -> BudgetStore:
-    """The store this deployment shares: the PostgreSQL of ``SECCOLLECT_BUDGET_CONN_ID`` (or of the
-    warehouse connection when it is PostgreSQL), else the machine's SQLite file. One per process."""
+def shared_postgres() -> Any | None:
+    """The Airflow ``postgres`` connection of the deployment's shared store: ``SECCOLLECT_BUDGET_CONN_ID``,
+    else the warehouse connection when it is PostgreSQL; ``None``: the machine's own store."""
     conn_id = os.environ.get(BUDGET_CONN_ENV)
-    pg_conn: str | None = None
-    ident = f"sqlite:{_default_sqlite_path()}"
     try:
         from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(conn_id or DEFAULT_WAREHOUSE_CONN)
     except Exception:  # no such connection: the single-machine default
-        conn = None
         if conn_id:
             raise
-    if conn is not None and (conn_id or conn.conn_type == "postgres"):
-        if conn.conn_type != "postgres":
-            raise ValueError(f"{BUDGET_CONN_ENV}={conn_id!r} must name a 'postgres' connection, not {conn.conn_type!r}")
-        pg_conn = conn.conn_id
-        # Keyed by where it points (not only its id): a connection redefined in the environment is new.
-        ident = f"postgres:{conn.host}:{conn.port}:{conn.schema}"
+        return None
+    if not conn_id and conn.conn_type != "postgres":
+        return None
+    if conn.conn_type != "postgres":
+        raise ValueError(f"{BUDGET_CONN_ENV}={conn_id!r} must name a 'postgres' connection, not {conn.conn_type!r}")
+    return conn
+
+
+def shared_store() -> BudgetStore:
+    """The store this deployment shares: the PostgreSQL of ``SECCOLLECT_BUDGET_CONN_ID`` (or of the
+    warehouse connection when it is PostgreSQL), else the machine's SQLite file. One per process."""
+    conn = shared_postgres()
+    pg_conn: str | None = conn.conn_id if conn is not None else None
+    # Keyed by where it points (not only its id): a connection redefined in the environment is new.
+    ident = f"postgres:{conn.host}:{conn.port}:{conn.schema}" if conn is not None else f"sqlite:{_default_sqlite_path()}"
     with _STORES_LOCK:
         store = _STORES.get(ident)
         if store is None:

@@ -2,15 +2,27 @@
 
 Some vendors limit how many calls of one account may run *at once* (and answer the next one with an
 error instead of queueing it). That limit belongs to the account, not to a task: two instances, a
-backfill of many windows and the Test button all count against it. :class:`SharedSlots` is a counting
-semaphore across threads and processes of one machine, made of ``limit`` lock files in a directory
-named after the key (``fcntl.flock``: the kernel releases a slot when its holder dies, so a killed task
-never leaks one). The same folder records a shared pause (:meth:`SharedSlots.pause`): when the vendor
-says the account's call budget is spent, every process waits it out instead of spending calls on
-refusals. Workers on several machines share a directory on a shared file system, or run the
-vendor's tasks in one Airflow pool sized to the limit.
+backfill of many windows, the Test button and workers on other machines all count against it. Hooks
+ask :func:`credential_slots`, which follows the selection of
+:func:`~seccollect.http.budget.credential_budget`:
 
-The key names the account (e.g. a hash of the API URL and the user name), never a secret.
+* with ``SECCOLLECT_LIMITS_URL`` set (a Celery deployment's Redis), a counting semaphore in Redis
+  (:class:`~seccollect.http.redis_slots.RedisSlots`): every task of every worker on every machine
+  shares it; a slot is a lease renewed while held, so a worker killed with ``kill -9`` keeps its slot
+  at most one lease long (30 s by default);
+* else, when the deployment's shared store is PostgreSQL (``SECCOLLECT_BUDGET_CONN_ID``, or a
+  PostgreSQL warehouse: :mod:`seccollect.http.shared_budget`), session advisory locks there
+  (:class:`~seccollect.http.postgres_slots.PostgresSlots`): every worker that reaches the server; the
+  server frees a killed holder's slot when its session ends;
+* else :class:`SharedSlots`, ``limit`` lock files in a directory named after the key
+  (``fcntl.flock``: the kernel releases a slot the moment its holder dies): every thread and process of
+  this machine, or of machines sharing that directory on a file system with working ``flock``.
+
+Both also record a shared pause (``pause``/``paused_for``): when the vendor says the account's call
+budget is spent, every process waits it out instead of spending calls on refusals.
+
+The key names the account (e.g. the API URL and the user name), never a secret; both stores keep only a
+hash of it.
 """
 
 from __future__ import annotations
@@ -22,7 +34,9 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
 #: Where slot files live unless ``SECCOLLECT_SLOTS_DIR`` says otherwise.
 DEFAULT_DIRECTORY = Path(tempfile.gettempdir()) / "seccollect-slots"
@@ -37,6 +51,55 @@ class SlotWaitTooLong(Exception):  # noqa: N818 - reads as what happened
         self.waited = waited
 
 
+class ConcurrencySlots(Protocol):
+    """At most ``limit`` holders of ``key`` at once, and a pause every holder of the key sees."""
+
+    #: What the slots are for (an account; never a secret).
+    key: str
+    limit: int
+    #: Seconds spent waiting for a slot, in total.
+    waited: float
+
+    def hold(self, *, max_wait: float | None = None) -> AbstractContextManager[None]:
+        """Hold one slot for the block; wait at most ``max_wait`` seconds for it, else raise
+        :class:`SlotWaitTooLong` (``None``: as long as needed)."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """No holder of the key may call for ``seconds`` (a later deadline already recorded is kept)."""
+        ...
+
+    def paused_for(self) -> float:
+        """Seconds left of the pause (0 when none)."""
+        ...
+
+
+def credential_slots(key: str, limit: int) -> ConcurrencySlots:
+    """The concurrency slots of one credential, shared by every task that uses it, where
+    :func:`~seccollect.http.budget.credential_budget` counts its requests: in the Redis of
+    ``$SECCOLLECT_LIMITS_URL`` when it is set, else in the shared store's PostgreSQL when it has one,
+    else lock files under :func:`slots_directory` (every process of this machine). See the module
+    docstring."""
+    from seccollect.http.budget import LIMITS_URL_ENV, limits_redis
+
+    url = os.environ.get(LIMITS_URL_ENV)
+    if url:
+        from seccollect.http.redis_slots import RedisSlots
+
+        return RedisSlots(key, limit, client=limits_redis(url))
+    from seccollect.http.shared_budget import shared_postgres
+
+    conn = shared_postgres()
+    if conn is not None:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        from seccollect.http.postgres_slots import PostgresSlots
+
+        # One hook: its connection is looked up once, and every held slot opens a session of its own.
+        return PostgresSlots(key, limit, connect=PostgresHook(postgres_conn_id=conn.conn_id).get_conn)
+    return SharedSlots(key, limit)
+
+
 def slots_directory() -> Path:
     """The directory slot files live in (``SECCOLLECT_SLOTS_DIR``, else the temporary directory)."""
     configured = os.environ.get("SECCOLLECT_SLOTS_DIR")
@@ -44,7 +107,8 @@ def slots_directory() -> Path:
 
 
 class SharedSlots:
-    """At most ``limit`` holders of ``key`` at once, across threads and processes sharing ``directory``.
+    """At most ``limit`` holders of ``key`` at once, across threads and processes sharing ``directory``
+    (one machine, unless the directory is on a shared file system whose ``flock`` works across hosts).
 
     :param key: what the slots are for (an account); hashed into the directory name.
     :param limit: how many may hold a slot at once (at least 1).

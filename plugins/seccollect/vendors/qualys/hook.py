@@ -15,14 +15,19 @@
   401/2000 fails at once. ``X-RateLimit-*`` and ``X-Concurrency-Limit-*`` are read on every response
   that has them and logged when low; a spent rate window makes the next call wait instead of trip 1965.
 * **Shared limits**: every call holds one of the account's concurrency slots
-  (:class:`~seccollect.http.slots.SharedSlots`, keyed by API URL and user name, sized by the
-  connection's ``concurrency_limit``), so tasks of all instances on one account never exceed it; a
+  (:func:`~seccollect.http.slots.credential_slots`, keyed by API URL and user name, sized by the
+  connection's ``concurrency_limit``) and draws on the account's call budget of its API function
+  (:func:`~seccollect.http.budget.credential_budget`, ``rate_limit`` calls per ``rate_window_seconds``,
+  Standard tier 300 per hour), so tasks of all instances on one account never exceed either; both live
+  where the deployment shares limits (Redis with ``SECCOLLECT_LIMITS_URL``, else the shared store's
+  PostgreSQL, else this machine), so they hold across workers on several machines. A
   spent rate window (409/1965, or ``Remaining: 0`` with a wait) pauses every task of the account.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import queue
 import re
@@ -40,8 +45,9 @@ from seccollect.http.url import is_loopback, parse_base_url
 if TYPE_CHECKING:
     import requests
 
+    from seccollect.http.budget import RequestBudget
     from seccollect.http.client import ResponsePolicy, VendorHttpClient, Verdict
-    from seccollect.http.slots import SharedSlots
+    from seccollect.http.slots import ConcurrencySlots
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,9 @@ DETECTION_STATUSES = "New,Active,Fixed,Re-Opened"
 DEFAULT_CONCURRENCY_LIMIT = 2
 #: How long a call that met 409/1960 (another call of the account running) waits before trying again.
 DEFAULT_CONCURRENCY_WAIT = 30.0
+#: Calls per API function per window of the Standard subscription tier (``X-RateLimit-Limit`` and
+#: ``X-RateLimit-Window-Sec``): the account's call budget unless the connection says otherwise.
+DEFAULT_RATE_LIMIT, DEFAULT_RATE_WINDOW = 300, 3600.0
 #: Host names of Qualys API servers of known platforms (US1-4, EU1-2, IN, CA, AE, UK, AU, KSA ...).
 KNOWN_PLATFORM = re.compile(r"^qualysapi\.(qg\d+\.apps\.)?qualys(ksa)?\.(com|eu|in|ca|ae|co\.uk|com\.au)$")
 #: Codes of 409 answers that are worth waiting for (others, e.g. 2003/2011, are not).
@@ -198,6 +207,21 @@ def _qualys_policy(conn_id: str, limits: LimitState, concurrency_wait: float,
     return QualysResponsePolicy()
 
 
+class _Prepaid:
+    """A call's budget whose first draw was made already (before its slot was taken); retries draw again."""
+
+    def __init__(self, budget: RequestBudget) -> None:
+        self.key = budget.key
+        self._budget = budget
+        self._paid = True
+
+    def acquire(self, *, max_wait: float | None = None) -> None:
+        if self._paid:
+            self._paid = False
+            return
+        self._budget.acquire(max_wait=max_wait)
+
+
 class _Stop(BaseException):
     """The consumer stopped reading: the reader thread gives up its request (not an error to retry)."""
 
@@ -241,7 +265,11 @@ class QualysHook(BaseHook):
         self.api_version = api_version or DEFAULT_API_VERSION
         self.limits = LimitState()
         self._client: VendorHttpClient | None = None
-        self._slots: SharedSlots | None = None
+        self._slots: ConcurrencySlots | None = None
+        self._account = ""
+        self._rate: tuple[int, float] = (DEFAULT_RATE_LIMIT, DEFAULT_RATE_WINDOW)
+        self._budgets: dict[str, RequestBudget] = {}
+        self._rate_checked = False
         #: Pages read, by content type (for the task's figures).
         self.pages_read = 0
 
@@ -252,7 +280,7 @@ class QualysHook(BaseHook):
         if self._client is None:
             from seccollect.http.auth import BasicAuth
             from seccollect.http.client import RetryPolicy, VendorHttpClient
-            from seccollect.http.slots import SharedSlots
+            from seccollect.http.slots import credential_slots
 
             conn = self.get_connection(self.qualys_conn_id)
             extra = conn.extra_dejson
@@ -268,7 +296,12 @@ class QualysHook(BaseHook):
             self.api_version = version
             concurrency = int(extra.get("concurrency_limit") or DEFAULT_CONCURRENCY_LIMIT)
             wait = float(extra.get("concurrency_wait_seconds") or DEFAULT_CONCURRENCY_WAIT)
-            self._slots = slots = SharedSlots(f"qualys-account:{base_url}|{conn.login}", concurrency)
+            self._rate = (int(extra.get("rate_limit") or DEFAULT_RATE_LIMIT),
+                          float(extra.get("rate_window_seconds") or DEFAULT_RATE_WINDOW))
+            # The account (API server and user) is what Qualys counts; the user name is hashed so the
+            # shared stores' keys never show it.
+            self._account = f"qualys:{base_url}|{hashlib.sha256(conn.login.encode()).hexdigest()[:16]}"
+            self._slots = slots = credential_slots(self._account, concurrency)
             self._client = VendorHttpClient(
                 vendor="Qualys",
                 base_url=base_url,
@@ -286,21 +319,54 @@ class QualysHook(BaseHook):
         return self._client
 
     @property
-    def slots(self) -> SharedSlots:
+    def slots(self) -> ConcurrencySlots:
         self.get_conn()
         assert self._slots is not None
         return self._slots
 
+    def budget(self, path: str) -> RequestBudget:
+        """The account's call budget of the API function of ``path`` (Qualys counts calls per function:
+        host list and host detection list each have their own)."""
+        from urllib.parse import urlsplit
+
+        from seccollect.http.budget import credential_budget
+
+        self.get_conn()
+        function = urlsplit(path).path.split("/fo/", 1)[-1].strip("/") or path
+        budget = self._budgets.get(function)
+        if budget is None:
+            budget = self._budgets[function] = credential_budget(f"{self._account}:{function}", *self._rate)
+        return budget
+
     def _call(self, url: str, params: Mapping[str, Any] | None, parse: Callable[[requests.Response], Any]) -> Any:
-        """One API call (with its retries) holding one of the account's concurrency slots."""
+        """One API call (with its retries) holding one of the account's concurrency slots; every attempt
+        draws on the call budget of ``url``'s API function."""
         client = self.get_conn()
         pause = max(self.limits.not_before - time.monotonic(), self.slots.paused_for())
         if pause > 0:
             log.info("Qualys rate window of the account of connection %r is spent; waiting %.0fs as Qualys asked",
                      self.qualys_conn_id, pause)
             client.sleep(pause)
+        budget = self.budget(url)
+        # Drawn before the slot is taken: a call waiting for its function's budget must not hold one of
+        # the account's few slots, which calls of the other function could use meanwhile.
+        budget.acquire()
         with self.slots.hold():
-            return client.request("GET", url, params=params, parse=parse, stream=True)
+            result = client.request("GET", url, params=params, parse=parse, stream=True, budget=_Prepaid(budget))
+        self._compare_rate()
+        return result
+
+    def _compare_rate(self) -> None:
+        """Say once when Qualys reports another rate limit than the budget the connection sets: a lower
+        one earns 409/1965 waits, a higher one leaves calls unused."""
+        told = (self.limits.limit, self.limits.window)
+        if self._rate_checked or told[0] is None or told[1] is None:
+            return
+        self._rate_checked = True
+        if (told[0], float(told[1])) != self._rate:
+            log.warning("Qualys reports a rate limit of %d calls per %ss for the account of connection %r; its call "
+                        "budget is %d per %gs: set rate_limit and rate_window_seconds in the connection's extra "
+                        "to Qualys' figures", told[0], told[1], self.qualys_conn_id, *self._rate)
 
     # --- data -----------------------------------------------------------------------------------
 

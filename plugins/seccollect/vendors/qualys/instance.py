@@ -44,6 +44,7 @@ class QualysInstance(InstanceBase):
     api_pool: str | None = Field(
         default=None,
         description="Optional Airflow pool the collect tasks run in (e.g. one per Qualys account, with as many "
-        "slots as its concurrency limit) for workers on several machines; on one machine the account's "
-        "concurrency slots are shared without it.",
+        "slots as its concurrency limit) for workers on several machines that share neither Redis "
+        "(SECCOLLECT_LIMITS_URL) nor a PostgreSQL shared store; otherwise the account's concurrency slots are "
+        "shared without a pool.",
     )

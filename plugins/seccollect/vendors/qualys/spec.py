@@ -29,6 +29,17 @@ CONNECTION_TYPE = {
             "Every task of every instance on this account shares it.",
             "schema": {"type": ["integer", "null"], "minimum": 1, "default": 2},
         },
+        "rate_limit": {
+            "label": "Rate limit (calls per window)",
+            "description": "Calls of one API function the subscription may make per window (X-RateLimit-Limit; "
+            "Standard tier: 300). Every task of every instance on this account draws on it.",
+            "schema": {"type": ["integer", "null"], "minimum": 1, "default": 300},
+        },
+        "rate_window_seconds": {
+            "label": "Rate limit window (seconds)",
+            "description": "The rate limit's window (X-RateLimit-Window-Sec; Standard tier: 3600).",
+            "schema": {"type": ["integer", "null"], "minimum": 1, "default": 3600},
+        },
         "proxy": {
             "label": "Proxy URL",
             "description": "Optional HTTP(S) proxy, with its user and password if it needs them.",

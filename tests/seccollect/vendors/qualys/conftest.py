@@ -24,13 +24,17 @@ def qualys_dataset():
 @pytest.fixture
 def qualys_sim(qualys_dataset, monkeypatch: pytest.MonkeyPatch, tmp_path):
     """The simulator (its clock a day after all data) + connections ``qualys_test`` and ``qualys_test_b``
-    (a second connection to the same account); the account's slots live in the test's own directory."""
+    (a second connection to the same account); the account's slots and call budgets are the test's own
+    (lock files and an SQLite budget in its directory, whatever the environment says)."""
     from seccollect_dev.simulators.base import SimulatorServer
     from seccollect_dev.simulators.qualys import QualysSimulator
 
     app = QualysSimulator(qualys_dataset, users={QUALYS_USER: QUALYS_PASSWORD},
                           clock=lambda: QUALYS_END.timestamp() + 86_400)
     monkeypatch.setenv("SECCOLLECT_SLOTS_DIR", str(tmp_path / "slots"))
+    monkeypatch.setenv("SECCOLLECT_BUDGET_PATH", str(tmp_path / "budget.sqlite3"))
+    for shared in ("SECCOLLECT_LIMITS_URL", "SECCOLLECT_BUDGET_CONN_ID", "SECCOLLECT_BUDGETS"):
+        monkeypatch.delenv(shared, raising=False)
     with SimulatorServer(app) as server:
         for conn_id in ("qualys_test", "qualys_test_b"):
             monkeypatch.setenv(

@@ -133,6 +133,41 @@ def test_every_call_holds_one_of_the_accounts_slots(qualys_sim):
     assert len(held) == hook.pages_read == qualys_sim.stats.count("/api/5.0/fo/asset/host/") >= 3
 
 
+def test_every_call_draws_on_the_accounts_call_budget_of_its_api_function(qualys_sim):
+    hook = QualysHook("qualys_test", truncation_limit=7)
+    hosts = hook.budget("/api/5.0/fo/asset/host/")
+    # A continuation URL (even naming another API version) is the same function; the detection list is
+    # another one (Qualys counts calls per function); another connection to the account shares them.
+    assert hook.budget(f"{qualys_sim.url}/api/2.0/fo/asset/host/?action=list&id_min=9") is hosts
+    assert hook.budget(DETECTIONS).key != hosts.key
+    assert QualysHook("qualys_test_b").budget(DETECTIONS).key == hook.budget(DETECTIONS).key
+    assert QUALYS_USER not in hosts.key  # the user name is hashed into the key
+    drawn: list[int] = []
+    real_acquire = hosts.acquire
+
+    def counting_acquire(**kwargs):
+        drawn.append(1)
+        return real_acquire(**kwargs)
+
+    hosts.acquire = counting_acquire
+    for _ in hook.iter_window("hosts", *WINDOW):
+        pass
+    assert len(drawn) == hook.pages_read == qualys_sim.stats.count("/api/5.0/fo/asset/host/") >= 3
+
+
+def test_another_rate_limit_than_the_connections_budget_is_logged_once(qualys_sim, warnings):
+    hook = QualysHook("qualys_test", truncation_limit=7)
+    for _ in hook.iter_window("hosts", *WINDOW):  # Qualys' figures are the connection's: nothing to say
+        pass
+    assert not [w for w in warnings if "Qualys reports a rate limit" in w]
+    qualys_sim.options.rate_limit = 2000
+    hook = QualysHook("qualys_test", truncation_limit=7)
+    for _ in hook.iter_window("hosts", *WINDOW):
+        pass
+    said = [w for w in warnings if "Qualys reports a rate limit" in w]
+    assert len(said) == 1 and "2000 calls per 3600s" in said[0] and "300 per 3600s" in said[0]
+
+
 def test_a_spent_rate_window_pauses_every_task_of_the_account(qualys_sim):
     first, second = QualysHook("qualys_test"), QualysHook("qualys_test_b")  # two connections, one account
     first.get_conn().sleep = lambda seconds: None
