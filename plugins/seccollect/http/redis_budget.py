@@ -45,19 +45,24 @@ class RedisBudget:
     :param max_calls: requests allowed per period.
     :param period: the period, in seconds.
     :param client: a ``redis.Redis`` client.
+    :param margin: seconds added to the period, for the delay between the moment a send is counted and
+        the request reaching the vendor (a busy machine may hold one request back while the next ones
+        go): default 2 % of the period, at least 0.25 s, as the shared store's budget.
     :param sleep: injectable sleep (tests).
     """
 
     PREFIX = "seccollect:budget:"
 
     def __init__(
-        self, key: str, max_calls: int, period: float, *, client: Any, sleep: Callable[[float], None] = time.sleep
+        self, key: str, max_calls: int, period: float, *, client: Any, margin: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if max_calls < 1 or period <= 0:
             raise ValueError("a budget needs max_calls >= 1 and a positive period")
         self.key = key
         self.max_calls = max_calls
         self.period = period
+        self.margin = max(0.25, 0.02 * period) if margin is None else margin
         self._client = client
         self._sleep = sleep
         self._script = client.register_script(_ACQUIRE)
@@ -65,7 +70,7 @@ class RedisBudget:
         self._redis_key = f"{self.PREFIX}{key}:{max_calls}/{period:g}s"
 
     def acquire(self, *, max_wait: float | None = None) -> None:
-        period_ms = max(1, int(self.period * 1000))
+        period_ms = max(1, int((self.period + self.margin) * 1000))
         while True:
             wait_ms = int(self._script(keys=[self._redis_key], args=[self.max_calls, period_ms, uuid.uuid4().hex]))
             if wait_ms <= 0:

@@ -58,7 +58,20 @@ def test_a_full_budget_waits_until_the_oldest_request_leaves_the_period(redis_cl
     budget = RedisBudget(f"test-{uuid.uuid4().hex}", 2, 0.5, client=redis_client, sleep=sleep)
     for _ in range(3):
         budget.acquire()
-    assert len(slept) >= 1 and all(0 < s <= 0.52 for s in slept)
+    # The period plus the margin (0.25 s: the send delay a busy machine may add), never more.
+    assert len(slept) >= 1 and all(0 < s <= 0.77 for s in slept)
+    assert sum(slept) >= 0.5  # the third send waited for the first to leave the period
+
+
+def test_the_margin_widens_the_period_a_send_counts_in(redis_client) -> None:
+    key = f"test-{uuid.uuid4().hex}"
+    budget = RedisBudget(key, 1, 0.2, client=redis_client, margin=0.3)
+    budget.acquire()
+    time.sleep(0.3)  # the period has passed, the margin has not
+    with pytest.raises(BudgetWaitTooLong):
+        budget.acquire(max_wait=0)
+    time.sleep(0.25)
+    budget.acquire(max_wait=0)
 
 
 def test_credential_budget_is_redis_when_a_limits_url_is_set_else_the_shared_store(
