@@ -43,7 +43,7 @@ def test_two_clients_of_one_key_share_one_count(redis_client) -> None:
     first.acquire(max_wait=0)
     with pytest.raises(BudgetWaitTooLong) as raised:
         second.acquire(max_wait=1)
-    assert 58 < raised.value.wait <= 60 and raised.value.key == key
+    assert 58 < raised.value.wait <= 60 + first.margin and raised.value.key == key  # the period + its margin
     # Another key (another credential) has its own count.
     RedisBudget(f"test-{uuid.uuid4().hex}", 3, 60.0, client=redis_client).acquire(max_wait=0)
 
