@@ -62,6 +62,18 @@ Extract = Callable[[dict[str, Any]], RecordFields]
 _Checked = tuple[str, "str | None", "datetime | None", str, Mapping[str, Mapping[str, Any]]]
 
 
+class TextedRecords(list):
+    """A page of raw records that carries each record's canonical JSON text, for a vendor that makes
+    them more cheaply than one serialisation per record (e.g. a part many records share, serialised
+    once). ``texts[i]`` must be exactly ``canonical_json(self[i])``, or ``None`` (the intake makes it)."""
+
+    def __init__(self, records: Iterable[Any] = (), texts: Iterable[str | None] = ()) -> None:
+        super().__init__(records)
+        self.texts: list[str | None] = list(texts)
+        if len(self.texts) != len(self):
+            raise ValueError(f"{len(self)} records but {len(self.texts)} texts")
+
+
 @dataclass(frozen=True)
 class StagedRecord:
     """A record the intake staged: its record id and what the vendor read from it."""
@@ -138,9 +150,12 @@ class RecordIntake:
         :param where: where the records were (``page 3``); a quarantine reason ends with it and the
             record's position (``(page 3, record 17)``).
         :param texts: each record's :func:`~seccollect.records.envelope.canonical_json` text, when the
-            vendor made them already (e.g. from a part many records share); they must be exactly that.
+            vendor made them already (see :class:`TextedRecords`; default: the texts ``raws`` carries
+            when it is one); ``None`` for a record whose text the intake makes.
         :returns: the number of records staged.
         """
+        if texts is None and isinstance(raws, TextedRecords):
+            texts = raws.texts
         base = self.base_table
         known = {base, *_index_tables()}
         checked: list[_Checked] = []
@@ -150,7 +165,9 @@ class RecordIntake:
             try:
                 if not isinstance(raw, dict):
                     raise RecordError(f"the record is {_kind(raw)}, not a JSON object")
-                raw_text = canonical_json(raw) if texts is None else texts[position - 1]
+                raw_text = None if texts is None else texts[position - 1]
+                if raw_text is None:
+                    raw_text = canonical_json(raw)
                 check_text(raw_text, "the record")
                 fields = extract(raw)
                 vendor_id = fields.vendor_id

@@ -151,3 +151,20 @@ def test_add_many_stages_exactly_what_add_stages_record_by_record() -> None:
     # A record with a version is identified by its id and its version; one without, by its id alone.
     assert ids["r5"] == make_record_id("acme", "acme_event", "r5\x1f2026-03-06")
     assert ids["r4"] == make_record_id("acme", "acme_event", "r4")
+
+
+def test_texts_a_vendor_made_are_staged_as_given_and_a_missing_one_is_made() -> None:
+    from seccollect.records.envelope import canonical_json
+    from seccollect.records.intake import TextedRecords
+
+    records = [{"_id": "t1", "timestamp": 1, "user": "ana"}, {"_id": "t2", "timestamp": 2, "user": "bo"}, "poison"]
+    # The intake does not serialise a record whose text it is given (here told apart by its spacing).
+    given = TextedRecords(records, [json.dumps(records[0]), None, None])
+    writer = StagingWriter(window_folder("acme-acme-x", START, END, "collect_texts"))
+    records_in = RecordIntake(writer, EnvelopeContext("acme", "x", "event", START, END, START), ORIGIN)
+    assert records_in.add_many(given, extract, where="page 1") == 2
+    staged = {batch.table: read_batch(batch).to_pylist() for batch in writer.close()}
+    assert [row["raw"] for row in staged["syslog"]] == [json.dumps(records[0]), canonical_json(records[1])]
+    assert staged["quarantine_entries"][0]["reason"].endswith("(page 1, record 3)")
+    with pytest.raises(ValueError, match="2 records but 1 texts"):
+        TextedRecords(records[:2], ["{}"])

@@ -341,11 +341,11 @@ class QualysHook(BaseHook):
         """Chunks of records (hosts, or detections joined with their host) processed in ``[start, end)``."""
         self.get_conn()
         path = PATHS[content_type].format(version=self.api_version)
-        to_records = _host_record if content_type == "hosts" else _detection_records
+        to_records = _host_record if content_type == "hosts" else _detection_records_and_texts
         return self._stream(path, self.first_params(content_type, start, end), to_records, chunk, f"Qualys {content_type}")
 
-    def _stream(self, path: str, params: dict[str, Any], to_records: Callable[[dict[str, Any]], list[dict[str, Any]]],
-                chunk: int, what: str) -> Iterator[list[dict[str, Any]]]:
+    def _stream(self, path: str, params: dict[str, Any], to_records: ToRecords, chunk: int, what: str
+                ) -> Iterator[list[dict[str, Any]]]:
         """Run the paging in a reader thread; yield its chunks; re-raise its failure here."""
         handoff: queue.Queue[Any] = queue.Queue(maxsize=QUEUED)
         stop = threading.Event()
@@ -384,26 +384,35 @@ class QualysHook(BaseHook):
             stop.set()
             thread.join(timeout=30)
 
-    def _read_pages(self, path: str, params: dict[str, Any], to_records: Callable[[dict[str, Any]], list[dict[str, Any]]],
-                    chunk: int, what: str, put: Callable[[Any], None]) -> None:
+    def _read_pages(self, path: str, params: dict[str, Any], to_records: ToRecords, chunk: int, what: str,
+                    put: Callable[[Any], None]) -> None:
         from seccollect.http.paging import PagingError
+        from seccollect.records.intake import TextedRecords
         from seccollect.vendors.qualys.xml import read_output
 
         buffer: list[dict[str, Any]] = []
+        texts: list[str | None] = []
         #: The highest host id handed over: hosts come sorted by id, so a page read again after a cut
         #: skips the hosts already handed over (and a next page never repeats one).
         handed = [-1]
+
+        def hand_over() -> None:
+            put(TextedRecords(buffer, texts) if texts else buffer.copy())
+            buffer.clear()
+            texts.clear()
 
         def on_host(host: dict[str, Any]) -> None:
             host_id = _host_id(host)
             if host_id is not None and host_id <= handed[0]:
                 return
-            buffer.extend(to_records(host))
+            records, records_texts = to_records(host)
+            buffer.extend(records)
+            if records_texts is not None:
+                texts.extend(records_texts)
             if host_id is not None:
                 handed[0] = host_id
             if len(buffer) >= chunk:
-                put(buffer.copy())
-                buffer.clear()
+                hand_over()
 
         def parse(response: requests.Response) -> Any:
             response.raw.decode_content = True
@@ -424,7 +433,7 @@ class QualysHook(BaseHook):
                     raise PagingError(f"{what}: Qualys' continuation URL repeats an earlier one; paging would never end")
                 seen.add(url)
         if buffer:
-            put(buffer.copy())
+            hand_over()
 
     # --- connection test ------------------------------------------------------------------------
 
@@ -474,14 +483,42 @@ def _host_id(host: dict[str, Any]) -> int | None:
         return None
 
 
-def _host_record(host: dict[str, Any]) -> list[dict[str, Any]]:
-    return [host]
+#: A host's records, and their canonical JSON texts where made here (``None``: the intake makes them).
+ToRecords = Callable[[dict[str, Any]], tuple[list[dict[str, Any]], "list[str | None] | None"]]
+#: What a detection's JSON text holds in place of its host until the host's own text replaces it: NUL
+#: characters, which no XML value can hold, so no value of a detection can read the same.
+_HOST_MARK = "\x00host\x00"
+_HOST_MARK_JSON = '"HOST":"\\u0000host\\u0000"'
+
+
+def _host_record(host: dict[str, Any]) -> tuple[list[dict[str, Any]], None]:
+    return [host], None
 
 
 def _detection_records(host: dict[str, Any]) -> list[dict[str, Any]]:
     """One record per detection, each joined with its host's identity (the host without its list)."""
+    return _detection_records_and_texts(host)[0]
+
+
+def _detection_records_and_texts(host: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str | None]]:
+    """:func:`_detection_records`, and each record's canonical JSON text.
+
+    The host's part is the same in every record of the host: it is serialised once and spliced into each
+    detection's text (the record's text with a mark in place of the host), which costs about a third less
+    than serialising every joined record whole. The texts are exactly ``canonical_json(record)``."""
+    from seccollect.records.envelope import canonical_json
+
     detections = host.get("DETECTION_LIST")
     identity = {k: v for k, v in host.items() if k != "DETECTION_LIST"}
     if not isinstance(detections, list):
         detections = [] if detections in (None, "") else [detections]
-    return [{**d, "HOST": identity} if isinstance(d, dict) else {"DETECTION": d, "HOST": identity} for d in detections]
+    records = [{**d, "HOST": _HOST_MARK} if isinstance(d, dict) else {"DETECTION": d, "HOST": _HOST_MARK}
+               for d in detections]
+    try:
+        host_text = '"HOST":' + canonical_json(identity)
+        texts: list[str | None] = [canonical_json(record).replace(_HOST_MARK_JSON, host_text, 1) for record in records]
+    except (TypeError, ValueError):  # not JSON (cannot come from XML): the intake finds out and says why
+        texts = [None] * len(records)
+    for record in records:
+        record["HOST"] = identity
+    return records, texts
