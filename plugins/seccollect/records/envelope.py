@@ -120,11 +120,11 @@ class EnvelopeContext:
         table: str,
         origin: MsgOrigin,
         *,
-        vendor_ids: Sequence[str],
-        event_times: Sequence[datetime | None],
+        vendor_ids: Sequence[str | None] | pa.Array,
+        event_times: Sequence[datetime | None] | pa.Array,
         raw_texts: Sequence[str] | pa.Array | pa.ChunkedArray,
         typed: Mapping[str, Any] | None = None,
-        record_ids: Sequence[str] | None = None,
+        record_ids: Sequence[str] | pa.Array | None = None,
     ) -> pa.Table:
         """The rows :meth:`wrap` builds, for many records at once, as an Arrow table of ``table``.
 
@@ -140,6 +140,8 @@ class EnvelopeContext:
         :param record_ids: the records' ids when the caller made them already (one record's rows in
             several tables share its id, so it is hashed once): then a record may have no vendor id
             (``None``), as :meth:`wrap` allows, its id being that of its content.
+
+        Any column may be given as an Arrow array already (e.g. one shared by several tables' rows).
         """
         import pyarrow as pa
 

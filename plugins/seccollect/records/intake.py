@@ -226,41 +226,51 @@ class RecordIntake:
         """Hand checked records to the writer as one Arrow table per table, the base table first and the
         others in the order records first name them: each table gets the rows :meth:`add` gives it, in
         the same order, so its parts come out the same."""
+        import pyarrow as pa
+
+        from seccollect.staging.store import arrow_schema
+
         base = self.base_table
         record_ids = make_record_ids(self.envelope.tenant, self.origin.msg_class, [r[0] for r in checked])
         tables: dict[str, None] = {base: None}
         for record in checked:
             if record[4]:
                 tables.update(dict.fromkeys(record[4]))
+        # The envelope columns are converted to Arrow once, whatever number of tables share them.
+        schema = arrow_schema(base)
+        envelope_arrays = {
+            name: pa.array(values, schema.field(name).type) for name, values in (
+                ("record_id", record_ids), ("vendor_id", [r[1] for r in checked]),
+                ("event_time", [r[2] for r in checked]), ("raw", [r[3] for r in checked]))}
         shared: dict[str, Any] | None = None
         for table in tables:
-            if table == base:
-                rows = checked
-                ids = record_ids
-            else:
+            rows, arrays = checked, envelope_arrays
+            if table != base:
                 picked = [i for i, record in enumerate(checked) if table in record[4]]
-                rows = checked if len(picked) == len(checked) else [checked[i] for i in picked]
-                ids = record_ids if rows is checked else [record_ids[i] for i in picked]
+                if len(picked) != len(checked):
+                    rows = [checked[i] for i in picked]
+                    positions = pa.array(picked, pa.int64())
+                    arrays = {name: values.take(positions) for name, values in envelope_arrays.items()}
             typed_of = [record[4].get(table) if record[4] else None for record in rows]
             names: dict[str, None] = {}
             for typed in typed_of:
                 if typed:
                     names.update(dict.fromkeys(typed))
-            envelope: dict[str, list[Any]] = {
-                "record_id": ids, "vendor_id": [r[1] for r in rows], "event_time": [r[2] for r in rows],
-                "raw": [r[3] for r in rows]}
+            envelope: dict[str, Any] = dict(arrays)
             columns: dict[str, list[Any]] = {}
             for name in names:
+                if name not in _ENVELOPE_NAMES:  # a record that does not name it has null there
+                    columns[name] = [typed.get(name) if typed else None for typed in typed_of]
+                    continue
+                # A typed value naming an envelope column replaces it, as the row's update in add() does.
                 values = [typed.get(name, _ABSENT) if typed else _ABSENT for typed in typed_of]
                 given = envelope.get(name)
-                if given is None and name in _ENVELOPE_NAMES:  # tenant, window_start ...: one value for all
+                if given is None:  # tenant, window_start ...: one value for every record
                     shared = shared if shared is not None else self.envelope.shared_columns(self.origin)
                     given = [shared[name]] * len(rows)
-                if given is not None:
-                    # A typed value naming an envelope column replaces it, as the row's update in add() does.
-                    envelope[name] = [e if v is _ABSENT else v for v, e in zip(values, given, strict=True)]
-                else:
-                    columns[name] = [None if v is _ABSENT else v for v in values]
+                elif isinstance(given, pa.Array):
+                    given = given.to_pylist()
+                envelope[name] = [e if v is _ABSENT else v for v, e in zip(values, given, strict=True)]
             vendor_ids, event_times = envelope.pop("vendor_id"), envelope.pop("event_time")
             raw_texts, ids = envelope.pop("raw"), envelope.pop("record_id")
             columns.update(envelope)  # shared envelope columns some record's typed values replaced

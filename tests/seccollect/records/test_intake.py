@@ -105,7 +105,8 @@ def test_a_large_quarantined_record_keeps_only_its_hash_and_size(tmp_path: Path)
 
 def versioned_extract(raw: dict[str, Any]) -> RecordFields:
     fields = extract(raw)
-    return RecordFields(fields.vendor_id, fields.event_time, fields.typed, version=raw.get("v"))
+    typed = {**fields.typed, **raw.get("typed", {})}  # e.g. a typed value naming an envelope column
+    return RecordFields(fields.vendor_id, fields.event_time, typed, version=raw.get("v"))
 
 
 def test_add_many_stages_exactly_what_add_stages_record_by_record() -> None:
@@ -121,6 +122,8 @@ def test_add_many_stages_exactly_what_add_stages_record_by_record() -> None:
         if i % 7 == 0:
             del record["_id"]
         records.append(record)
+    records[8]["typed"] = {"syslog": {"vendor_id": "renamed"}}
+    records[9]["typed"] = {"assets": {"asset_id": "a9", "tenant": "other", "raw": "{}"}}
     records[4:4] = [POISON[name][0] for name in ("null", "a lone surrogate", "a typed value of the wrong type")]
     records.append(POISON["a missing required field"][0])
 
@@ -144,7 +147,11 @@ def test_add_many_stages_exactly_what_add_stages_record_by_record() -> None:
     assert counts == (27, 23, 4)
     assert (counts, parts) == staged_by(False)
     assert [len(part) for part in parts["syslog"]] == [4, 4, 4, 4, 4, 3]
-    assert [row["asset_id"] for part in parts["assets"] for row in part] == [f"h{i}" for i in range(0, 23, 3)]
+    assets = [row for part in parts["assets"] for row in part]
+    assert [row["asset_id"] for row in assets] == ["h0", "h3", "h6", "a9", "h12", "h15", "h18", "h21"]
+    assert [(row["tenant"], row["raw"]) for row in assets if row["asset_id"] == "a9"] == [("other", "{}")]
+    assert {row["tenant"] for row in assets if row["asset_id"] != "a9"} == {"acme"}
+    assert "renamed" in [row["vendor_id"] for part in parts["syslog"] for row in part]
     reasons = [entry["reason"] for part in parts["quarantine_entries"] for entry in part]
     assert reasons[0].endswith("(page 1, record 5)") and reasons[-1].endswith("(page 2, record 17)")
     ids = {row["vendor_id"]: row["record_id"] for part in parts["syslog"] for row in part}
