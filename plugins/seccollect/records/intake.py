@@ -64,8 +64,9 @@ _Checked = tuple[str, "str | None", "datetime | None", str, Mapping[str, Mapping
 
 class TextedRecords(list):
     """A page of raw records that carries each record's canonical JSON text, for a vendor that makes
-    them more cheaply than one serialisation per record (e.g. a part many records share, serialised
-    once). ``texts[i]`` must be exactly ``canonical_json(self[i])``, or ``None`` (the intake makes it)."""
+    them more cheaply than the intake would (e.g. with a faster encoder that gives the same text for the
+    only value types its records can hold). ``texts[i]`` must be exactly ``canonical_json(self[i])``,
+    or ``None`` (the intake makes it)."""
 
     def __init__(self, records: Iterable[Any] = (), texts: Iterable[str | None] = ()) -> None:
         super().__init__(records)
