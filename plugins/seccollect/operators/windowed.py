@@ -119,8 +119,8 @@ class WindowedCollectOperator(BaseCollectOperator):
             if not clock_checked:
                 self._check_vendor_clock(query_end)
                 clock_checked = True
-            for position, raw in enumerate(page, 1):
-                intake.add(raw, self.extract, where=f"page {number}, record {position}")
+            # The whole page at once: the same rows and quarantine as record by record, built as columns.
+            intake.add_many(page, self.extract, where=f"page {number}")
         if not clock_checked:
             self._check_vendor_clock(query_end)
         return Collected(

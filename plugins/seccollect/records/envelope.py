@@ -36,6 +36,13 @@ def content_hash(raw: Any) -> str:
     return hashlib.blake2b(canonical_json(raw).encode(), digest_size=16).hexdigest()
 
 
+def identity_of(vendor_id: str | None, raw_text: str, version: str | None = None) -> str:
+    """What a record's id is made from: its vendor id (else the hash of its canonical JSON text), and its
+    version for a record that is one version of an item (see :meth:`EnvelopeContext.wrap`)."""
+    identity = vendor_id if vendor_id else hashlib.blake2b(raw_text.encode(), digest_size=16).hexdigest()
+    return identity if version is None else f"{identity}\x1f{version}"
+
+
 def make_record_id(tenant: str, msg_class: str, vendor_id: str) -> str:
     """Deterministic id: the same vendor record collected twice (any window, any run) gets the same id.
 
@@ -64,7 +71,7 @@ class EnvelopeContext:
     window_end: datetime
     ingest_time: datetime
 
-    def _shared_columns(self, origin: MsgOrigin) -> dict[str, Any]:
+    def shared_columns(self, origin: MsgOrigin) -> dict[str, Any]:
         """The envelope columns every record of this task and origin has in common."""
         return {
             "tenant": self.tenant,
@@ -97,12 +104,9 @@ class EnvelopeContext:
             then that of the vendor id *and* the version, so each version is its own row.
         """
         raw_text = canonical_json(raw) if raw_text is None else raw_text
-        identity = vendor_id if vendor_id else hashlib.blake2b(raw_text.encode(), digest_size=16).hexdigest()
-        if version is not None:
-            identity = f"{identity}\x1f{version}"
         row = {
-            "record_id": make_record_id(self.tenant, origin.msg_class, identity),
-            **self._shared_columns(origin),
+            "record_id": make_record_id(self.tenant, origin.msg_class, identity_of(vendor_id, raw_text, version)),
+            **self.shared_columns(origin),
             "vendor_id": vendor_id,
             "event_time": event_time,
             "raw": raw_text,
@@ -116,10 +120,11 @@ class EnvelopeContext:
         table: str,
         origin: MsgOrigin,
         *,
-        vendor_ids: Sequence[str],
-        event_times: Sequence[datetime | None],
+        vendor_ids: Sequence[str | None] | pa.Array,
+        event_times: Sequence[datetime | None] | pa.Array,
         raw_texts: Sequence[str] | pa.Array | pa.ChunkedArray,
         typed: Mapping[str, Any] | None = None,
+        record_ids: Sequence[str] | pa.Array | None = None,
     ) -> pa.Table:
         """The rows :meth:`wrap` builds, for many records at once, as an Arrow table of ``table``.
 
@@ -132,19 +137,24 @@ class EnvelopeContext:
 
         :param typed: the index's typed columns: a list or tuple of values per record, or one value for
             every record (e.g. the object key); a column not given is null.
+        :param record_ids: the records' ids when the caller made them already (one record's rows in
+            several tables share its id, so it is hashed once): then a record may have no vendor id
+            (``None``), as :meth:`wrap` allows, its id being that of its content.
+
+        Any column may be given as an Arrow array already (e.g. one shared by several tables' rows).
         """
         import pyarrow as pa
 
         from seccollect.staging.store import arrow_schema
 
-        if not all(vendor_ids):
+        if record_ids is None and not all(vendor_ids):
             raise ValueError("arrow_rows needs a vendor id for every record; use wrap() for records without one")
         n = len(raw_texts)
-        if len(vendor_ids) != n or len(event_times) != n:
-            raise ValueError("vendor_ids, event_times and raw_texts must have one entry per record")
+        if len(vendor_ids) != n or len(event_times) != n or (record_ids is not None and len(record_ids) != n):
+            raise ValueError("vendor_ids, event_times, raw_texts and record_ids must have one entry per record")
         columns: dict[str, Any] = {
-            "record_id": make_record_ids(self.tenant, origin.msg_class, vendor_ids),
-            **self._shared_columns(origin),
+            "record_id": make_record_ids(self.tenant, origin.msg_class, vendor_ids) if record_ids is None else record_ids,
+            **self.shared_columns(origin),
             "vendor_id": vendor_ids,
             "event_time": event_times,
             "raw": raw_texts,

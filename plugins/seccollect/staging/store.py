@@ -272,6 +272,7 @@ class StagingWriter:
             self._write(table, pending.take(table, self.part_rows))
 
     def _write(self, table: str, data: pa.Table) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self._clear()
@@ -282,8 +283,12 @@ class StagingWriter:
         # No dictionary and no min/max statistics for raw JSON columns: every value is distinct and
         # nothing filters on them; trying both cost ~15 % of the write (40,000 CloudTrail rows, measured).
         plain = [c.name for c in table_columns(table) if c.type != "json"]
+        # Encoded in memory (a compressed part is small), then written in one call: the Parquet writer's
+        # many small writes through the object-storage file object cost ~25 % more (measured locally).
+        sink = pa.BufferOutputStream()
+        pq.write_table(data, sink, compression="zstd", use_dictionary=plain, write_statistics=plain)
         with path.open("wb") as fh:
-            pq.write_table(data, fh, compression="zstd", use_dictionary=plain, write_statistics=plain)
+            fh.write(sink.getvalue().to_pybytes())
         batch = StagedBatch(table, str(path), data.num_rows)
         self.batches.append(batch)
         if self._scope is not None:
@@ -305,17 +310,35 @@ class StagingWriter:
 def _escape_nul(table: str, data: pa.Table) -> pa.Table:
     """Text columns with NUL characters replaced by :data:`NUL_ESCAPE` (a scan per text column; JSON
     columns hold the JSON escape already)."""
-    import pyarrow.compute as pc
-
     for column in table_columns(table):
         if column.type != "text":
             continue
         values = data.column(column.name)
-        if values.null_count == len(values) or not pc.any(pc.match_substring(values, "\x00")).as_py():
+        if values.null_count == len(values) or not _may_hold_nul(values):
+            continue
+        import pyarrow.compute as pc
+
+        if not pc.any(pc.match_substring(values, "\x00")).as_py():
             continue
         index = data.schema.get_field_index(column.name)
         data = data.set_column(index, data.field(index), pc.replace_substring(values, "\x00", NUL_ESCAPE))
     return data
+
+
+def _may_hold_nul(values: pa.ChunkedArray) -> bool:
+    """Whether a NUL byte is in the character data behind a string column (which may reach beyond a
+    sliced column's own values: ``True`` means "look closer"). A byte search instead of two compute
+    kernels per text column and part, for the parts (nearly all) that hold no NUL."""
+    for chunk in values.chunks:
+        buffers = chunk.buffers()
+        character_data = buffers[2] if len(buffers) > 2 else None
+        if character_data is None:
+            if len(buffers) <= 2:  # not a plain string array: let the exact scan decide
+                return True
+            continue
+        if b"\x00" in character_data.to_pybytes():
+            return True
+    return False
 
 
 def part_gone(batch: StagedBatch) -> FileNotFoundError:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from seccollect.records.envelope import EnvelopeContext, MsgOrigin
+from seccollect.records.envelope import EnvelopeContext, MsgOrigin, make_record_id
 from seccollect.records.intake import RecordFields, RecordIntake
 from seccollect.records.quarantine import text_bytes
 from seccollect.records.values import epoch_seconds, required
@@ -101,3 +101,77 @@ def test_a_large_quarantined_record_keeps_only_its_hash_and_size(tmp_path: Path)
     _, staged = intake([{"_id": "big", "user": "ana", "timestamp": "x" * 100_000}])
     (entry,) = staged["quarantine_entries"]
     assert entry["raw"] is None and entry["raw_bytes"] > 100_000 and entry["raw_sha256"]
+
+
+def versioned_extract(raw: dict[str, Any]) -> RecordFields:
+    fields = extract(raw)
+    typed = {**fields.typed, **raw.get("typed", {})}  # e.g. a typed value naming an envelope column
+    return RecordFields(fields.vendor_id, fields.event_time, typed, version=raw.get("v"))
+
+
+def test_add_many_stages_exactly_what_add_stages_record_by_record() -> None:
+    # Records with and without an id, a version, a row in a second table for some, and poison among them;
+    # parts of 4 rows, so part boundaries fall inside and across the batches.
+    records: list[Any] = []
+    for i in range(23):
+        record: dict[str, Any] = {"_id": f"r{i}", "timestamp": 1772323200 + i, "user": "ana"}
+        if i % 3 == 0:
+            record["host"] = f"h{i}"
+        if i % 5 == 0:
+            record["v"] = f"2026-03-0{1 + i % 7}"
+        if i % 7 == 0:
+            del record["_id"]
+        records.append(record)
+    records[8]["typed"] = {"syslog": {"vendor_id": "renamed"}}
+    records[9]["typed"] = {"assets": {"asset_id": "a9", "tenant": "other", "raw": "{}"}}
+    records[4:4] = [POISON[name][0] for name in ("null", "a lone surrogate", "a typed value of the wrong type")]
+    records.append(POISON["a missing required field"][0])
+
+    def staged_by(use_many: bool) -> tuple[tuple[int, int, int], dict[str, list[list[dict[str, Any]]]]]:
+        writer = StagingWriter(window_folder("acme-acme-x", START, END, f"collect_{use_many}"), part_rows=4)
+        records_in = RecordIntake(writer, EnvelopeContext("acme", "x", "event", START, END, START), ORIGIN)
+        if use_many:
+            assert records_in.add_many(records[:10], versioned_extract, where="page 1") == 7
+            records_in.add_many(records[10:], versioned_extract, where="page 2")
+        else:
+            for n, raw in enumerate(records[:10], 1):
+                records_in.add(raw, versioned_extract, where=f"page 1, record {n}")
+            for n, raw in enumerate(records[10:], 1):
+                records_in.add(raw, versioned_extract, where=f"page 2, record {n}")
+        parts: dict[str, list[list[dict[str, Any]]]] = {}
+        for batch in writer.close():
+            parts.setdefault(batch.table, []).append(read_batch(batch).to_pylist())
+        return (records_in.received, records_in.staged, records_in.quarantined), parts
+
+    counts, parts = staged_by(True)
+    assert counts == (27, 23, 4)
+    assert (counts, parts) == staged_by(False)
+    assert [len(part) for part in parts["syslog"]] == [4, 4, 4, 4, 4, 3]
+    assets = [row for part in parts["assets"] for row in part]
+    assert [row["asset_id"] for row in assets] == ["h0", "h3", "h6", "a9", "h12", "h15", "h18", "h21"]
+    assert [(row["tenant"], row["raw"]) for row in assets if row["asset_id"] == "a9"] == [("other", "{}")]
+    assert {row["tenant"] for row in assets if row["asset_id"] != "a9"} == {"acme"}
+    assert "renamed" in [row["vendor_id"] for part in parts["syslog"] for row in part]
+    reasons = [entry["reason"] for part in parts["quarantine_entries"] for entry in part]
+    assert reasons[0].endswith("(page 1, record 5)") and reasons[-1].endswith("(page 2, record 17)")
+    ids = {row["vendor_id"]: row["record_id"] for part in parts["syslog"] for row in part}
+    # A record with a version is identified by its id and its version; one without, by its id alone.
+    assert ids["r5"] == make_record_id("acme", "acme_event", "r5\x1f2026-03-06")
+    assert ids["r4"] == make_record_id("acme", "acme_event", "r4")
+
+
+def test_texts_a_vendor_made_are_staged_as_given_and_a_missing_one_is_made() -> None:
+    from seccollect.records.envelope import canonical_json
+    from seccollect.records.intake import TextedRecords
+
+    records = [{"_id": "t1", "timestamp": 1, "user": "ana"}, {"_id": "t2", "timestamp": 2, "user": "bo"}, "poison"]
+    # The intake does not serialise a record whose text it is given (here told apart by its spacing).
+    given = TextedRecords(records, [json.dumps(records[0]), None, None])
+    writer = StagingWriter(window_folder("acme-acme-x", START, END, "collect_texts"))
+    records_in = RecordIntake(writer, EnvelopeContext("acme", "x", "event", START, END, START), ORIGIN)
+    assert records_in.add_many(given, extract, where="page 1") == 2
+    staged = {batch.table: read_batch(batch).to_pylist() for batch in writer.close()}
+    assert [row["raw"] for row in staged["syslog"]] == [json.dumps(records[0]), canonical_json(records[1])]
+    assert staged["quarantine_entries"][0]["reason"].endswith("(page 1, record 3)")
+    with pytest.raises(ValueError, match="2 records but 1 texts"):
+        TextedRecords(records[:2], ["{}"])

@@ -389,3 +389,16 @@ def test_staging_on_s3_writes_reads_and_prunes(s3, moto_url: str, monkeypatch: p
     ]
     listed = s3.list_objects_v2(Bucket="seccollect-staging", Prefix="root/acme-netskope-main/")
     assert listed.get("KeyCount", 0) == 0
+
+
+def test_nul_characters_are_escaped_in_text_columns_of_every_part_and_only_there() -> None:
+    # Parts of 2 rows cut from one Arrow table: the second part is a slice whose character data still
+    # holds the first part's NUL; its own values have none and are staged as they are.
+    ctx = EnvelopeContext("acme", "main", "event", START, END, START)
+    data = ctx.arrow_rows("syslog", ORIGIN, vendor_ids=["a\x00b", "c", "d"], event_times=[None] * 3,
+                          raw_texts=['{"u":"a\\u0000b"}', "{}", "{}"])
+    writer = StagingWriter(window_folder("acme-netskope-x", START, END, "collect_event"), part_rows=2)
+    writer.add_arrow("syslog", data)
+    parts = [read_batch(batch).to_pydict() for batch in writer.close()]
+    assert [part["vendor_id"] for part in parts] == [["a\\u0000b", "c"], ["d"]]
+    assert parts[0]["raw"][0] == '{"u":"a\\u0000b"}'  # JSON keeps its own escape

@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import queue
@@ -388,11 +389,11 @@ class QualysHook(BaseHook):
         """Chunks of records (hosts, or detections joined with their host) processed in ``[start, end)``."""
         self.get_conn()
         path = PATHS[content_type].format(version=self.api_version)
-        to_records = _host_record if content_type == "hosts" else _detection_records
+        to_records = _host_record if content_type == "hosts" else _detection_records_and_texts
         return self._stream(path, self.first_params(content_type, start, end), to_records, chunk, f"Qualys {content_type}")
 
-    def _stream(self, path: str, params: dict[str, Any], to_records: Callable[[dict[str, Any]], list[dict[str, Any]]],
-                chunk: int, what: str) -> Iterator[list[dict[str, Any]]]:
+    def _stream(self, path: str, params: dict[str, Any], to_records: ToRecords, chunk: int, what: str
+                ) -> Iterator[list[dict[str, Any]]]:
         """Run the paging in a reader thread; yield its chunks; re-raise its failure here."""
         handoff: queue.Queue[Any] = queue.Queue(maxsize=QUEUED)
         stop = threading.Event()
@@ -431,26 +432,35 @@ class QualysHook(BaseHook):
             stop.set()
             thread.join(timeout=30)
 
-    def _read_pages(self, path: str, params: dict[str, Any], to_records: Callable[[dict[str, Any]], list[dict[str, Any]]],
-                    chunk: int, what: str, put: Callable[[Any], None]) -> None:
+    def _read_pages(self, path: str, params: dict[str, Any], to_records: ToRecords, chunk: int, what: str,
+                    put: Callable[[Any], None]) -> None:
         from seccollect.http.paging import PagingError
+        from seccollect.records.intake import TextedRecords
         from seccollect.vendors.qualys.xml import read_output
 
         buffer: list[dict[str, Any]] = []
+        texts: list[str | None] = []
         #: The highest host id handed over: hosts come sorted by id, so a page read again after a cut
         #: skips the hosts already handed over (and a next page never repeats one).
         handed = [-1]
+
+        def hand_over() -> None:
+            put(TextedRecords(buffer, texts) if texts else buffer.copy())
+            buffer.clear()
+            texts.clear()
 
         def on_host(host: dict[str, Any]) -> None:
             host_id = _host_id(host)
             if host_id is not None and host_id <= handed[0]:
                 return
-            buffer.extend(to_records(host))
+            records, records_texts = to_records(host)
+            buffer.extend(records)
+            if records_texts is not None:
+                texts.extend(records_texts)
             if host_id is not None:
                 handed[0] = host_id
             if len(buffer) >= chunk:
-                put(buffer.copy())
-                buffer.clear()
+                hand_over()
 
         def parse(response: requests.Response) -> Any:
             response.raw.decode_content = True
@@ -471,7 +481,7 @@ class QualysHook(BaseHook):
                     raise PagingError(f"{what}: Qualys' continuation URL repeats an earlier one; paging would never end")
                 seen.add(url)
         if buffer:
-            put(buffer.copy())
+            hand_over()
 
     # --- connection test ------------------------------------------------------------------------
 
@@ -521,8 +531,36 @@ def _host_id(host: dict[str, Any]) -> int | None:
         return None
 
 
-def _host_record(host: dict[str, Any]) -> list[dict[str, Any]]:
-    return [host]
+#: A host's records, and their canonical JSON texts where made here (``None``: the intake makes them).
+ToRecords = Callable[[dict[str, Any]], tuple[list[dict[str, Any]], "list[str | None] | None"]]
+
+
+def _json_texts(records: list[dict[str, Any]]) -> list[str | None]:
+    """The canonical JSON text of each record, made by msgspec (an Airflow dependency) instead of the
+    standard library: the same text for what the XML reader builds (strings, lists and dicts only - the
+    two differ only on numbers and on types XML never yields), about five times faster.
+
+    A record that msgspec cannot encode gets ``None``: the intake serialises it itself, and says why if
+    it cannot either."""
+    encode = _sorted_json_encoder()
+    texts: list[str | None] = []
+    for record in records:
+        try:
+            texts.append(encode(record).decode())
+        except (TypeError, ValueError, UnicodeDecodeError):  # msgspec.EncodeError is a ValueError
+            texts.append(None)
+    return texts
+
+
+@functools.cache
+def _sorted_json_encoder() -> Callable[[Any], bytes]:
+    import msgspec
+
+    return msgspec.json.Encoder(order="sorted").encode
+
+
+def _host_record(host: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str | None]]:
+    return [host], _json_texts([host])
 
 
 def _detection_records(host: dict[str, Any]) -> list[dict[str, Any]]:
@@ -532,3 +570,9 @@ def _detection_records(host: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(detections, list):
         detections = [] if detections in (None, "") else [detections]
     return [{**d, "HOST": identity} if isinstance(d, dict) else {"DETECTION": d, "HOST": identity} for d in detections]
+
+
+def _detection_records_and_texts(host: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str | None]]:
+    """:func:`_detection_records`, and each record's canonical JSON text (:func:`_json_texts`)."""
+    records = _detection_records(host)
+    return records, _json_texts(records)

@@ -90,13 +90,24 @@ def _update_time(raw: dict[str, Any]) -> tuple[datetime, str]:
 
 
 def read_detection(raw: dict[str, Any]) -> RecordFields:
-    """Detections → Syslog and Scans; the version is the detection's last update (else last processing)."""
-    identity = detection_identity(raw)
+    """Detections → Syslog and Scans; the version is the detection's last update (else last processing).
+
+    The identity is :func:`detection_identity`'s, read inline: this runs once per detection."""
+    host = raw.get("HOST")
+    host_id = _text(host.get("ID")) if isinstance(host, dict) else None
+    qid = _text(raw.get("QID"))
+    if not host_id or not qid:
+        raise RecordError("the detection has no host ID or no QID")
+    unique = _text(raw.get("UNIQUE_VULN_ID"))
+    if unique:
+        identity = f"uvid:{unique}"
+    else:
+        identity = f"{host_id}:{qid}:{_text(raw.get('PORT')) or ''}:{_text(raw.get('PROTOCOL')) or ''}:{_text(raw.get('SSL')) or ''}"
     updated, version = _update_time(raw)
     return RecordFields(
         vendor_id=identity,
         event_time=updated,
-        typed={"scans": {"asset_id": _text(raw["HOST"].get("ID")), "vulnerability_id": _text(raw.get("QID")),
+        typed={"scans": {"asset_id": host_id, "vulnerability_id": qid,
                          "severity": _text(raw.get("SEVERITY")), "status": _text(raw.get("STATUS"))}},
         version=version,
     )

@@ -127,23 +127,58 @@ def _root_start(data: bytes) -> int | None:
         position += 2
 
 
+def _is_list(tag: str) -> bool:
+    """Whether the children of ``tag`` are always a list (memoised: a document repeats a few dozen tags)."""
+    listy = _LISTY.get(tag)
+    if listy is None:
+        listy = tag in LIST_ELEMENTS or tag.endswith("_LIST")
+        if len(_LISTY) < 4096:  # a document of ever new tag names does not grow it without end
+            _LISTY[tag] = listy
+    return listy
+
+
+_LISTY: dict[str, bool] = {}
+#: Element children only (comments are removed by the parser; an entity reference is not an element).
+_ELEMENTS = etree.Element
+
+
 def value_of(element: etree._Element) -> Any:
     """An element as plain data: text (stripped, CDATA included) for a leaf; a dict of its children
     otherwise (a repeated child becomes a list; the children of ``*_LIST`` and :data:`LIST_ELEMENTS`
     always do); attributes as ``@name`` beside the text in ``#text``. Comments are skipped."""
-    tag = element.tag
-    is_list = tag in LIST_ELEMENTS or tag.endswith("_LIST")
-    if len(element) == 0 or not any(True for _ in element.iterchildren(etree.Element)):
-        if is_list and not (element.text or "").strip():
-            return []  # <ASSET_GROUP_LIST/>: an empty list, like a full one's type
-        return _leaf(element)
-    if is_list:
-        return [value_of(child) if len(child) else _leaf(child) for child in element.iterchildren(etree.Element)]
-    out: dict[str, Any] = {f"@{k}": v for k, v in element.attrib.items()} if element.attrib else {}
+    if len(element):  # children, though maybe none that is an element (an entity reference)
+        value = _children(element)
+        if value is not None:
+            return value
+    if _is_list(element.tag) and not (element.text or "").strip():
+        return []  # <ASSET_GROUP_LIST/>: an empty list, like a full one's type
+    return _leaf(element)
+
+
+def _children(element: etree._Element) -> list[Any] | dict[str, Any] | None:
+    """The list or dict of :func:`value_of` for an element with children; ``None`` when none of them is
+    an element (it is read as a leaf then)."""
+    if _is_list(element.tag):
+        return [value_of(child) if len(child) else _leaf(child) for child in element.iterchildren(_ELEMENTS)] or None
+    attrib = element.attrib
+    out: dict[str, Any] = {f"@{k}": v for k, v in attrib.items()} if attrib else {}
     repeated: set[str] | None = None  # keys that became lists by repetition (a list value is not appended to)
-    for child in element.iterchildren(etree.Element):  # element children only: comments are skipped in C
+    listy = _LISTY
+    children = 0
+    # Run for every field of every record: the leaf case (no children, no attributes) is inlined.
+    for child in element.iterchildren(_ELEMENTS):  # element children only: comments are skipped in C
+        children += 1
         name = child.tag
-        value = value_of(child) if len(child) or name in LIST_ELEMENTS or name.endswith("_LIST") else _leaf(child)
+        is_list_child = listy.get(name)
+        if is_list_child is None:
+            is_list_child = _is_list(name)
+        if len(child) or is_list_child:
+            value = value_of(child)
+        elif child.attrib:
+            value = _leaf(child)
+        else:
+            text = child.text
+            value = text.strip() if text else ""
         if name not in out:
             out[name] = value
         elif repeated is not None and name in repeated:
@@ -151,7 +186,7 @@ def value_of(element: etree._Element) -> Any:
         else:
             out[name] = [out[name], value]
             repeated = (repeated or set()) | {name}
-    return out
+    return out if children else None
 
 
 def _leaf(element: etree._Element) -> Any:
@@ -207,6 +242,9 @@ def read_output(source: IO[bytes], on_host: Callable[[dict[str, Any]], None]) ->
         dtd_validation=False,
         huge_tree=False,
         remove_comments=True,
+        # Whitespace-only text between elements is not kept (every value read is stripped, and a leaf's
+        # own whitespace is kept by libxml2): fewer nodes to build and to walk past.
+        remove_blank_text=True,
         strip_cdata=True,
     )
     for _event, element in parser_events:

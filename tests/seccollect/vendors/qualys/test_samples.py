@@ -79,3 +79,13 @@ def test_recorded_response_headers_feed_the_rate_limit_state():
     limits = LimitState()
     assert _qualys_policy("qualys_x", limits, 1.0).classify(Recorded()).kind == "ok"
     assert (limits.limit, limits.remaining, limits.window, limits.concurrency_limit) == (300, 293, 3600, 2)
+
+
+def test_the_recorded_detections_texts_are_their_canonical_json():
+    from seccollect.records.envelope import canonical_json
+    from seccollect.vendors.qualys.hook import _detection_records_and_texts
+
+    hosts, _ = _read("jupiterone_fixture_detections.xml")
+    for host in hosts:
+        records, texts = _detection_records_and_texts(host)
+        assert texts == [canonical_json(record) for record in records]

@@ -158,3 +158,31 @@ def test_memory_does_not_grow_with_the_hosts_of_a_response():
     # Twenty times the hosts: the reader's peak stays of the same order (a tree would be 20x larger).
     assert large_peak < 2 * small_peak + 256 * 1024, (small_peak, large_peak)
     assert large_peak < len(large) / 20
+
+
+def test_each_detection_text_is_exactly_the_canonical_json_of_its_record_joined_with_its_host():
+    from seccollect.records.envelope import canonical_json
+    from seccollect.vendors.qualys.hook import _detection_records_and_texts
+
+    # Keys that sort around HOST, quotes, non-ASCII, nesting.
+    body = NOISY.replace(b"<QID>38173</QID>", "<QID>38173</QID><HOSTNAME>h\u00e9</HOSTNAME><HOST_X>\"HOST\":\"x\"</HOST_X>"
+                         "<A_LIST><A>1</A></A_LIST><\u00c9T\u00c9>\U0001f600</\u00c9T\u00c9>".encode())
+    hosts, _ = _read(body)
+    joined = [_detection_records_and_texts(host) for host in hosts]
+    records = [record for records, _ in joined for record in records]
+    texts = [text for _, texts in joined for text in texts]
+    assert len(records) == 3 and records[1]["HOST"] == {k: v for k, v in hosts[0].items() if k != "DETECTION_LIST"}
+    assert records[1]["HOST_X"] == '"HOST":"x"' and "DETECTION_LIST" not in records[1]["HOST"]
+    assert texts == [canonical_json(record) for record in records]
+
+
+def test_the_fast_json_texts_equal_the_standard_librarys_for_every_character():
+    from seccollect.records.envelope import canonical_json
+    from seccollect.vendors.qualys.hook import _json_texts
+
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)  # lone surrogates: below
+    keys = {chr(c) + "k": [str(c), {"z": "", "#text": chr(c), "@a": "1"}] for c in range(0, 0x3000, 7)}
+    records = [{"v": every, "e": [], "d": {}}, keys, {"\U0001f600": "x", "\uffff": "y", "\ue000": "z"}]
+    assert _json_texts(records) == [canonical_json(record) for record in records]
+    # What msgspec cannot encode is left to the intake, which quarantines it with its reason.
+    assert _json_texts([{"v": "caf\udce9"}]) == [None]
