@@ -10,11 +10,12 @@ SIGTERM) stops every process within seconds.
 
 from __future__ import annotations
 
+import logging
 import os
-import signal
 import sys
 import time
 
+from seccollect_dev.airflow_stack import log_progress, stop_on_signals
 from seccollect_dev.demo import (
     AIRFLOW_HOME,
     DEMO_DIR,
@@ -25,9 +26,7 @@ from seccollect_dev.demo import (
     services,
 )
 
-
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
+log = logging.getLogger(__name__)
 
 
 def main() -> int:
@@ -36,7 +35,8 @@ def main() -> int:
         print(f"An Airflow of this home already runs ({running['owner']}, pid {running['pid']}) at {running['url']}.",
               file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_signals()
+    log_progress()
     env = {**os.environ, **demo_environment()}
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     try:
@@ -52,7 +52,7 @@ def main() -> int:
                           flush=True)
                 time.sleep(2)
     except KeyboardInterrupt:
-        print("\nStopped.", flush=True)
+        log.info("Stopped.")
     return 0
 
 
