@@ -248,19 +248,24 @@ def _alive(proc: Any) -> bool:
 
 @dataclass
 class StopReport:
-    """What :func:`stop_processes` did: processes found, how many exited within the grace period, how
-    many were SIGKILLed, and the seconds each phase took."""
+    """What :func:`stop_processes` did: processes found, how many exited within the grace period (and
+    the slowest of those), which were still there after it and got SIGKILL, and the seconds each phase
+    took: where a slow stop waits."""
 
     found: int = 0
     exited_on_sigterm: int = 0
-    killed: int = 0
+    killed: list[str] = field(default_factory=list)
     survivors: list[str] = field(default_factory=list)
+    slowest: list[tuple[str, float]] = field(default_factory=list)
     grace_seconds: float = 0.0
     kill_seconds: float = 0.0
 
     def __str__(self) -> str:
-        text = (f"{self.found} processes: {self.exited_on_sigterm} exited on SIGTERM in {self.grace_seconds:.1f}s, "
-                f"{self.killed} SIGKILLed in {self.kill_seconds:.1f}s")
+        text = (f"{self.found} processes: {self.exited_on_sigterm} exited on SIGTERM in {self.grace_seconds:.1f}s"
+                + (" (slowest: " + ", ".join(f"{name} {secs:.1f}s" for name, secs in self.slowest) + ")"
+                   if self.slowest else "")
+                + f", {len(self.killed)} SIGKILLed in {self.kill_seconds:.1f}s"
+                + (f" ({', '.join(self.killed)})" if self.killed else ""))
         return text + (f"; STILL RUNNING: {self.survivors}" if self.survivors else "")
 
 
@@ -306,6 +311,7 @@ def stop_processes(roots: list[subprocess.Popen[bytes]], marker: str | None = No
 
     first = members()
     report.found = len(first)
+    names = {pid: _name(proc) for pid, proc in first.items()}
     # Process groups seen, kept for the end: a group outlives its leader while a member is left (and
     # its id is not given to a new process meanwhile). Only groups seen alive: the id of one emptied
     # earlier may belong to another process's group by now.
@@ -316,20 +322,27 @@ def stop_processes(roots: list[subprocess.Popen[bytes]], marker: str | None = No
         except psutil.Error:
             pass
     deadline = began + grace
-    while any(_alive(p) for p in first.values()) and time.monotonic() < deadline:
+    exited: dict[int, float] = {}  # pid -> seconds until it was seen gone
+    while time.monotonic() < deadline:
         reap()
+        for pid, proc in first.items():
+            if pid not in exited and not _alive(proc):
+                exited[pid] = time.monotonic() - began
+        if len(exited) == len(first):
+            break
         time.sleep(0.1)
     reap()
-    report.exited_on_sigterm = sum(not _alive(p) for p in first.values())
+    report.exited_on_sigterm = len(exited)
+    report.slowest = sorted(((names[pid], secs) for pid, secs in exited.items()), key=lambda x: -x[1])[:3]
     report.grace_seconds = time.monotonic() - began
 
     killing = time.monotonic()
-    killed: set[int] = set()
+    killed: dict[int, str] = {}
     while left := members():
         if time.monotonic() > killing + kill_deadline:
-            report.survivors = [" ".join(_cmdline(p)) or str(p.pid) for p in left.values()]
+            report.survivors = [_name(p) for p in left.values()]
             break
-        killed.update(left)
+        killed.update((pid, names.get(pid) or _name(proc)) for pid, proc in left.items())
         groups.update(_groups(left.values()))
         _kill_groups(groups - {own_group})
         for proc in left.values():
@@ -342,7 +355,7 @@ def stop_processes(roots: list[subprocess.Popen[bytes]], marker: str | None = No
     # Whatever is left in those groups that no walk found (re-parented and without the marker) goes too.
     _kill_groups(groups - {own_group})
     reap()
-    report.killed = len(killed)
+    report.killed = list(killed.values())
     report.kill_seconds = time.monotonic() - killing
     return report
 
@@ -365,11 +378,15 @@ def _kill_groups(groups: set[int]) -> None:
             pass
 
 
-def _cmdline(proc: Any) -> list[str]:
+def _name(proc: Any) -> str:
+    """A process for a message: its command line (Airflow and Celery set it to what the process is,
+    e.g. ``airflow scheduler -- DagFileProcessorManager``) without folders, shortened, and its pid."""
     try:
-        return list(proc.cmdline())
+        words = [os.path.basename(w) if i < 2 else w for i, w in enumerate(proc.cmdline())]
     except Exception:  # noqa: BLE001 - only for a message
-        return []
+        words = []
+    text = " ".join(" ".join(words).split())
+    return f"{text[:60]} [{proc.pid}]" if text else str(proc.pid)
 
 
 # --- the REST API ---------------------------------------------------------------------------------

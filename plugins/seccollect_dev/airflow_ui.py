@@ -26,7 +26,8 @@ from seccollect_dev.demo import (
     services,
 )
 
-log = logging.getLogger(__name__)
+#: Named, not ``__name__``: run as ``python -m`` this module is ``__main__``.
+log = logging.getLogger("seccollect_dev.airflow_ui")
 
 
 def main() -> int:

@@ -56,7 +56,8 @@ from seccollect_dev.topology import (
     WAREHOUSE_CONN_ID,
 )
 
-log = logging.getLogger(__name__)
+#: Named, not ``__name__``: run as ``python -m`` this module is ``__main__``.
+log = logging.getLogger("seccollect_dev.stack")
 REPO = Path(__file__).resolve().parents[2]
 REDIS_URL_ENV = "SECCOLLECT_REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -85,7 +85,7 @@ def test_sigkill_reaches_what_ignores_sigterm_leads_its_own_group_or_was_orphane
 
         report = stop_processes([proc], marker, grace=0.5)
 
-        assert report.found == 3 and report.exited_on_sigterm == 0 and report.killed == 3, str(report)
+        assert report.found == 3 and report.exited_on_sigterm == 0 and len(report.killed) == 3, str(report)
         assert not report.survivors
         assert [name for name, pid in pids.items() if _running(pid)] == []
         assert proc.returncode == -signal.SIGKILL  # reaped by the stop
@@ -118,7 +118,7 @@ def test_processes_that_exit_on_sigterm_are_not_killed_and_other_stacks_are_left
 
         report = stop_processes([polite], marker)
 
-        assert report.found == 1 and report.exited_on_sigterm == 1 and report.killed == 0, str(report)
+        assert report.found == 1 and report.exited_on_sigterm == 1 and report.killed == [], str(report)
         assert polite.returncode == -signal.SIGTERM
         assert bystander.poll() is None, "another stack's process was stopped"
     finally:
