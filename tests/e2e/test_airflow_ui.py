@@ -109,6 +109,7 @@ def test_make_airflow_serves_aws_runs_refuses_a_fresh_demo_and_stops_on_ctrl_c(
         assert state_now == "success", {ti["task_id"]: ti["state"] for ti in tis}
     finally:
         # Ctrl-C, as in a terminal.
+        sent_at = datetime.now(UTC)
         began = time.monotonic()
         ui.send_signal(signal.SIGINT)
         try:
@@ -126,6 +127,9 @@ def test_make_airflow_serves_aws_runs_refuses_a_fresh_demo_and_stops_on_ctrl_c(
                 pass
         pg.drop_database(database)
     output = "".join(seen) + "".join(_drain(lines))
+    # Kept beside the test's files: each stop step's time is in it.
+    (tmp_path / "make_airflow.out").write_text(
+        output + f"\n(test) SIGINT sent at {sent_at:%H:%M:%S.%f}, exited {stopped_in:.1f}s later\n")
     assert stopped_in < stop_bound, f"Ctrl-C took {stopped_in:.0f}s:\n{output[-4000:]}"
     # Each step of the stop reports itself (with its time) and none left a process behind.
     assert "Airflow stopped in" in output and "simulators stopped in" in output, output[-4000:]

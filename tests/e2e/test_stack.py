@@ -405,6 +405,7 @@ def test_make_stack_stops_every_process_it_started_on_ctrl_c(tmp_path_factory: p
         started = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in started)
         assert names.count("celery worker") >= 2 and "triggerer" in names and "scheduler" in names
+        sent_at = datetime.now(UTC)
         began = time.monotonic()
         proc.send_signal(signal.SIGINT)
         try:
@@ -412,6 +413,8 @@ def test_make_stack_stops_every_process_it_started_on_ctrl_c(tmp_path_factory: p
         except subprocess.TimeoutExpired:
             pass
         stopped_in = time.monotonic() - began
+        with open(log, "a") as out:
+            out.write(f"(test) SIGINT sent at {sent_at:%H:%M:%S.%f}, exited {stopped_in:.1f}s later\n")
         output = log.read_text(errors="replace")
         assert proc.returncode is not None, f"still running {stopped_in:.0f}s after Ctrl-C:\n{output[-4000:]}"
         # Each step of the stop reports itself (with its time) and none left a process behind.
