@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = [
     "AirflowApi",
@@ -43,6 +43,7 @@ __all__ = [
     "STOP_GRACE",
     "PostgresServer",
     "StopReport",
+    "exit_at_once",
     "free_port",
     "log_progress",
     "marked_processes",
@@ -209,6 +210,23 @@ def log_progress() -> None:
         handler._seccollect_progress = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+def exit_at_once(code: int) -> NoReturn:
+    """End this process with ``code`` once everything it started is stopped, skipping the
+    interpreter's teardown.
+
+    That teardown frees every object one by one (the in-process simulators' generated data, moto's
+    buckets): 0.6 s on an idle machine, 3-7 s measured on 2 cores at a load average of 12-19, after a
+    stop that itself took 5-6 s. The operating system frees the memory at once. Output is flushed first.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _marker_matches(value: str | None, marker: str) -> bool:

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from seccollect_dev.airflow_stack import log_progress, stop_on_signals
+from seccollect_dev.airflow_stack import exit_at_once, log_progress, stop_on_signals
 from seccollect_dev.demo import (
     AIRFLOW_HOME,
     DEMO_DIR,
@@ -58,4 +58,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_at_once(main())  # everything is stopped by now: no need to wait for the interpreter's teardown

@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import secrets
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -428,4 +427,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from seccollect_dev.airflow_stack import exit_at_once
+
+    exit_at_once(main())  # everything is stopped by now: no need to wait for the interpreter's teardown
