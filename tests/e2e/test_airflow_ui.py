@@ -56,8 +56,9 @@ def test_make_airflow_serves_aws_runs_refuses_a_fresh_demo_and_stops_on_ctrl_c(
     from seccollect_dev.simulators import SIMULATORS
 
     # What Ctrl-C may take: the deadlines of its steps (Airflow's shared SIGTERM grace and SIGKILL
-    # rounds, then the simulators' process), plus 30 s for finding and reaping processes and the
-    # interpreter's exit on a 2-core machine at a load average of 30 (about 6 s on an idle one).
+    # rounds, then the simulators' process), plus 30 s of slack for this process's own work (finding,
+    # signalling and reaping processes) on 2 cores at a load average of 30. Measured: 6-7 s in all,
+    # at load averages from 11 to 21 (2026-12-05).
     stop_bound = STOP_GRACE + KILL_DEADLINE + SIMULATORS_GRACE + 30
 
     env = {**os.environ, "DEMO_ROOT": str(tmp_path), "AIRFLOW_PORT": str(free_port())}
