@@ -10,11 +10,12 @@ SIGTERM) stops every process within seconds.
 
 from __future__ import annotations
 
+import logging
 import os
-import signal
 import sys
 import time
 
+from seccollect_dev.airflow_stack import exit_at_once, log_progress, stop_on_signals
 from seccollect_dev.demo import (
     AIRFLOW_HOME,
     DEMO_DIR,
@@ -25,9 +26,8 @@ from seccollect_dev.demo import (
     services,
 )
 
-
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
+#: Named, not ``__name__``: run as ``python -m`` this module is ``__main__``.
+log = logging.getLogger("seccollect_dev.airflow_ui")
 
 
 def main() -> int:
@@ -36,7 +36,8 @@ def main() -> int:
         print(f"An Airflow of this home already runs ({running['owner']}, pid {running['pid']}) at {running['url']}.",
               file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_signals()
+    log_progress()
     env = {**os.environ, **demo_environment()}
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     try:
@@ -52,9 +53,9 @@ def main() -> int:
                           flush=True)
                 time.sleep(2)
     except KeyboardInterrupt:
-        print("\nStopped.", flush=True)
+        log.info("Stopped.")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_at_once(main())  # everything is stopped by now: no need to wait for the interpreter's teardown

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -36,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from seccollect_dev.simulators import SIMULATORS
+from seccollect_dev.simulators.spec import STOP_DEADLINE
 
+log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 #: Where the demo keeps its state: the checkout (both folders are ignored by git), or ``DEMO_ROOT``.
 ROOT = Path(os.environ.get("DEMO_ROOT", str(REPO)))
@@ -177,11 +180,32 @@ def services(env: dict[str, str], *, keep_filling: bool = False, ahead_hours: fl
             yield urls
         finally:
             stop.set()
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_simulator_process(proc)
+
+
+#: Seconds the simulators' process gets after SIGTERM before SIGKILL: its own deadline for stopping
+#: every simulator (:data:`seccollect_dev.simulators.spec.STOP_DEADLINE`) and 3 s to exit.
+SIMULATORS_GRACE = STOP_DEADLINE + 3
+
+
+def stop_simulator_process(proc: subprocess.Popen[bytes], grace: float = SIMULATORS_GRACE) -> None:
+    """SIGTERM the simulators' process; SIGKILL its process group (it leads its own session) if it is
+    still there after ``grace`` seconds."""
+    began = time.monotonic()
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # also whatever it left in its group
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    log.info("simulators stopped in %.1fs", time.monotonic() - began)
 
 
 def running_stack() -> dict[str, Any] | None:
@@ -385,12 +409,8 @@ def wait_for_dags(api: Any, dag_ids: list[str], timeout: float = 180) -> None:
                 time.sleep(1)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    from seccollect_dev.airflow_stack import AirflowApi
+    from seccollect_dev.airflow_stack import AirflowApi, stop_on_signals
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=int, default=60, help="how far back windows are collected")
@@ -398,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the Airflow and simulators it started stop too.
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_signals()
     env = {**os.environ, **demo_environment()}
     os.environ.update(demo_environment())
     DEMO_DIR.mkdir(parents=True, exist_ok=True)

@@ -35,10 +35,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import secrets
-import signal
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -57,6 +56,8 @@ from seccollect_dev.topology import (
     WAREHOUSE_CONN_ID,
 )
 
+#: Named, not ``__name__``: run as ``python -m`` this module is ``__main__``.
+log = logging.getLogger("seccollect_dev.stack")
 REPO = Path(__file__).resolve().parents[2]
 REDIS_URL_ENV = "SECCOLLECT_REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -113,7 +114,9 @@ def redis_broker(url: str | None = None) -> Iterator[str]:
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
+        began = time.monotonic()
         server.shutdown()
+        log.info("embedded Redis stopped in %.1fs", time.monotonic() - began)
 
 
 # --- the stack ------------------------------------------------------------------------------------
@@ -233,12 +236,20 @@ def _start_simulators(ports: dict[str, int], exits: ExitStack) -> dict[str, Any]
 
     # The simulators' own defaults (seed, data span), plus a live feed for the hours the stack runs.
     args = build_parser().parse_args(["--hours", "3", "--ahead-hours", "12"])
-    running = {}
+    running: dict[str, Any] = {}
+    exits.callback(_stop_simulators, running)
     for name, spec in SIMULATORS.items():
-        sim = spec.start(args, "127.0.0.1", ports.get(name, 0))
-        exits.callback(sim.stop)
-        running[name] = sim
+        running[name] = spec.start(args, "127.0.0.1", ports.get(name, 0))
     return running
+
+
+def _stop_simulators(running: dict[str, Any]) -> None:
+    from seccollect_dev.simulators.spec import STOP_DEADLINE, stop_simulators
+
+    began = time.monotonic()
+    still = stop_simulators(running)
+    log.info("simulators stopped in %.1fs%s", time.monotonic() - began,
+             f" (still stopping after {STOP_DEADLINE:.0f}s, left to the process's exit: {still})" if still else "")
 
 
 def _populate(running: dict[str, Any]) -> None:
@@ -380,6 +391,8 @@ def _name_workers(airflow: Any, concurrency: int, root: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from seccollect_dev.airflow_stack import log_progress, stop_on_signals
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=REPO / ".stack", help="state folder (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2)
@@ -388,13 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metadata-database", default="seccollect_stack")
     parser.add_argument("--warehouse-database", default="seccollect_stack_warehouse")
     args = parser.parse_args(argv)
-    stop = False
-
-    def on_signal(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C and SIGTERM unwind the block below at any point (during the start too): every part of the
+    # stack is stopped on the way out, each with a deadline.
+    stop_on_signals()
+    log_progress()
     options = StackOptions(root=args.root, workers=args.workers, api_port=args.port,
                            metadata_database=args.metadata_database, warehouse_database=args.warehouse_database)
     try:
@@ -405,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             print("Simulators: " + ", ".join(f"{n} {u}" for n, u in stack.urls.items()))
             print(f"Staging: {STAGING_URL}; logs in {args.root / 'logs'}. Ctrl-C stops everything.", flush=True)
             last_fill = time.monotonic()
-            while not stop:
+            while True:
                 time.sleep(1)
                 # As compose's `restart: always`: a component that died is started again.
                 for name in stack.airflow.restart_exited():
@@ -416,9 +426,11 @@ def main(argv: list[str] | None = None) -> int:
                     last_fill = time.monotonic()
     except KeyboardInterrupt:
         pass
-    print("stopped", flush=True)
+    log.info("stopped")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from seccollect_dev.airflow_stack import exit_at_once
+
+    exit_at_once(main())  # everything is stopped by now: no need to wait for the interpreter's teardown

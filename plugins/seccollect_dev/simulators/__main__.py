@@ -24,7 +24,7 @@ from typing import Any
 
 from seccollect_dev.simulators import SIMULATORS
 from seccollect_dev.simulators.base import FAULT_INJECTION_HELP
-from seccollect_dev.simulators.spec import RunningSimulator
+from seccollect_dev.simulators.spec import STOP_DEADLINE, RunningSimulator, stop_simulators
 
 log = logging.getLogger("seccollect_dev.simulators")
 
@@ -103,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         while not stop.wait(0.5):
             pass
     finally:
-        for sim in reversed(running.values()):
-            sim.stop()
+        still = stop_simulators(running)
+        if still:
+            log.warning("simulators still stopping after %.0fs, left to the process's exit: %s", STOP_DEADLINE, still)
         if args.state_file is not None and running:
             args.state_file.unlink(missing_ok=True)
     return 0

@@ -9,12 +9,18 @@ it - so it can later be replaced by a lookup in the runtime connector registry.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-__all__ = ["RunningSimulator", "SimulatorSpec", "StartedServer"]
+__all__ = ["STOP_DEADLINE", "RunningSimulator", "SimulatorSpec", "StartedServer", "stop_simulators"]
+
+#: Seconds all the simulators of a process get, together, to stop (uvicorn's own graceful shutdown
+#: of in-flight requests is 3 s, see ``SimulatorServer.GRACEFUL_SHUTDOWN``).
+STOP_DEADLINE = 5.0
 
 
 class RunningSimulator(Protocol):
@@ -24,6 +30,23 @@ class RunningSimulator(Protocol):
     def url(self) -> str: ...
 
     def stop(self) -> None: ...
+
+
+def stop_simulators(running: Mapping[str, RunningSimulator], deadline: float = STOP_DEADLINE) -> list[str]:
+    """Stop every simulator at once, waiting ``deadline`` seconds in all; the names still stopping then.
+
+    At once rather than one after another, since each may wait for its in-flight requests; and with a
+    deadline, since a stop may join a server thread without one (moto's). The servers run in daemon
+    threads: one still stopping does not keep the process from exiting.
+    """
+    threads = {name: threading.Thread(target=sim.stop, name=f"stop-{name}", daemon=True)
+               for name, sim in running.items()}
+    for thread in threads.values():
+        thread.start()
+    until = time.monotonic() + deadline
+    for thread in threads.values():
+        thread.join(max(0.0, until - time.monotonic()))
+    return [name for name, thread in threads.items() if thread.is_alive()]
 
 
 @dataclass(frozen=True)
