@@ -113,13 +113,20 @@ class PostgresSlots:
         with self._pause_lock:
             if self._pause_con is None:
                 con = self._session()
-                cur = con.cursor()
-                # Serialise the one-time DDL: concurrent CREATE ... IF NOT EXISTS can still collide.
-                cur.execute("BEGIN")
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext('seccollect_slot_pause ddl'))")
-                cur.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (pause_key text PRIMARY KEY, "
-                            "paused_until double precision NOT NULL)")
-                cur.execute("COMMIT")
+                try:
+                    cur = con.cursor()
+                    # Serialise the one-time DDL: concurrent CREATE ... IF NOT EXISTS can still collide.
+                    cur.execute("BEGIN")
+                    cur.execute("SELECT pg_advisory_xact_lock(hashtext('seccollect_slot_pause ddl'))")
+                    cur.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (pause_key text PRIMARY KEY, "
+                                "paused_until double precision NOT NULL)")
+                    cur.execute("COMMIT")
+                except BaseException:
+                    # A failed DDL (no privilege, read-only server) must not leave its transaction - and the
+                    # DDL lock every other process waits on - open until this process ends.
+                    with contextlib.suppress(Exception):
+                        con.close()
+                    raise
                 self._pause_con = con
             try:
                 cur = self._pause_con.cursor()

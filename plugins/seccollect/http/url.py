@@ -34,8 +34,10 @@ INSECURE_HTTP_HOSTS_ENV = "SECCOLLECT_INSECURE_HTTP_HOSTS"
 # must be when it is not an IP address. A scheme, port, path or wildcard is refused, not ignored.
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
-# The user-info part of a URL (``//user:password@``): dropped from every URL a message shows.
-_USERINFO = re.compile(r"(//)[^/@\s]*@")
+# The user-info part of a URL (``//user:password@``), dropped from every URL a message shows: everything
+# from ``//`` to the *last* ``@``, so a password holding ``/``, ``@``, ``#`` or ``?`` is cut whole (a
+# path or query with an ``@`` is cut too: a message may show less, never a secret).
+_USERINFO = re.compile(r"(//)\S*@")
 
 
 def is_loopback(host: str) -> bool:
@@ -119,6 +121,14 @@ def parse_base_url(
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
             f"Connection {conn_id!r}: {label} {shown_url(value)!r} is not an http(s) URL such as {example}"
+        )
+    # Credentials belong in the connection's login and password fields. A backslash or user info in the
+    # authority is refused: Python's URL parser and urllib3 (which sends the request) read a host
+    # differently around them (``http://remote\@127.0.0.1`` is loopback to one, ``remote`` to the other).
+    if "\\" in text or parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"Connection {conn_id!r}: the {label} {shown_url(value)!r} must not carry user info ('user@') or a "
+            "backslash; put credentials in the connection's login and password fields"
         )
     host = parts.hostname
     if parts.scheme == "http" and not is_loopback(host):

@@ -79,6 +79,27 @@ def test_messages_never_show_user_info_or_a_query_string():
     assert shown_url("https://u:p@h.example/x?k=v") == "https://h.example/x"
 
 
+@pytest.mark.parametrize("password", ["pa/ss-w0rd", "p@ss-w0rd", "pass#w0rd?"])
+def test_a_password_with_url_characters_is_never_shown(password):
+    typed = f"https://user:{password}@api.example.com/v1"
+    with pytest.raises(ValueError) as refused:
+        parse_base_url(typed, "c", environ=NO_ALLOW_LIST)
+    assert "w0rd" not in str(refused.value)
+    assert "w0rd" not in shown_url(typed)
+
+
+@pytest.mark.parametrize("typed", [
+    "http://evil.example\\@127.0.0.1:8801",  # loopback to urlsplit, evil.example to urllib3
+    "https://evil.example\\@api.example.com",
+    "https://user@api.example.com",
+    "https://user:secret@api.example.com",
+])
+def test_user_info_or_a_backslash_in_the_url_is_refused(typed):
+    with pytest.raises(ValueError, match="login and password fields") as refused:
+        parse_base_url(typed, "c", environ=NO_ALLOW_LIST)
+    assert "secret" not in str(refused.value)
+
+
 def test_a_listed_host_is_allowed_over_plain_http_with_a_warning(warnings):
     environ = {INSECURE_HTTP_HOSTS_ENV: "other, Simulators"}
     parts = parse_base_url("http://simulators:8803/", "acme_conn", environ=environ)

@@ -155,6 +155,52 @@ def test_every_call_draws_on_the_accounts_call_budget_of_its_api_function(qualys
     assert len(drawn) == hook.pages_read == qualys_sim.stats.count("/api/5.0/fo/asset/host/") >= 3
 
 
+def test_a_call_that_waited_long_for_its_slot_draws_on_the_budget_again(qualys_sim):
+    import contextlib
+    import time
+
+    hook = QualysHook("qualys_test", truncation_limit=7)
+    hosts = hook.budget("/api/5.0/fo/asset/host/")
+    drawn: list[int] = []
+    real_acquire = hosts.acquire
+
+    def counting_acquire(**kwargs):
+        drawn.append(1)
+        return real_acquire(**kwargs)
+
+    @contextlib.contextmanager
+    def slow_hold(**kwargs):
+        time.sleep(0.3)  # longer than the budget's margin: the draw before the wait no longer counts
+        yield
+
+    hosts.margin = 0.1  # (an hourly budget's margin is 72 s: a slot wait shorter than that is covered)
+    hosts.acquire = counting_acquire
+    hook.slots.hold = slow_hold
+    for _ in hook.iter_window("hosts", *WINDOW):
+        pass
+    assert len(drawn) == 2 * hook.pages_read >= 6
+
+
+def test_the_test_button_does_not_wait_for_a_spent_budget(qualys_sim):
+    from seccollect.http.budget import BudgetWaitTooLong
+    from seccollect.vendors.qualys.hook import TEST_BUDGET_MAX_WAIT
+
+    hook = QualysHook("qualys_test")
+    asked: list[float | None] = []
+
+    class Spent:
+        key = "spent"
+
+        def acquire(self, *, max_wait=None):
+            asked.append(max_wait)
+            raise BudgetWaitTooLong(self.key, 3000.0)
+
+    hook.budget = lambda path: Spent()
+    ok, message = hook.test_connection()
+    assert not ok and "spent" in message and asked == [TEST_BUDGET_MAX_WAIT]
+    assert hook.budget_max_wait is None  # a task's calls still wait as long as it takes
+
+
 def test_another_rate_limit_than_the_connections_budget_is_logged_once(qualys_sim, warnings):
     hook = QualysHook("qualys_test", truncation_limit=7)
     for _ in hook.iter_window("hosts", *WINDOW):  # Qualys' figures are the connection's: nothing to say
