@@ -249,19 +249,23 @@ class VendorHttpClient:
         """The URL of a path (joined to ``base_url``), or an absolute URL the vendor gave, checked to point
         at the connection's own scheme, host and port: a continuation URL must never send our
         credentials elsewhere."""
-        if "://" not in path_or_url:
-            return f"{self.base_url}{path_or_url}"
-        if _origin(path_or_url) != self._origin:
+        url = path_or_url if "://" in path_or_url else f"{self.base_url}{path_or_url}"
+        # User info or a backslash before the host is refused too: Python's URL parser and urllib3 (which
+        # sends the request) read the host differently around them ("https://api\@evil/" is two hosts).
+        parts = urlsplit(url)
+        tricked = "\\" in url or parts.username is not None or parts.password is not None
+        if tricked or _origin(url) != self._origin:
+            where = "carries user info or a backslash" if tricked else f"points to {_origin(url)}"
             raise VendorApiError(
                 vendor=self.vendor,
-                endpoint=_endpoint_of(path_or_url),
-                detail=f"the vendor's continuation URL points to {_origin(path_or_url)}, not to the connection's "
-                f"{self._origin}; it is not followed (credentials are only sent to the configured host)",
+                endpoint=_endpoint_of(url),
+                detail=f"the vendor's continuation URL {where}, not to the connection's {self._origin}; it is "
+                "not followed (credentials are only sent to the configured host)",
                 conn_id=self.conn_id,
                 fatal=True,
                 redact=self.redact,
             )
-        return path_or_url
+        return url
 
     # --- requests -------------------------------------------------------------------------------------
 

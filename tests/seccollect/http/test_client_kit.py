@@ -139,6 +139,18 @@ def test_a_continuation_url_is_followed_as_given_but_only_to_the_connections_hos
     assert "points to ('http', 'other.example', 80)" in str(refused.value) and "page=3" not in str(refused.value)
 
 
+@pytest.mark.parametrize("trick", ["{origin}\\@other.example/items", "{scheme}://user:pw@{netloc}/items", "@other.example/items"])
+def test_a_continuation_url_with_user_info_or_a_backslash_is_not_followed(server: SimulatorServer, trick: str) -> None:
+    from urllib.parse import urlsplit
+
+    client = _client(server.url)
+    parts = urlsplit(server.url)
+    with pytest.raises(VendorApiError) as refused:
+        client.url_for(trick.format(origin=server.url, scheme=parts.scheme, netloc=parts.netloc))
+    assert refused.value.fatal and "not followed" in str(refused.value) and "pw" not in str(refused.value)
+    assert client.url_for(f"{server.url}/items?page=2") == f"{server.url}/items?page=2"
+
+
 def test_a_body_streams_to_an_iterating_parser(server: SimulatorServer) -> None:
     def count_hosts(response: requests.Response) -> int:
         assert not response._content_consumed, "the body must not have been read up front"
