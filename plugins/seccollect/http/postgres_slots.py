@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from seccollect.http.slots import SlotWaitTooLong
+from seccollect.http.slots import wait_for_slot
 
 __all__ = ["PostgresSlots"]
 
@@ -93,16 +93,7 @@ class PostgresSlots:
             cur = con.cursor()
             for setting in _SESSION:
                 cur.execute(setting)
-            started = self._clock()
-            pause = self._poll
-            while not self._try(cur):
-                waited = self._clock() - started
-                if max_wait is not None and waited >= max_wait:
-                    self.waited += waited
-                    raise SlotWaitTooLong(self.key, waited)
-                self._sleep(pause)
-                pause = min(pause * 2, 0.5)
-            self.waited += self._clock() - started
+            wait_for_slot(self, lambda: self._try(cur), max_wait, cap=0.5)
             yield
         finally:
             con.close()  # ends the session: the server frees its lock

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from seccollect.http.slots import SlotWaitTooLong
+from seccollect.http.slots import wait_for_slot
 
 __all__ = ["DEFAULT_LEASE", "RedisSlots"]
 
@@ -162,16 +162,7 @@ class RedisSlots:
         long as needed."""
         # Who holds a slot, readable in Redis when a deployment is debugged (no secret in it).
         token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        started = self._clock()
-        pause = self._poll
-        while not self._try(token):
-            waited = self._clock() - started
-            if max_wait is not None and waited >= max_wait:
-                self.waited += waited
-                raise SlotWaitTooLong(self.key, waited)
-            self._sleep(pause)
-            pause = min(pause * 2, 0.5)
-        self.waited += self._clock() - started
+        wait_for_slot(self, lambda: self._try(token), max_wait, cap=0.5)
         stop = threading.Event()
         renewer = threading.Thread(target=self._keep, args=(token, stop), name="slot-lease-renewer", daemon=True)
         renewer.start()

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 #: Where slot files live unless ``SECCOLLECT_SLOTS_DIR`` says otherwise.
 DEFAULT_DIRECTORY = Path(tempfile.gettempdir()) / "seccollect-slots"
@@ -72,6 +72,24 @@ class ConcurrencySlots(Protocol):
     def paused_for(self) -> float:
         """Seconds left of the pause (0 when none)."""
         ...
+
+
+def wait_for_slot(slots: Any, try_once: Callable[[], Any], max_wait: float | None, cap: float) -> Any:
+    """Call ``try_once`` until it takes a slot (returns anything but ``None`` or ``False``), pausing
+    ``slots._poll`` seconds at first, doubling up to ``cap``; what it returned. After ``max_wait`` seconds
+    (``None``: never) :class:`SlotWaitTooLong`. Either way the time waited is added to ``slots.waited``:
+    the one polling loop of every slot store (lock files, PostgreSQL, Redis)."""
+    started = slots._clock()
+    pause = slots._poll
+    while (taken := try_once()) is None or taken is False:
+        waited = slots._clock() - started
+        if max_wait is not None and waited >= max_wait:
+            slots.waited += waited
+            raise SlotWaitTooLong(slots.key, waited)
+        slots._sleep(pause)
+        pause = min(pause * 2, cap)
+    slots.waited += slots._clock() - started
+    return taken
 
 
 def credential_slots(key: str, limit: int) -> ConcurrencySlots:
@@ -175,18 +193,7 @@ class SharedSlots:
     def hold(self, *, max_wait: float | None = None) -> Iterator[None]:
         """Hold one slot for the block; wait (polling) while all are taken, at most ``max_wait`` seconds
         (:class:`SlotWaitTooLong`); ``None`` waits as long as needed."""
-        started = self._clock()
-        pause = self._poll
-        fd = self._try_each()
-        while fd is None:
-            waited = self._clock() - started
-            if max_wait is not None and waited >= max_wait:
-                self.waited += waited
-                raise SlotWaitTooLong(self.key, waited)
-            self._sleep(pause)
-            pause = min(pause * 2, 1.0)
-            fd = self._try_each()
-        self.waited += self._clock() - started
+        fd = wait_for_slot(self, self._try_each, max_wait, cap=1.0)
         try:
             yield
         finally:
