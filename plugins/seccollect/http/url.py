@@ -108,7 +108,7 @@ def parse_base_url(
 
     :param value: the URL as typed in the connection.
     :param conn_id: the Airflow connection, named in every error.
-    :param label: what the connection's form calls the field (``Base URL``, ``Qualys API URL``).
+    :param label: what the connection's form calls the field (e.g. ``Base URL``, ``API URL``).
     :param example: a correct value, shown in errors.
     :param environ: where to read :data:`INSECURE_HTTP_HOSTS_ENV` (the process environment by default).
     """
